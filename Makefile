@@ -1,0 +1,46 @@
+# Two commands set everything up: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CONFIG ?= otel-config.yaml
+# Arize Phoenix is a user's backend, not a dependency: it gets a venv of its own.
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_VERSION ?= 20.26.1
+
+.PHONY: serve test lint bench phoenix-venv clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/tracejudge serve --config $(CONFIG)
+
+$(PHOENIX_VENV)/.installed:
+	test -x $(PHOENIX_VENV)/bin/python || $(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)'
+	touch $@
+
+phoenix-venv: $(PHOENIX_VENV)/.installed
+
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy processor judge stats
+	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(PY) -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy processor judge stats
+
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench.forwarding
+
+clean:
+	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info

@@ -1,0 +1,38 @@
+"""Errors that cross component boundaries; the receiver alone maps them to OTLP status codes.
+
+    TracejudgeError
+    ├── ConfigError      the configuration is invalid; every problem is listed, each naming its YAML path
+    ├── PermanentError   the input is bad: sending the same request again cannot succeed
+    └── RetryableError   overload or a transient failure: the same request may succeed later
+"""
+
+from __future__ import annotations
+
+
+class TracejudgeError(Exception):
+    """Base of every error tracejudge raises on purpose."""
+
+
+class ConfigError(TracejudgeError):
+    """One or more configuration problems, each a line `yaml.path: what is wrong`."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PermanentError(TracejudgeError):
+    """Bad input (malformed, oversized, unauthenticated): retrying won't help."""
+
+    def __init__(self, message: str, *, kind: str = "invalid") -> None:
+        super().__init__(message)
+        # kind: "invalid" | "too_large" | "unauthenticated" | "unsupported_media_type"
+        self.kind = kind
+
+
+class RetryableError(TracejudgeError):
+    """A temporary refusal; `retry_after_s` is how long the sender should wait, when known."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,67 @@
+"""The normalised record of one LLM call, whatever convention its instrumentation used."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# An OTLP attribute value as plain Python: str, bool, int, float, bytes, or a tuple/dict of those.
+AttributeValue = object
+
+NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSpan:
+    """One LLM span. Ids are lowercase hex; text fields are "" and counts None when the span lacks them."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    service: str
+    convention: str  # gen_ai | openinference | openllmetry | langfuse | custom
+    name: str = ""
+    operation: str = ""  # chat, text_completion, embeddings, ...
+    provider: str = ""
+    request_model: str = ""
+    response_model: str = ""
+    model_fingerprint: str = ""  # the provider's system_fingerprint: changes when the model behind a name does
+    response_id: str = ""
+    prompt_name: str = ""
+    prompt_version: str = ""
+    input_messages: tuple[Message, ...] = ()
+    output_messages: tuple[Message, ...] = ()
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    start_unix_nano: int = 0
+    end_unix_nano: int = 0
+    status: str = "unset"  # unset | ok | error
+    status_message: str = ""
+    finish_reasons: tuple[str, ...] = ()
+    conversation_id: str = ""
+    documents: tuple[str, ...] = ()  # retrieved documents carried on this span
+    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: NO_ATTRIBUTES)  # span + resource, for rules
+
+    @property
+    def input_text(self) -> str:
+        return "\n".join(m.content for m in self.input_messages if m.content)
+
+    @property
+    def output_text(self) -> str:
+        return "\n".join(m.content for m in self.output_messages if m.content)
+
+    @property
+    def has_content(self) -> bool:
+        """False when content capture was off: the span still counts for latency, cost and versions."""
+        return any(m.content for m in self.output_messages)
+
+    @property
+    def latency_s(self) -> float:
+        return max(0, self.end_unix_nano - self.start_unix_nano) / 1e9
