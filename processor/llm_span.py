@@ -47,7 +47,8 @@ class LlmSpan:
     finish_reasons: tuple[str, ...] = ()
     conversation_id: str = ""
     documents: tuple[str, ...] = ()  # retrieved documents carried on this span
-    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: NO_ATTRIBUTES)  # span + resource, for rules
+    # span attributes over resource attributes, as plain values, for sampling rules
+    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: NO_ATTRIBUTES)
 
     @property
     def input_text(self) -> str:

@@ -1,0 +1,77 @@
+"""The `tracejudge` command: serve a config, or check one without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from .config import Config, load_config
+from .errors import ConfigError
+from .service import Service
+
+log = logging.getLogger("tracejudge")
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracejudge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("serve", "run the pipelines of a config until interrupted"),
+                            ("validate", "check a config and report every problem, without starting anything")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", default="otel-config.yaml", help="path to the YAML config "
+                             "(default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"{args.config}: invalid configuration:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"{args.config}: valid ({len(config.service.pipelines)} pipeline(s))")
+        return 0
+    logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_serve(config))
+    except ConfigError as e:  # raised while building components, e.g. an unreadable certificate
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"tracejudge could not start: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: Config) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    service = Service(config)
+    try:
+        await service.start()
+        for name, receiver in service.receivers.items():
+            if receiver.grpc is not None:
+                log.info("receiver %s: OTLP/gRPC on port %d", name, receiver.grpc.port)
+            if receiver.http is not None:
+                log.info("receiver %s: OTLP/HTTP on port %d", name, receiver.http.port)
+        if service.metrics_port is not None:
+            log.info("metrics: http://localhost:%d/metrics", service.metrics_port)
+        log.info("tracejudge is running; Ctrl-C to stop")
+        await stopping.wait()
+        log.info("shutting down: draining sending queues")
+    finally:
+        await service.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

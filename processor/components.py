@@ -1,0 +1,75 @@
+"""Every component type tracejudge knows, by section: its config class and how to build it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .auth import BearerTokenAuth, BearerTokenAuthConfig
+from .consumer import TracesConsumer
+from .decisions import DecisionLog
+from .exporter import QueuedExporter
+from .exporter_debug import DebugExporter, DebugExporterConfig
+from .exporter_otlp import GrpcSender, OtlpExporterConfig
+from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
+from .file_storage import FileStorage, FileStorageConfig
+from .health_check import HealthCheck, HealthCheckConfig
+from .llm_extract import LlmExtractConfig, LlmExtractProcessor
+from .receiver import OtlpReceiver
+from .receiver_config import OtlpReceiverConfig
+from .telemetry import Telemetry
+
+Kind = Literal["receivers", "processors", "exporters", "extensions"]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a component may be given besides its own config."""
+
+    telemetry: Telemetry
+    extensions: Mapping[str, Any]  # built extensions by name
+
+
+@dataclass(frozen=True)
+class Factory:
+    config_class: type
+    # receivers and processors: (name, config, next, context); exporters and extensions: (name, config, context)
+    create: Callable[..., Any]
+
+
+def _otlp_receiver(name: str, config: OtlpReceiverConfig, next_consumer: TracesConsumer,
+                   context: BuildContext) -> OtlpReceiver:
+    return OtlpReceiver(name, config, next_consumer, context.telemetry, dict(context.extensions))
+
+
+def _llm_extract(name: str, config: LlmExtractConfig, next_consumer: TracesConsumer,
+                 context: BuildContext) -> LlmExtractProcessor:
+    path = context.extensions[config.storage].path_for(name) if config.storage else ":memory:"
+    return LlmExtractProcessor(config, next_consumer, context.telemetry, DecisionLog(path, context.telemetry))
+
+
+def _otlp_exporter(name: str, config: OtlpExporterConfig, context: BuildContext) -> QueuedExporter:
+    return QueuedExporter(name, GrpcSender(config), config.sending_queue, config.retry_on_failure,
+                          config.timeout, context.telemetry)
+
+
+def _otlphttp_exporter(name: str, config: OtlpHttpExporterConfig, context: BuildContext) -> QueuedExporter:
+    return QueuedExporter(name, HttpSender(config), config.sending_queue, config.retry_on_failure,
+                          config.timeout, context.telemetry)
+
+
+FACTORIES: dict[Kind, dict[str, Factory]] = {
+    "receivers": {"otlp": Factory(OtlpReceiverConfig, _otlp_receiver)},
+    "processors": {"llm_extract": Factory(LlmExtractConfig, _llm_extract)},
+    "exporters": {
+        "otlp": Factory(OtlpExporterConfig, _otlp_exporter),
+        "otlphttp": Factory(OtlpHttpExporterConfig, _otlphttp_exporter),
+        "debug": Factory(DebugExporterConfig, lambda name, config, context: DebugExporter(name, config)),
+    },
+    "extensions": {
+        "health_check": Factory(HealthCheckConfig, lambda name, config, context: HealthCheck(config)),
+        "bearertokenauth": Factory(BearerTokenAuthConfig, lambda name, config, context: BearerTokenAuth(config)),
+        "file_storage": Factory(FileStorageConfig, lambda name, config, context: FileStorage(config)),
+    },
+}

@@ -1,0 +1,149 @@
+"""Decision records: what happened to each LLM span, kept in SQLite so "why wasn't this evaluated?" has an answer.
+
+The log owns its database and a single thread that does every read and write. Records are handed over without
+waiting, written in batches inside one transaction, and can be read back per trace id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from .llm_span import LlmSpan
+from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+# Each entry is a migration; the database's user_version says how many have run.
+MIGRATIONS = (
+    """CREATE TABLE decisions (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
+        service TEXT NOT NULL, convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        recorded_unix_s REAL NOT NULL, PRIMARY KEY (trace_id, span_id, decision))""",
+)
+
+EXTRACTED = "extracted"
+NO_CONTENT = "not judgeable: no content"
+
+_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    trace_id: str
+    span_id: str
+    decision: str
+    service: str
+    convention: str
+    model: str
+    prompt_version: str
+    recorded_unix_s: float
+
+
+def decision_for(span: LlmSpan) -> str:
+    return EXTRACTED if span.has_content else NO_CONTENT
+
+
+class DecisionLog:
+    """`path` is a SQLite file (":memory:" keeps decisions only while the process runs).
+
+    `record_extracted` never blocks the caller: with more than `max_pending` records waiting to be written,
+    new ones are counted as dropped and logged, not silently lost.
+    """
+
+    def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000) -> None:
+        self._path = path
+        self._telemetry = telemetry
+        self._requests: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
+        self._pending: list[Decision] = []
+        self._pending_lock = threading.Lock()
+        self._max_pending = max_pending
+        self._thread: threading.Thread | None = None
+        self._ready: Future[None] = Future()
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(self._ready)
+
+    async def shutdown(self) -> None:
+        if self._thread is None:
+            return
+        self._requests.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def record_extracted(self, spans: Iterable[LlmSpan]) -> None:
+        now = time.time()
+        records = [Decision(s.trace_id, s.span_id, decision_for(s), s.service, s.convention,
+                            s.response_model or s.request_model, s.prompt_version, now) for s in spans]
+        with self._pending_lock:
+            room = self._max_pending - len(self._pending)
+            self._pending.extend(records[:room])
+        if len(records) > room:
+            dropped = len(records) - max(room, 0)
+            self._telemetry.decisions_dropped.inc(dropped)
+            log.warning("decision log is %d records behind; %d decision record(s) not kept", self._max_pending,
+                        dropped)
+        self._requests.put(self._flush)
+
+    async def for_trace(self, trace_id: str) -> list[Decision]:
+        result: Future[list[Decision]] = Future()
+
+        def query(db: sqlite3.Connection) -> None:
+            self._flush(db)
+            rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                              (trace_id.lower(),)).fetchall()
+            result.set_result([Decision(*row) for row in rows])
+
+        self._requests.put(query)
+        return await asyncio.wrap_future(result)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db)
+        except sqlite3.Error as e:
+            self._ready.set_exception(e)
+            return
+        self._ready.set_result(None)
+        while (request := self._requests.get()) is not None:
+            try:
+                request(db)
+            except Exception:  # a failed write must not stop the log; it is counted and logged
+                log.exception("decision log: database request failed")
+        self._flush(db)
+        db.close()
+
+    def _flush(self, db: sqlite3.Connection) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for start in range(0, len(pending), _BATCH):
+            rows = [_row(d) for d in pending[start:start + _BATCH]]
+            with db:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _row(decision: Decision) -> tuple[Any, ...]:
+    return (decision.trace_id, decision.span_id, decision.decision, decision.service, decision.convention,
+            decision.model, decision.prompt_version, decision.recorded_unix_s)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db:
+            db.execute("BEGIN")
+            db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")

@@ -1,0 +1,101 @@
+"""The `otlphttp` exporter: POSTs request bytes unchanged (protobuf) to an OTLP/HTTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import gzip
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import aiohttp
+
+from .config_decode import Duration
+from .errors import ConfigError, PermanentError, RetryableError
+from .exporter import QueueConfig
+from .retry import RetryConfig
+from .self_tracing import suppressed
+from .tls import TlsClientConfig
+
+log = logging.getLogger(__name__)
+
+# OTLP/HTTP: these statuses are retryable, honouring Retry-After; every other failure is permanent.
+_RETRYABLE_STATUS = {429, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class OtlpHttpExporterConfig:
+    endpoint: str = ""  # base URL; /v1/traces is appended
+    traces_endpoint: str = ""  # full URL, used as is
+    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
+    headers: dict[str, str] = field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: Duration = 30.0
+    sending_queue: QueueConfig = field(default_factory=QueueConfig)
+    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+
+    @property
+    def url(self) -> str:
+        return self.traces_endpoint or self.endpoint.rstrip("/") + "/v1/traces"
+
+    def validate(self, path: str) -> None:
+        if not (self.endpoint or self.traces_endpoint):
+            raise ConfigError(f"{path}.endpoint: required (or traces_endpoint), e.g. http://phoenix:6006")
+        key = "traces_endpoint" if self.traces_endpoint else "endpoint"
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.{key}: must start with http:// or https://")
+        if self.timeout <= 0:
+            raise ConfigError(f"{path}.timeout: must be positive")
+        if self.tls.insecure:
+            raise ConfigError(f"{path}.tls.insecure: not used by otlphttp; an http:// endpoint is plaintext")
+
+
+class HttpSender:
+    def __init__(self, config: OtlpHttpExporterConfig) -> None:
+        self._url = config.url
+        self._gzip = config.compression == "gzip"
+        self._headers = {**config.headers, "Content-Type": "application/x-protobuf"}
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._ssl = None
+        if config.url.startswith("https://"):
+            self._ssl = config.tls.ssl_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, payload: bytes, timeout_s: float) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=True)
+        body = await asyncio.to_thread(gzip.compress, payload, 6) if self._gzip else payload
+        try:
+            with suppressed():
+                async with self._session.post(self._url, data=body, headers=self._headers, ssl=self._ssl or True,
+                                              timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+                    detail = (await response.read())[:200]
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise RetryableError(f"{self._url}: {type(e).__name__}: {e}") from e
+        if 200 <= response.status < 300:
+            return
+        message = f"{self._url}: HTTP {response.status}: {detail!r}"
+        if response.status in _RETRYABLE_STATUS:
+            raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
+        raise PermanentError(message)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

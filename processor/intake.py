@@ -1,0 +1,52 @@
+"""What a receiver does with every request, whatever its transport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .consumer import TracesConsumer
+from .errors import PermanentError, RetryableError
+from .otlp_codec import Decoded
+from .telemetry import Telemetry
+
+
+class Intake:
+    """What happens to every request, whatever its transport: decode, hand to the pipeline, count.
+
+    Returns the Decoded result once the pipeline accepted the batch; raises PermanentError or RetryableError
+    (already counted) otherwise. Either way nothing is half-accepted: the pipeline's fan-out is all or nothing.
+    """
+
+    def __init__(self, name: str, next_consumer: TracesConsumer, telemetry: Telemetry) -> None:
+        self._name = name
+        self._next = next_consumer
+        self._telemetry = telemetry
+
+    async def accept(self, transport: str, decode: Callable[[], Decoded]) -> Decoded:
+        try:
+            decoded = decode()
+        except PermanentError as e:
+            self._refused(transport, e.kind, 0)
+            raise
+        try:
+            await self._next.consume(decoded.batch)
+        except PermanentError as e:
+            self._refused(transport, e.kind, decoded.batch.span_count)
+            raise
+        except RetryableError:
+            self._refused(transport, "overloaded", decoded.batch.span_count)
+            raise
+        self._telemetry.receiver_accepted_spans.labels(self._name, transport).inc(decoded.batch.span_count)
+        if decoded.rejected_spans:
+            self._telemetry.receiver_refused_spans.labels(self._name, transport, "invalid").inc(
+                decoded.rejected_spans)
+        return decoded
+
+    def refuse(self, transport: str, reason: str) -> None:
+        """Count a request refused before it could be decoded (auth, size, media type)."""
+        self._refused(transport, reason, 0)
+
+    def _refused(self, transport: str, reason: str, spans: int) -> None:
+        self._telemetry.receiver_refused_requests.labels(self._name, transport, reason).inc()
+        if spans:
+            self._telemetry.receiver_refused_spans.labels(self._name, transport, reason).inc(spans)

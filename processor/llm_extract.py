@@ -1,0 +1,57 @@
+"""The `llm_extract` processor: recognises LLM spans in a batch and attaches them as LlmSpan records."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .batch import TraceBatch
+from .consumer import TracesConsumer
+from .decisions import DecisionLog
+from .extract import AttributeMap, Extractor, may_contain_llm
+from .telemetry import Telemetry
+
+
+@dataclass(frozen=True)
+class LlmExtractConfig:
+    # LlmSpan field → attribute key, for instrumentation that uses names of its own
+    # (e.g. prompt_version: app.prompt.sha). Overrides what the conventions found.
+    attributes: dict[str, str] = field(default_factory=dict)
+    # A file_storage extension to keep decision records in; without one they live in memory only.
+    storage: str = ""
+
+    def validate(self, path: str) -> None:
+        AttributeMap(self.attributes).validate(f"{path}.attributes")
+
+
+class LlmExtractProcessor:
+    """Batches whose bytes show no LLM marker pass through untouched (no attribute walk)."""
+
+    def __init__(self, config: LlmExtractConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
+                 decisions: DecisionLog) -> None:
+        self._extractor = Extractor(AttributeMap(config.attributes))
+        self._next = next_consumer
+        self._telemetry = telemetry
+        self._decisions = decisions
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if not may_contain_llm(batch.payload, self._extractor.markers):
+            await self._next.consume(batch)
+            return
+        llm_spans = self._extractor.extract(batch.request)
+        if not llm_spans:
+            await self._next.consume(batch)
+            return
+        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans))
+        # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
+        for span in llm_spans:
+            self._telemetry.llm_spans_extracted.labels(span.convention).inc()
+            if not span.has_content:
+                self._telemetry.llm_spans_without_content.labels(span.convention).inc()
+        self._decisions.record_extracted(llm_spans)
+
+    async def start(self) -> None:
+        await self._decisions.start()
+
+    async def shutdown(self) -> None:
+        await self._decisions.shutdown()

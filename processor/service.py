@@ -1,0 +1,98 @@
+"""Builds the pipelines a Config describes and runs them: start downstream-first, shut down upstream-first."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiohttp import web
+
+from .components import FACTORIES, BuildContext
+from .config import Config, component_type
+from .consumer import Component, Fanout, TracesConsumer
+from .exporter import Exporter
+from .health_check import HealthCheck
+from .http_site import HttpSite
+from .receiver import OtlpReceiver
+from .telemetry import CONTENT_TYPE_LATEST, Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Everything one config runs. Components are built in `__init__` (so a bad TLS file fails before any
+    port is opened) and started by `start`; `shutdown` is idempotent and safe without `start`."""
+
+    def __init__(self, config: Config) -> None:
+        self.telemetry = Telemetry()
+        self.extensions: dict[str, Any] = {}
+        context = BuildContext(self.telemetry, self.extensions)
+        for name in config.service.extensions:
+            factory = FACTORIES["extensions"][component_type(name)]
+            self.extensions[name] = factory.create(name, config.extensions[name], context)
+        self.exporters: dict[str, Exporter] = {}
+        self.processors: list[Any] = []
+        self.receivers: dict[str, OtlpReceiver] = {}
+        for pipeline in config.service.pipelines.values():
+            for name in pipeline.exporters:
+                if name not in self.exporters:
+                    factory = FACTORIES["exporters"][component_type(name)]
+                    self.exporters[name] = factory.create(name, config.exporters[name], context)
+            head: TracesConsumer = Fanout([self.exporters[name] for name in pipeline.exporters])
+            for name in reversed(pipeline.processors):
+                factory = FACTORIES["processors"][component_type(name)]
+                head = factory.create(name, config.processors[name], head, context)
+                self.processors.append(head)
+            for name in pipeline.receivers:
+                factory = FACTORIES["receivers"][component_type(name)]
+                self.receivers[name] = factory.create(name, config.receivers[name], head, context)
+        self._metrics = self._metrics_site(config.service.telemetry.metrics.address)
+        self._stack: AsyncExitStack | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics.port if self._metrics is not None else None
+
+    async def start(self) -> None:
+        """Extensions, then exporters, processors (last first) and receivers: nothing receives before the
+        stages behind it run. The exit stack shuts them down in the opposite order."""
+        stack = AsyncExitStack()
+        try:
+            ordered: list[Component] = [*self.extensions.values(), *self.exporters.values(), *self.processors,
+                                        *self.receivers.values()]
+            if self._metrics is not None:
+                ordered.insert(0, self._metrics)
+            for component in ordered:
+                await component.start()
+                stack.push_async_callback(component.shutdown)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._set_ready(True)
+
+    async def shutdown(self) -> None:
+        self._set_ready(False)
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    def _set_ready(self, ready: bool) -> None:
+        for extension in self.extensions.values():
+            if isinstance(extension, HealthCheck):
+                extension.set_ready(ready)
+
+    def _metrics_site(self, address: str) -> HttpSite | None:
+        if not address:
+            return None
+        telemetry = self.telemetry
+
+        async def metrics(request: web.Request) -> web.Response:
+            response = web.Response(body=telemetry.exposition())
+            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return response
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        return HttpSite(app, address)

@@ -1,0 +1,54 @@
+"""tracejudge's own metrics (Prometheus), named after the Collector's `otelcol_*` self-metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
+
+
+class Telemetry:
+    """One registry per running service, so tests and several pipelines in one process never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.receiver_accepted_spans = Counter(
+            "tracejudge_receiver_accepted_spans", "Spans accepted by a receiver and handed to the pipeline.",
+            ["receiver", "transport"], registry=r)
+        self.receiver_refused_spans = Counter(
+            "tracejudge_receiver_refused_spans", "Spans refused by a receiver (whole requests or partial rejects).",
+            ["receiver", "transport", "reason"], registry=r)
+        self.receiver_refused_requests = Counter(
+            "tracejudge_receiver_refused_requests", "Requests refused by a receiver, by status.",
+            ["receiver", "transport", "reason"], registry=r)
+        self.exporter_sent_spans = Counter(
+            "tracejudge_exporter_sent_spans", "Spans an exporter delivered downstream.", ["exporter"], registry=r)
+        self.exporter_send_failed_spans = Counter(
+            "tracejudge_exporter_send_failed_spans",
+            "Spans an exporter gave up on after its retries (or a permanent downstream error).",
+            ["exporter"], registry=r)
+        self.exporter_enqueue_failed_spans = Counter(
+            "tracejudge_exporter_enqueue_failed_spans",
+            "Spans refused because an exporter's sending queue was full (the client was told to retry).",
+            ["exporter"], registry=r)
+        self.exporter_queue_size = Gauge(
+            "tracejudge_exporter_queue_size", "Requests waiting in an exporter's sending queue.",
+            ["exporter"], registry=r)
+        self.exporter_queue_capacity = Gauge(
+            "tracejudge_exporter_queue_capacity", "Capacity of an exporter's sending queue, in requests.",
+            ["exporter"], registry=r)
+        self.llm_spans_extracted = Counter(
+            "tracejudge_llm_spans_extracted", "LLM spans recognised, by the convention that identified them.",
+            ["convention"], registry=r)
+        self.llm_spans_without_content = Counter(
+            "tracejudge_llm_spans_without_content", "LLM spans without captured content (not judgeable).",
+            ["convention"], registry=r)
+
+        self.decisions_dropped = Counter(
+            "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
+            registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
