@@ -110,7 +110,7 @@ def _decode_section(kind: Kind, raw: Any, problems: list[str]) -> dict[str, Any]
     if not isinstance(raw, dict):
         problems.append(f"{kind}: expected a mapping of components")
         return {}
-    configs = {}
+    configs: dict[str, Any] = {}
     for name, settings in raw.items():
         name = str(name)
         factory = FACTORIES[kind].get(component_type(name))

@@ -115,7 +115,8 @@ def _decode_value(tp: Any, raw: Any, path: str, problems: list[str]) -> Any:
     if origin in (Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
         if raw is None and len(options) == 1 and dataclasses.is_dataclass(options[0]):
-            return decode(options[0], {}, path, problems)  # `grpc:` with no value: enabled, all defaults
+            # `grpc:` with no value: enabled, with all defaults
+            return decode(typing.cast(type, options[0]), {}, path, problems)
         if raw is None:
             return None
         return _decode_value(options[0], raw, path, problems)

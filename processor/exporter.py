@@ -108,12 +108,13 @@ class QueuedExporter:
             await self._sender.close()
             return
         self._accepting = False
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout=DRAIN_TIMEOUT_S)
-        except TimeoutError:
+        drained = asyncio.ensure_future(self._queue.join())
+        done, _ = await asyncio.wait({drained}, timeout=DRAIN_TIMEOUT_S)
+        if not done:
+            drained.cancel()
             lost = self._discard_queued()
-            log.error("exporter %s: shut down with %d span(s) undelivered after %.0fs", self.name, lost,
-                      DRAIN_TIMEOUT_S)
+            log.error("exporter %s: gave up on %d queued span(s) at shutdown after %.0fs of retrying; "
+                      "requests in flight stop retrying now", self.name, lost, DRAIN_TIMEOUT_S)
         self._stop.set()
         for worker in self._workers:
             worker.cancel()

@@ -104,7 +104,8 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
         for detail in status.details:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                delay_s: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                return delay_s
     return None
 
 

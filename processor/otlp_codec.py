@@ -76,7 +76,8 @@ def encode_status(code: int, message: str, as_json: bool, details: list[Any] | N
         status.details.add().Pack(detail)
     if as_json:
         return json_format.MessageToJson(status, indent=None).encode()
-    return status.SerializeToString()
+    body: bytes = status.SerializeToString()
+    return body
 
 
 def _screen(request: ExportTraceServiceRequest, payload: bytes | None, receiver: str) -> Decoded:

@@ -47,7 +47,7 @@ class GrpcTransport:
             server, self._server = self._server, None
             await server.stop(grace=5.0)
 
-    async def _export(self, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+    async def _export(self, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if self._auth is not None:
             try:
                 self._auth.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
@@ -61,7 +61,7 @@ class GrpcTransport:
         return encode_response(decoded, as_json=False)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:  # type: ignore[type-arg]
+async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
     refusal = refusal_for(error)
     if refusal.retry_after_s is not None:
         delay = duration_pb2.Duration(seconds=math.floor(refusal.retry_after_s),

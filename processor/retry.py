@@ -67,8 +67,10 @@ async def call_with_retry(
 
 
 async def _stopped_within(stop: asyncio.Event, delay_s: float) -> bool:
+    # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation that races with `stop`.
+    waiter = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait_for(stop.wait(), timeout=delay_s)
-    except TimeoutError:
-        return False
-    return True
+        done, _ = await asyncio.wait({waiter}, timeout=delay_s)
+    finally:
+        waiter.cancel()
+    return bool(done)

@@ -79,9 +79,9 @@ async def test_invalid_span_ids_are_rejected_per_span_with_partial_success() -> 
 
 
 async def test_full_sending_queue_refuses_with_unavailable_and_retry_info() -> None:
-    config = forwarding_config("PLACEHOLDER", queue_size=1, num_consumers=1)
     async with CaptureServer() as downstream:
-        async with running(config.replace("PLACEHOLDER", downstream.endpoint)) as service:
+        config = forwarding_config(downstream.endpoint, queue_size=1, num_consumers=1)
+        async with running(config) as service:
             downstream.hold()  # the one consumer blocks on its first request; the queue then holds one more
             first, second = export_request(spans=2), export_request(spans=2)
             await export(grpc_target(service), first.SerializeToString())
@@ -97,11 +97,11 @@ async def test_full_sending_queue_refuses_with_unavailable_and_retry_info() -> N
 
 
 async def test_bearer_token_auth() -> None:
-    config = forwarding_config(
-        "PLACEHOLDER", grpc_extra="        auth: {authenticator: bearertokenauth}",
-        extensions="  bearertokenauth:\n    token: ${env:TOKEN}", service_extensions="[bearertokenauth]")
     async with CaptureServer() as downstream:
-        async with running(config.replace("PLACEHOLDER", downstream.endpoint), {"TOKEN": "s3cret"}) as service:
+        config = forwarding_config(
+            downstream.endpoint, grpc_extra="        auth: {authenticator: bearertokenauth}",
+            extensions="  bearertokenauth:\n    token: ${env:TOKEN}", service_extensions="[bearertokenauth]")
+        async with running(config, {"TOKEN": "s3cret"}) as service:
             payload = export_request(spans=2).SerializeToString()
             for metadata in ((), (("authorization", "Bearer wrong"),)):
                 with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -1,0 +1,183 @@
+"""A real Arize Phoenix server, run from its own venv as a separate process on free ports, and its span read API.
+
+Phoenix is a user's backend, not a dependency: `make phoenix-venv` builds it and `make test` names its python in
+TRACEJUDGE_PHOENIX_PYTHON. Tests take the session fixture `phoenix` (registered in tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+log = logging.getLogger(__name__)
+
+PYTHON_ENV = "TRACEJUDGE_PHOENIX_PYTHON"
+DEFAULT_PYTHON = Path(__file__).resolve().parents[2] / ".venv-phoenix" / "bin" / "python"
+# Ports a developer's own Phoenix or collector may hold; the OS never hands these out as ephemeral ports anyway.
+_RESERVED_PORTS = {4317, 4318, 6006}
+
+
+def phoenix_python() -> str:
+    """The Phoenix venv's python: $TRACEJUDGE_PHOENIX_PYTHON, else .venv-phoenix; skips locally, fails in CI."""
+    configured = os.environ.get(PYTHON_ENV)
+    if configured:
+        if not os.access(configured, os.X_OK):
+            pytest.fail(f"{PYTHON_ENV}={configured} is not an executable python: run `make phoenix-venv`")
+        return os.path.abspath(configured)  # not resolve(): the venv's python is a symlink that must stay one
+    if os.access(DEFAULT_PYTHON, os.X_OK):
+        return str(DEFAULT_PYTHON)
+    message = f"no Phoenix server venv ({PYTHON_ENV} unset, {DEFAULT_PYTHON} missing): run `make phoenix-venv`"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free on every interface (Phoenix's gRPC server binds [::], whatever PHOENIX_HOST says)."""
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("", 0))
+            if s.getsockname()[1] in _RESERVED_PORTS:
+                held.pop().close()
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+class PhoenixServer:
+    """`python -m phoenix.server.main serve` with its state in `working_dir`; start() returns once /healthz is OK."""
+
+    def __init__(self, python: str, working_dir: Path, startup_timeout_s: float = 120.0) -> None:
+        self.python = python
+        self.working_dir = working_dir
+        self.log_path = working_dir / "phoenix.log"
+        self.startup_timeout_s = startup_timeout_s
+        self.port, self.grpc_port = free_ports(2)
+        self.startup_s = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+        return inherited | {
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_GRPC_PORT": str(self.grpc_port),
+            "PHOENIX_WORKING_DIR": str(self.working_dir),
+            "PHOENIX_SQL_DATABASE_URL": f"sqlite:///{self.working_dir / 'phoenix.db'}",
+            "PHOENIX_TELEMETRY_ENABLED": "false",
+            "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+        }
+
+    def start(self) -> None:
+        began = time.monotonic()
+        with open(self.log_path, "wb") as log_file:  # the child keeps its own descriptor
+            self._process = subprocess.Popen(
+                [self.python, "-m", "phoenix.server.main", "serve"], cwd=self.working_dir,
+                env=self.environment(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = began + self.startup_timeout_s
+        while not self._healthy():
+            if (code := self._process.poll()) is not None:
+                pytest.fail(f"Phoenix exited with code {code} before /healthz answered\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"Phoenix /healthz not OK within {self.startup_timeout_s}s\n{self.log_tail()}")
+            time.sleep(0.25)
+        self.startup_s = time.monotonic() - began
+        log.info("Phoenix %s healthy after %.1fs (gRPC port %d)", self.base_url, self.startup_s, self.grpc_port)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                status: int = response.status
+                return status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Idempotent; terminate, then kill if Phoenix has not exited within 10 s."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(no Phoenix log at {self.log_path}: {e.strerror})"
+        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    async def spans(self, project: str, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every span of `project`, newest first: GET /v1/projects/{project}/spans, following next_cursor.
+
+        A project Phoenix has not created yet (no span routed to it) answers 404, read here as no spans.
+        """
+        url = f"{self.base_url}/v1/projects/{quote(project, safe='')}/spans"
+        spans: list[dict[str, Any]] = []
+        params = {"limit": str(page_size)}
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(url, params=params) as response:
+                    if response.status == 404:
+                        return []
+                    response.raise_for_status()
+                    page = await response.json()
+                spans += page["data"]
+                if not page["next_cursor"]:
+                    return spans
+                params["cursor"] = page["next_cursor"]
+
+    async def wait_for_spans(self, project: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Polls spans(project) until it holds at least `count` spans (Phoenix inserts in the background)."""
+        deadline = time.monotonic() + timeout_s
+        while len(spans := await self.spans(project)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Phoenix project {project!r} has {len(spans)} of {count} spans after "
+                                   f"{timeout_s}s\n{self.log_tail()}")
+            await asyncio.sleep(0.2)
+        return spans
+
+    def __enter__(self) -> PhoenixServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session", name="phoenix")
+def phoenix_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhoenixServer]:
+    """One Phoenix for the whole session; each test routes its spans to a project of its own."""
+    with PhoenixServer(phoenix_python(), tmp_path_factory.mktemp("phoenix")) as server:
+        yield server
