@@ -91,6 +91,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     for key in document:
         if key not in (*SECTIONS, "service"):
             problems.append(f"{key}: unknown top-level key (known: {', '.join((*SECTIONS, 'service'))})")
+    declared = {kind: {str(name) for name in document.get(kind) or {}} for kind in SECTIONS}
     sections = {kind: _decode_section(kind, document.get(kind), problems) for kind in SECTIONS}
     service = None
     if "service" in document:
@@ -98,7 +99,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     else:
         problems.append("service: required (it lists the pipelines to run)")
     if service is not None:
-        _check_references(service, sections, problems)
+        _check_references(service, declared, sections, problems)
     if problems or service is None:
         raise ConfigError(problems)
     return Config(service=service, **sections)
@@ -124,7 +125,9 @@ def _decode_section(kind: Kind, raw: Any, problems: list[str]) -> dict[str, Any]
     return configs
 
 
-def _check_references(service: ServiceConfig, sections: dict[Kind, dict[str, Any]], problems: list[str]) -> None:
+def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], sections: dict[Kind, dict[str, Any]],
+                      problems: list[str]) -> None:
+    """Names must refer to declared components; a declared one that failed to decode was reported already."""
     if not service.pipelines:
         problems.append("service.pipelines: define at least one pipeline, e.g. traces")
     fed_by: dict[str, str] = {}
@@ -137,7 +140,7 @@ def _check_references(service: ServiceConfig, sections: dict[Kind, dict[str, Any
             if not names and kind != "processors":
                 problems.append(f"{path}.{kind}: list at least one")
             for name in names:
-                if name not in sections[kind]:  # type: ignore[index]
+                if name not in declared[kind]:  # type: ignore[index]
                     problems.append(f"{path}.{kind}: {name!r} is not defined under {kind}")
         for name in spec.receivers:
             if name in fed_by:
@@ -145,7 +148,7 @@ def _check_references(service: ServiceConfig, sections: dict[Kind, dict[str, Any
                                 "a receiver can feed one pipeline")
             fed_by[name] = pipeline
     for name in service.extensions:
-        if name not in sections["extensions"]:
+        if name not in declared["extensions"]:
             problems.append(f"service.extensions: {name!r} is not defined under extensions")
     for kind in SECTIONS:
         for name, settings in sections[kind].items():

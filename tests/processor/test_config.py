@@ -1,0 +1,154 @@
+"""Configuration: the Collector's shape, env expansion, and one test per rule with the YAML path it names."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracejudge.processor.config import parse_config
+from tracejudge.processor.config_decode import parse_duration
+from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.exporter_otlp import OtlpExporterConfig
+from tracejudge.processor.receiver_config import OtlpReceiverConfig
+
+VALID = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+      http:
+        endpoint: 127.0.0.1:4318
+processors:
+  llm_extract:
+    attributes: {prompt_version: app.prompt.sha}
+exporters:
+  otlp/jaeger:
+    endpoint: ${env:JAEGER:-jaeger:4317}
+    tls: {insecure: true}
+    timeout: 2s
+    headers: {x-team: llm}
+    sending_queue: {queue_size: 50, num_consumers: 2}
+    retry_on_failure: {initial_interval: 250ms, max_elapsed_time: 1m30s}
+  otlphttp/phoenix:
+    endpoint: http://phoenix:6006
+  debug:
+extensions:
+  health_check:
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [llm_extract]
+      exporters: [otlp/jaeger, otlphttp/phoenix, debug]
+"""
+
+
+def problems(yaml_text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        parse_config(yaml_text, environ or {})
+    return error.value.problems
+
+
+def test_valid_config_decodes_into_typed_frozen_settings() -> None:
+    config = parse_config(VALID, {})
+    receiver = config.receivers["otlp"]
+    assert isinstance(receiver, OtlpReceiverConfig)
+    assert receiver.protocols.grpc is not None and receiver.protocols.grpc.endpoint == "0.0.0.0:4317"
+    assert receiver.protocols.http is not None and receiver.protocols.http.endpoint == "127.0.0.1:4318"
+    jaeger = config.exporters["otlp/jaeger"]
+    assert isinstance(jaeger, OtlpExporterConfig)
+    assert (jaeger.endpoint, jaeger.timeout, jaeger.headers) == ("jaeger:4317", 2.0, {"x-team": "llm"})
+    assert (jaeger.retry_on_failure.initial_interval, jaeger.retry_on_failure.max_elapsed_time) == (0.25, 90.0)
+    with pytest.raises(AttributeError):
+        jaeger.timeout = 1.0  # type: ignore[misc]
+
+
+def test_env_expansion_with_default_and_typed_result() -> None:
+    text = VALID.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: ${env:MIB}\n")
+    config = parse_config(text, {"JAEGER": "collector:4317", "MIB": "16"})
+    assert config.exporters["otlp/jaeger"].endpoint == "collector:4317"
+    assert config.receivers["otlp"].protocols.grpc.max_recv_msg_size_mib == 16
+
+
+def test_unset_env_without_default_names_the_path() -> None:
+    text = VALID.replace("${env:JAEGER:-jaeger:4317}", "${env:JAEGER}")
+    assert problems(text)[0] == ("exporters.otlp/jaeger.endpoint: environment variable JAEGER is not set "
+                                 "(set it, or write ${env:JAEGER:-default})")
+
+
+def test_dollar_dollar_is_a_literal_dollar() -> None:
+    config = parse_config(VALID.replace("x-team: llm", "x-team: $$5"), {})
+    assert config.exporters["otlp/jaeger"].headers == {"x-team": "$5"}
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("    timeout: 2s", "    timeout: 2", "exporters.otlp/jaeger.timeout: expected a duration"),
+    ("    timeout: 2s", "    timeout: soon", "exporters.otlp/jaeger.timeout: 'soon' is not a duration"),
+    ("    timeout: 2s", "    timeout: 0s", "exporters.otlp/jaeger.timeout: must be positive"),
+    ("    timeout: 2s", "    timeuot: 2s", "exporters.otlp/jaeger.timeuot: unknown key"),
+    ("queue_size: 50", "queue_size: many", "exporters.otlp/jaeger.sending_queue.queue_size: expected an integer"),
+    ("queue_size: 50", "queue_size: 0", "exporters.otlp/jaeger.sending_queue.queue_size: must be at least 1"),
+    ("num_consumers: 2", "enabled: false", "exporters.otlp/jaeger.sending_queue.enabled: the sending queue"),
+    ("initial_interval: 250ms", "multiplier: 0.5", "exporters.otlp/jaeger.retry_on_failure.multiplier"),
+    ("tls: {insecure: true}", "tls: {insecure: yes-please}", "exporters.otlp/jaeger.tls.insecure: expected true"),
+    ("tls: {insecure: true}", "tls: {ca_file: /no/such.pem}", "exporters.otlp/jaeger.tls.ca_file: file"),
+    ("x-team: llm", "X-Team: llm", "exporters.otlp/jaeger.headers.X-Team: gRPC metadata keys must be lowercase"),
+    ("endpoint: ${env:JAEGER:-jaeger:4317}", "endpoint: jaeger", "exporters.otlp/jaeger.endpoint: 'jaeger' needs"),
+    ("endpoint: http://phoenix:6006", "endpoint: phoenix:6006",
+     "exporters.otlphttp/phoenix.endpoint: must start with http:// or https://"),
+    ("  debug:\n", "  debug:\n    verbosity: loud\n", "exporters.debug.verbosity: must be one of basic, normal"),
+    ("  otlphttp/phoenix:", "  zipkin:", "exporters.zipkin: unknown exporter type 'zipkin'"),
+    ("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: 0\n",
+     "receivers.otlp.protocols.grpc.max_recv_msg_size_mib: must be at least 1"),
+    ("        endpoint: 127.0.0.1:4318", "        max_request_body_size: -1",
+     "receivers.otlp.protocols.http.max_request_body_size: must be at least 1"),
+    ("        endpoint: 127.0.0.1:4318", "        tls: {cert_file: /no/cert.pem}",
+     "receivers.otlp.protocols.http.tls: cert_file and key_file are both required"),
+    ("    protocols:\n      grpc:\n      http:\n        endpoint: 127.0.0.1:4318\n", "    protocols: {}\n",
+     "receivers.otlp.protocols: enable grpc, http or both"),
+    ("{prompt_version: app.prompt.sha}", "{prompt_verison: app.prompt.sha}",
+     "processors.llm_extract.attributes.prompt_verison: unknown field"),
+    ("      exporters: [otlp/jaeger, otlphttp/phoenix, debug]", "      exporters: [otlp/zipkin]",
+     "service.pipelines.traces.exporters: 'otlp/zipkin' is not defined under exporters"),
+    ("      exporters: [otlp/jaeger, otlphttp/phoenix, debug]", "      exporters: []",
+     "service.pipelines.traces.exporters: list at least one"),
+    ("    traces:", "    metrics:", "service.pipelines.metrics: only traces pipelines are supported"),
+    ("  extensions: [health_check]", "  extensions: [pprof]",
+     "service.extensions: 'pprof' is not defined under extensions"),
+    ("  llm_extract:\n", "  llm_extract:\n    storage: health_check\n",
+     "processors.llm_extract.storage: 'health_check' must be a file_storage extension"),
+    ("      grpc:\n", "      grpc:\n        auth: {authenticator: bearertokenauth}\n",
+     "receivers.otlp.protocols.grpc.auth.authenticator: extension 'bearertokenauth' must be defined"),
+])
+def test_each_rule_names_its_yaml_path(old: str, new: str, expected: str) -> None:
+    assert old in VALID
+    found = problems(VALID.replace(old, new))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_all_problems_are_reported_together() -> None:
+    text = VALID.replace("    timeout: 2s", "    timeout: 2").replace("queue_size: 50", "queue_size: 0")
+    found = problems(text.replace("      grpc:\n", "      grpc:\n        endpoint: [1]\n"))
+    assert len(found) == 3, found
+
+
+def test_missing_required_key_and_service() -> None:
+    assert "exporters.otlp.endpoint: required" in problems(VALID.replace("  otlp/jaeger:", "  otlp:").replace(
+        "    endpoint: ${env:JAEGER:-jaeger:4317}\n", "").replace("[otlp/jaeger,", "[otlp,"))
+    assert "service: required (it lists the pipelines to run)" in problems(VALID[:VALID.index("service:")])
+
+
+def test_a_receiver_feeds_one_pipeline() -> None:
+    text = VALID + "    traces/second:\n      receivers: [otlp]\n      exporters: [debug]\n"
+    assert any("'otlp' already feeds pipeline traces" in p for p in problems(text))
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("1h", 3600.0)])
+def test_durations_are_go_style(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_shipped_config_is_valid() -> None:
+    with open("otel-config.yaml", encoding="utf-8") as f:
+        config = parse_config(f.read(), {})
+    assert config.service.pipelines["traces"].exporters == ("debug",)
