@@ -1,0 +1,119 @@
+"""The service as a user runs it: the CLI, health check, TLS on both receivers, decision records on disk."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+
+from tests.support.otlp_capture import CaptureServer
+from tests.support.pipeline import forwarding_config, running
+from tests.support.requests import export_request
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
+
+
+def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path("otel-config.yaml").read_text().replace("verbosity: normal", "verbosity: loud")
+                   .replace("      exporters: [debug]", "      exporters: [debug, otlp/missing]"))
+    result = subprocess.run([*TRACEJUDGE, "validate", "--config", str(bad)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "exporters.debug.verbosity: must be one of basic, normal, detailed" in result.stderr
+    assert "service.pipelines.traces.exporters: 'otlp/missing' is not defined under exporters" in result.stderr
+    ok = subprocess.run([*TRACEJUDGE, "validate", "--config", "otel-config.yaml"], capture_output=True, text=True,
+                        check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
+           "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
+    config = tmp_path / "otel-config.yaml"
+    config.write_text(Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
+                      .replace("address: 0.0.0.0:8888", "address: 127.0.0.1:0"))
+    process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(config)], env=env, text=True,
+                               stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "tracejudge is running" in line:
+            break
+    process.terminate()
+    _, rest = process.communicate(timeout=30)
+    assert process.returncode == 0, "".join(lines) + rest
+    assert any("OTLP/gRPC on port" in line for line in lines)
+    assert (tmp_path / "data" / "llm_extract.db").exists()
+
+
+async def test_health_check_is_200_while_running() -> None:
+    config = forwarding_config("127.0.0.1:1", extensions="  health_check:\n    endpoint: 127.0.0.1:0",
+                               service_extensions="[health_check]")
+    async with running(config) as service, aiohttp.ClientSession() as session:
+        port = service.extensions["health_check"].port
+        async with session.get(f"http://127.0.0.1:{port}/") as response:
+            assert response.status == 200
+            assert (await response.json())["status"] == "Server available"
+
+
+async def test_decision_records_are_kept_per_trace(tmp_path: Path) -> None:
+    request = export_request(spans=4, llm_every=2)
+    silent = request.resource_spans[0].scope_spans[0].spans[2]  # an LLM span whose content was not captured
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages"):
+        index = next(i for i, kv in enumerate(silent.attributes) if kv.key == key)
+        del silent.attributes[index]
+    async with CaptureServer() as downstream:
+        config = forwarding_config(downstream.endpoint, extensions=f"  file_storage:\n    directory: {tmp_path}",
+                                   service_extensions="[file_storage]")
+        config = config.replace("  llm_extract:\n", "  llm_extract:\n    storage: file_storage\n")
+        async with running(config) as service, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{service.receivers['otlp'].grpc.port}") as channel:
+            await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+        await downstream.wait_for_requests(1)
+    db = sqlite3.connect(tmp_path / "llm_extract.db")
+    rows = db.execute("SELECT span_id, decision, convention, model FROM decisions ORDER BY span_id").fetchall()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert rows == [(spans[0].span_id.hex(), "extracted", "gen_ai", "gpt-4o-mini-2024-07-18"),
+                    (spans[2].span_id.hex(), "not judgeable: no content", "gen_ai", "gpt-4o-mini-2024-07-18")]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_tls_on_both_receivers(certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    tls = f"        tls: {{cert_file: {cert}, key_file: {key}}}"
+    async with CaptureServer() as downstream:
+        config = forwarding_config(downstream.endpoint, grpc_extra=tls, http_extra=tls)
+        async with running(config) as service:
+            grpc_port, http_port = service.receivers["otlp"].grpc.port, service.receivers["otlp"].http.port
+            credentials = grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes())
+            async with grpc.aio.secure_channel(f"localhost:{grpc_port}", credentials) as channel:
+                await channel.unary_unary(EXPORT)(export_request().SerializeToString(), timeout=10)
+            context = ssl.create_default_context(cafile=cert)
+            async with aiohttp.ClientSession() as session, session.post(
+                    f"https://localhost:{http_port}/v1/traces", data=export_request().SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf"}, ssl=context) as response:
+                assert response.status == 200
+            await downstream.wait_for_requests(2)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as plaintext:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await plaintext.unary_unary(EXPORT)(export_request().SerializeToString(), timeout=2)
+            assert len(downstream.requests) == 2
