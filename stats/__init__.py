@@ -1,1 +1,1 @@
-"""tracejudge.stats"""
+"""tracejudge.stats: per-version quality statistics and alerts. Built in later issues."""
