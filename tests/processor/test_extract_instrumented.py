@@ -1,7 +1,8 @@
 """Extraction of the spans that the real OpenAI instrumentations emit for real `openai` calls to a loopback server.
 
 Instrumentors patch the `openai` module for the whole process, so each scenario runs in a fresh interpreter
-(`run_scenario`), which writes the spans as the SDK's own OTLP encoder serialises them.
+(`run_scenario`) that exports its spans with the SDK's OTLP exporter to a real receiver in the test process; the
+receiver feeds the real `llm_extract` processor, whose output a sink collects.
 """
 
 from __future__ import annotations
@@ -10,22 +11,33 @@ import asyncio
 import importlib
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from tests.support.openai_server import Completion, OpenAiServer
-from tracejudge.processor.extract import Extractor, may_contain_llm
+from tracejudge.processor.batch import TraceBatch
+from tracejudge.processor.decisions import DecisionLog
+from tracejudge.processor.llm_extract import LlmExtractConfig, LlmExtractProcessor
 from tracejudge.processor.llm_span import LlmSpan, Message
+from tracejudge.processor.receiver import OtlpReceiver
+from tracejudge.processor.receiver_config import (
+    GrpcReceiverConfig,
+    HttpReceiverConfig,
+    OtlpReceiverConfig,
+    ProtocolsConfig,
+)
+from tracejudge.processor.telemetry import Telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "checkout"
@@ -60,11 +72,15 @@ CONTENT_ENV = {
 _SWITCHES = {name for env in CONTENT_ENV.values() for name in env} | {"OTEL_SEMCONV_STABILITY_OPT_IN"}
 
 
-def run_scenario(library: str, base_url: str, out_path: str) -> None:
-    """In a fresh interpreter: instrument, make one plain and one streamed chat call, write the OTLP request."""
-    exporter = InMemorySpanExporter()
+def run_scenario(library: str, base_url: str, protocol: str, endpoint: str) -> None:
+    """In a fresh interpreter: instrument, make one plain and one streamed chat call, export them over OTLP."""
+    exporter: SpanExporter
+    if protocol == "grpc":
+        exporter = GrpcSpanExporter(endpoint=f"http://{endpoint}", insecure=True)
+    else:
+        exporter = HttpSpanExporter(endpoint=f"http://{endpoint}/v1/traces")
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     importlib.import_module(INSTRUMENTORS[library]).OpenAIInstrumentor().instrument(tracer_provider=provider)
     client = openai.OpenAI(base_url=base_url, api_key="test-key", max_retries=0)
     with provider.get_tracer("app").start_as_current_span("handle request"):
@@ -77,16 +93,45 @@ def run_scenario(library: str, base_url: str, out_path: str) -> None:
         )
         for _ in stream:
             pass
-    Path(out_path).write_bytes(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    provider.shutdown()  # flushes: the export to the receiver happens here
 
 
-async def _capture(library: str, content: bool, tmp_path: Path) -> tuple[bytes, list[dict[str, Any]]]:
-    out = tmp_path / f"{library}.otlp"
+class Sink:
+    """The end of the pipeline under test."""
+
+    def __init__(self) -> None:
+        self.batches: list[TraceBatch] = []
+
+    async def consume(self, batch: TraceBatch) -> None:
+        self.batches.append(batch)
+
+
+@asynccontextmanager
+async def _receiver(sink: Sink) -> AsyncIterator[OtlpReceiver]:
+    telemetry = Telemetry()
+    extract = LlmExtractProcessor(LlmExtractConfig(), sink, telemetry, DecisionLog(":memory:", telemetry))
+    protocols = ProtocolsConfig(grpc=GrpcReceiverConfig("127.0.0.1:0"), http=HttpReceiverConfig("127.0.0.1:0"))
+    receiver = OtlpReceiver("otlp", OtlpReceiverConfig(protocols), extract, telemetry, {})
+    await extract.start()
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.shutdown()
+        await extract.shutdown()
+
+
+async def _capture(library: str, content: bool) -> tuple[list[TraceBatch], list[dict[str, Any]]]:
+    """Runs the scenario, over OTLP/gRPC when capturing content and OTLP/HTTP when not, so both are covered."""
     env = {k: v for k, v in os.environ.items() if k not in _SWITCHES} | CONTENT_ENV[(library, content)]
     code = "import sys; from tests.processor.test_extract_instrumented import run_scenario; run_scenario(*sys.argv[1:])"
-    async with OpenAiServer(ANSWER) as server:
+    sink = Sink()
+    async with OpenAiServer(ANSWER) as server, _receiver(sink) as receiver:
+        transport = receiver.grpc if content else receiver.http
+        assert transport is not None
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, library, server.base_url, str(out),
+            sys.executable, "-c", code, library, server.base_url, "grpc" if content else "http",
+            f"127.0.0.1:{transport.port}",
             cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -96,7 +141,7 @@ async def _capture(library: str, content: bool, tmp_path: Path) -> tuple[bytes, 
                 process.kill()
                 await process.wait()
     assert process.returncode == 0, output.decode(errors="replace")
-    return out.read_bytes(), server.requests
+    return sink.batches, server.requests
 
 
 def _metadata(span: LlmSpan) -> dict[str, object]:
@@ -158,12 +203,11 @@ def _expected(library: str, content: bool) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("library", sorted(INSTRUMENTORS))
-async def test_real_instrumentation_with_content_yields_messages_and_metadata(library: str, tmp_path: Path) -> None:
-    payload, requests = await _capture(library, True, tmp_path)
+async def test_real_instrumentation_with_content_yields_messages_and_metadata(library: str) -> None:
+    batches, requests = await _capture(library, True)
     assert requests[1]["stream_options"] == {"include_usage": True}
-    assert may_contain_llm(payload)
 
-    spans = _extract(payload)
+    spans = _llm_spans(batches)
 
     assert [_metadata(s) for s in spans] == _expected(library, True)
     plain, streamed = spans
@@ -175,11 +219,10 @@ async def test_real_instrumentation_with_content_yields_messages_and_metadata(li
 
 
 @pytest.mark.parametrize("library", sorted(INSTRUMENTORS))
-async def test_real_instrumentation_without_content_still_yields_records(library: str, tmp_path: Path) -> None:
-    payload, _ = await _capture(library, False, tmp_path)
-    assert may_contain_llm(payload)
+async def test_real_instrumentation_without_content_still_yields_records(library: str) -> None:
+    batches, _ = await _capture(library, False)
 
-    spans = _extract(payload)
+    spans = _llm_spans(batches)
 
     assert [_metadata(s) for s in spans] == _expected(library, False)
     for span in spans:
@@ -188,12 +231,11 @@ async def test_real_instrumentation_without_content_still_yields_records(library
         assert span.latency_s > 0
 
 
-def _extract(payload: bytes) -> tuple[LlmSpan, ...]:
-    """The LLM spans, checked to be the two calls made under the app's own (non-LLM) span."""
-    request = ExportTraceServiceRequest.FromString(payload)
-    all_spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+def _llm_spans(batches: list[TraceBatch]) -> tuple[LlmSpan, ...]:
+    """The LLM spans the pipeline attached, checked to be the two calls made under the app's own span."""
+    all_spans = [s for b in batches for rs in b.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
     parent = next(s for s in all_spans if s.name == "handle request")
-    spans = Extractor().extract(request)
+    spans = tuple(sorted((s for b in batches for s in b.llm_spans), key=lambda s: s.start_unix_nano))
     assert len(spans) == 2
     assert {s.parent_span_id for s in spans} == {parent.span_id.hex()}
     assert {s.trace_id for s in spans} == {parent.trace_id.hex()}
