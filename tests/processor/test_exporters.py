@@ -59,6 +59,18 @@ async def test_a_stuck_exporter_does_not_hold_up_another() -> None:
             await stuck.wait_for_requests(1)
 
 
+async def test_a_downstream_slower_than_the_timeout_is_retried() -> None:
+    async with CaptureServer() as downstream, \
+            running(forwarding_config(downstream.endpoint, timeout="200ms")) as service:
+        downstream.hold()
+        payload = export_request(spans=2).SerializeToString()
+        await send(service, payload)
+        await eventually(lambda: downstream.calls >= 2, what="a second attempt after the first timed out")
+        downstream.release()
+        await downstream.wait_for_requests(1)
+        assert downstream.requests[0] == payload
+
+
 async def test_retry_info_is_honoured_and_the_request_is_delivered_once() -> None:
     async with CaptureServer() as downstream:
         downstream.fail_next(grpc.StatusCode.UNAVAILABLE, retry_after_s=0.2)

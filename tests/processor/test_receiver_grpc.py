@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -110,3 +112,19 @@ async def test_bearer_token_auth() -> None:
             await export(grpc_target(service), payload, (("authorization", "Bearer s3cret"),))
             await downstream.wait_for_requests(1)
             assert downstream.requests == [payload]
+
+
+async def test_gzip_requests_are_accepted_and_the_limit_applies_after_decompression() -> None:
+    async with CaptureServer() as downstream:
+        config = forwarding_config(downstream.endpoint, grpc_extra="        max_recv_msg_size_mib: 1")
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            call = channel.unary_unary(EXPORT)
+            small = export_request(spans=10).SerializeToString()
+            await call(small, timeout=10, compression=grpc.Compression.Gzip)
+            bomb = export_request(spans=3000, attributes_per_span=20).SerializeToString()
+            assert len(gzip.compress(bomb)) < 1024 * 1024 < len(bomb)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(bomb, timeout=10, compression=grpc.Compression.Gzip)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            await downstream.wait_for_requests(1)
+            assert downstream.requests == [small]

@@ -33,7 +33,8 @@ def http_url(service: Service, receiver: str = "otlp", path: str = "/v1/traces")
 
 def forwarding_config(downstream: str, extra_exporters: str = "", exporters: str = "[otlp]",
                       grpc_extra: str = "", http_extra: str = "", queue_size: int = 100,
-                      num_consumers: int = 2, extensions: str = "", service_extensions: str = "[]") -> str:
+                      num_consumers: int = 2, extensions: str = "", service_extensions: str = "[]",
+                      timeout: str = "2s") -> str:
     """A receiver on both transports forwarding to `downstream` (host:port) with fast retries."""
     return f"""
 receivers:
@@ -51,7 +52,7 @@ exporters:
   otlp:
     endpoint: {downstream}
     tls: {{insecure: true}}
-    timeout: 2s
+    timeout: {timeout}
     sending_queue: {{queue_size: {queue_size}, num_consumers: {num_consumers}}}
     retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms, max_elapsed_time: 20s}}
 {extra_exporters}
