@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -9,7 +10,7 @@ from typing import Any, Literal
 from .auth import BearerTokenAuth, BearerTokenAuthConfig
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
-from .exporter import QueuedExporter
+from .exporter import QueuedExporter, Sender
 from .exporter_debug import DebugExporter, DebugExporterConfig
 from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
@@ -18,6 +19,7 @@ from .health_check import HealthCheck, HealthCheckConfig
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
 from .receiver import OtlpReceiver
 from .receiver_config import OtlpReceiverConfig
+from .sending_queue import DiskQueue, MemoryQueue, SendingQueue
 from .telemetry import Telemetry
 
 Kind = Literal["receivers", "processors", "exporters", "extensions"]
@@ -49,14 +51,23 @@ def _llm_extract(name: str, config: LlmExtractConfig, next_consumer: TracesConsu
     return LlmExtractProcessor(config, next_consumer, context.telemetry, DecisionLog(path, context.telemetry))
 
 
+def _queued(name: str, sender: Sender, config: OtlpExporterConfig | OtlpHttpExporterConfig,
+            context: BuildContext) -> QueuedExporter:
+    queue = config.sending_queue
+    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size)
+    if queue.storage:
+        path = context.extensions[queue.storage].path_for(f"{name}_queue")
+        open_queue = functools.partial(DiskQueue, path, queue.queue_size)
+    return QueuedExporter(name, sender, queue, config.retry_on_failure, config.timeout, context.telemetry,
+                          open_queue)
+
+
 def _otlp_exporter(name: str, config: OtlpExporterConfig, context: BuildContext) -> QueuedExporter:
-    return QueuedExporter(name, GrpcSender(config), config.sending_queue, config.retry_on_failure,
-                          config.timeout, context.telemetry)
+    return _queued(name, GrpcSender(config), config, context)
 
 
 def _otlphttp_exporter(name: str, config: OtlpHttpExporterConfig, context: BuildContext) -> QueuedExporter:
-    return QueuedExporter(name, HttpSender(config), config.sending_queue, config.retry_on_failure,
-                          config.timeout, context.telemetry)
+    return _queued(name, HttpSender(config), config, context)
 
 
 FACTORIES: dict[Kind, dict[str, Factory]] = {

@@ -152,10 +152,10 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
             problems.append(f"service.extensions: {name!r} is not defined under extensions")
     for kind in SECTIONS:
         for name, settings in sections[kind].items():
-            storage = getattr(settings, "storage", "")
-            if storage and (storage not in service.extensions or component_type(storage) != "file_storage"):
-                problems.append(f"{kind}.{name}.storage: {storage!r} must be a file_storage extension listed in "
-                                "service.extensions")
+            for storage, where in _storages(settings, f"{kind}.{name}"):
+                if storage not in service.extensions or component_type(storage) != "file_storage":
+                    problems.append(f"{where}: {storage!r} must be a file_storage extension listed in "
+                                    "service.extensions")
     for name, receiver in sections["receivers"].items():
         for authenticator, where in _authenticators(receiver, f"receivers.{name}"):
             if authenticator not in service.extensions:
@@ -163,6 +163,16 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
                                 "service.extensions")
             elif component_type(authenticator) != "bearertokenauth":
                 problems.append(f"{where}: extension {authenticator!r} is not an authenticator")
+
+
+def _storages(settings: Any, path: str) -> list[tuple[str, str]]:
+    found = []
+    if getattr(settings, "storage", ""):
+        found.append((settings.storage, f"{path}.storage"))
+    queue = getattr(settings, "sending_queue", None)
+    if queue is not None and queue.storage:
+        found.append((queue.storage, f"{path}.sending_queue.storage"))
+    return found
 
 
 def _authenticators(receiver: Any, path: str) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +12,7 @@ from .batch import TraceBatch
 from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
 from .retry import RetryConfig, call_with_retry
+from .sending_queue import QueuedItem, SendingQueue
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ class QueueConfig:
     enabled: bool = True
     num_consumers: int = 10
     queue_size: int = 1000
+    # A file_storage extension: the queue is kept on disk and survives a crash (delivery is then at least once).
+    storage: str = ""
 
     def validate(self, path: str) -> None:
         problems = []
@@ -66,90 +70,117 @@ DRAIN_TIMEOUT_S = 10.0
 
 
 class QueuedExporter:
-    """A bounded in-memory queue drained by `num_consumers` workers, each delivering with retries."""
+    """A bounded sending queue drained by `num_consumers` workers, each delivering with retries."""
 
-    def __init__(self, name: str, sender: Sender, queue: QueueConfig, retry: RetryConfig, timeout_s: Duration,
-                 telemetry: Telemetry) -> None:
+    def __init__(self, name: str, sender: Sender, config: QueueConfig, retry: RetryConfig, timeout_s: Duration,
+                 telemetry: Telemetry, open_queue: Callable[[], SendingQueue]) -> None:
         self.name = name
         self._sender = sender
-        self._queue_config = queue
+        self._config = config
         self._retry = retry
         self._timeout_s = timeout_s
-        self._queue: asyncio.Queue[TraceBatch] = asyncio.Queue(maxsize=queue.queue_size)
+        self._open_queue = open_queue
+        self._queue: SendingQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        self._accepting = False
+        self._idle = asyncio.Event()
         self._sent = telemetry.exporter_sent_spans.labels(name)
         self._failed = telemetry.exporter_send_failed_spans.labels(name)
         self._refused = telemetry.exporter_enqueue_failed_spans.labels(name)
         self._size = telemetry.exporter_queue_size.labels(name)
-        telemetry.exporter_queue_capacity.labels(name).set(queue.queue_size)
+        telemetry.exporter_queue_capacity.labels(name).set(config.queue_size)
 
     def has_room(self, batch: TraceBatch) -> bool:
-        if self._accepting and not self._queue.full():
+        if self._queue is not None and not self._stop.is_set() and not self._queue.full():
             return True
         self._refused.inc(batch.span_count)
         return False
 
     def enqueue(self, batch: TraceBatch) -> None:
-        if not self._accepting:
-            raise RetryableError(f"exporter {self.name} is shutting down")
-        self._queue.put_nowait(batch)
-        self._size.set(self._queue.qsize())
+        if self._queue is None or self._stop.is_set():
+            raise RetryableError(f"exporter {self.name} is not running")
+        self._queue.put(batch.payload, batch.span_count)
+        self._idle.clear()
+        self._size.set(self._queue.pending())
 
     async def start(self) -> None:
-        self._accepting = True
-        self._workers = [asyncio.create_task(self._work(), name=f"{self.name}/{i}")
-                         for i in range(self._queue_config.num_consumers)]
+        self._queue = self._open_queue()
+        if self._queue.pending():
+            log.info("exporter %s: resuming delivery of %d request(s) queued on disk", self.name,
+                     self._queue.pending())
+        self._size.set(self._queue.pending())
+        self._workers = [asyncio.create_task(self._work(self._queue), name=f"{self.name}/{i}")
+                         for i in range(self._config.num_consumers)]
 
     async def shutdown(self) -> None:
-        """Stop accepting, deliver what is queued (up to DRAIN_TIMEOUT_S), then stop the workers."""
-        if not self._accepting and not self._workers:
+        """Stop accepting, deliver what is queued (up to DRAIN_TIMEOUT_S), then stop the workers. What is
+        still queued then is kept on disk for the next start, or, in memory, counted as failed and logged."""
+        queue, self._queue = self._queue, None
+        if queue is None:
             await self._sender.close()
             return
-        self._accepting = False
-        drained = asyncio.ensure_future(self._queue.join())
-        done, _ = await asyncio.wait({drained}, timeout=DRAIN_TIMEOUT_S)
-        if not done:
-            drained.cancel()
-            lost = self._discard_queued()
-            log.error("exporter %s: gave up on %d queued span(s) at shutdown after %.0fs of retrying; "
-                      "requests in flight stop retrying now", self.name, lost, DRAIN_TIMEOUT_S)
+        if queue.pending():
+            self._idle.clear()
+            await _wait(self._idle, DRAIN_TIMEOUT_S)
         self._stop.set()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
+        if queue.pending() and queue.durable:
+            log.warning("exporter %s: %d request(s) stay queued on disk and are sent after the next start",
+                        self.name, queue.pending())
+        elif waiting := queue.waiting():  # (those in flight were counted by their worker)
+            lost = sum(item.span_count for item in waiting)
+            self._failed.inc(lost)
+            log.error("exporter %s: gave up on %d queued request(s) (%d span(s)) at shutdown after %.0fs",
+                      self.name, len(waiting), lost, DRAIN_TIMEOUT_S)
+        queue.close()
         await self._sender.close()
 
-    async def _work(self) -> None:
+    async def _work(self, queue: SendingQueue) -> None:
         while True:
-            batch = await self._queue.get()
+            item = await queue.get()
             try:
-                await self._deliver(batch)
+                delivered = await self._deliver(item)
+            except asyncio.CancelledError:
+                if not queue.durable:
+                    self._failed.inc(item.span_count)  # in flight at shutdown: lost with the process
+                raise
             except Exception:  # the loop must survive anything a sender does
-                log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, batch.span_count)
-                self._failed.inc(batch.span_count)
-            finally:
-                self._queue.task_done()
-                self._size.set(self._queue.qsize())
+                log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, item.span_count)
+                self._failed.inc(item.span_count)
+                delivered = True
+            if not delivered and not queue.durable:
+                self._failed.inc(item.span_count)  # retries cut short by shutdown: lost with the process
+            if delivered or not queue.durable:
+                queue.done(item)
+            self._size.set(queue.pending())
+            if not queue.pending():
+                self._idle.set()
 
-    async def _deliver(self, batch: TraceBatch) -> None:
+    async def _deliver(self, item: QueuedItem) -> bool:
+        """True when the item is finished with (sent, or given up on and counted); False when shutdown
+        interrupted its retries, so a disk queue keeps it."""
+
         async def attempt() -> None:
-            await self._sender.send(batch.payload, self._timeout_s)
+            await self._sender.send(item.payload, self._timeout_s)
 
         try:
             await call_with_retry(attempt, self._retry, self._stop)
         except (RetryableError, PermanentError) as e:
-            self._failed.inc(batch.span_count)
-            log.error("exporter %s: dropped %d span(s) after retries: %s", self.name, batch.span_count, e)
-            return
-        self._sent.inc(batch.span_count)
+            if self._stop.is_set() and isinstance(e, RetryableError):
+                return False
+            self._failed.inc(item.span_count)
+            log.error("exporter %s: dropped %d span(s) after retries: %s", self.name, item.span_count, e)
+            return True
+        self._sent.inc(item.span_count)
+        return True
 
-    def _discard_queued(self) -> int:
-        lost = 0
-        while not self._queue.empty():
-            lost += self._queue.get_nowait().span_count
-            self._queue.task_done()
-        self._failed.inc(lost)
-        return lost
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout_s)
+    finally:
+        waiter.cancel()

@@ -115,6 +115,8 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     ("    traces:", "    metrics:", "service.pipelines.metrics: only traces pipelines are supported"),
     ("  extensions: [health_check]", "  extensions: [pprof]",
      "service.extensions: 'pprof' is not defined under extensions"),
+    ("num_consumers: 2", "storage: nowhere", "exporters.otlp/jaeger.sending_queue.storage: 'nowhere' must be a "
+     "file_storage extension"),
     ("  llm_extract:\n", "  llm_extract:\n    storage: health_check\n",
      "processors.llm_extract.storage: 'health_check' must be a file_storage extension"),
     ("      grpc:\n", "      grpc:\n        auth: {authenticator: bearertokenauth}\n",

@@ -1,0 +1,108 @@
+"""Sending queues: the disk queue keeps what was acknowledged through a crash (`kill -9`) and a restart."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+from tests.support.otlp_capture import CaptureServer
+from tests.support.requests import export_request
+from tracejudge.processor.sending_queue import DiskQueue, MemoryQueue
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+async def test_disk_queue_gives_back_unfinished_items_after_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "queue.db")
+    queue = DiskQueue(path, capacity=2)
+    queue.put(b"first", 1)
+    queue.put(b"second", 2)
+    assert queue.full()
+    first = await queue.get()
+    queue.done(first)
+    taken = await queue.get()  # taken, never finished: the process "crashes" here
+    assert (first.payload, taken.payload) == (b"first", b"second")
+    queue.close()
+    reopened = DiskQueue(path, capacity=2)
+    assert reopened.pending() == 1
+    again = await reopened.get()
+    assert (again.payload, again.span_count) == (b"second", 2)
+    reopened.done(again)
+    reopened.close()
+    assert DiskQueue(path, capacity=2).pending() == 0
+
+
+async def test_capacity_counts_waiting_requests_not_those_in_flight() -> None:
+    queue = MemoryQueue(capacity=1)
+    queue.put(b"a", 1)
+    assert queue.full()
+    await queue.get()
+    assert not queue.full() and queue.pending() == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def tracejudge(config: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen([sys.executable, "-m", "tracejudge.processor.cli", "serve", "--config", str(config)],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "tracejudge is running" in line:
+                break
+        else:
+            raise AssertionError("tracejudge did not start")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def test_acknowledged_spans_survive_kill_9_and_are_delivered_after_restart(tmp_path: Path) -> None:
+    receiver_port, downstream_port = free_port(), free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{receiver_port}"}}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{downstream_port}
+    tls: {{insecure: true}}
+    sending_queue: {{storage: file_storage}}
+    retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms}}
+extensions:
+  file_storage: {{directory: "{tmp_path / 'data'}"}}
+service:
+  extensions: [file_storage]
+  telemetry: {{metrics: {{address: ""}}}}
+  pipelines:
+    traces: {{receivers: [otlp], exporters: [otlp]}}
+""")
+    payloads = [export_request(spans=3).SerializeToString() for _ in range(4)]
+    with tracejudge(config) as process:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{receiver_port}") as channel:
+            for payload in payloads:
+                await channel.unary_unary(EXPORT)(payload, timeout=10)  # acknowledged; downstream is down
+        process.send_signal(signal.SIGKILL)
+    async with CaptureServer(downstream_port) as downstream:
+        with tracejudge(config):
+            await downstream.wait_for_requests(4, timeout_s=20)
+        assert sorted(downstream.requests) == sorted(payloads)
