@@ -86,10 +86,10 @@ class DecisionLog:
         records = [Decision(s.trace_id, s.span_id, decision_for(s), s.service, s.convention,
                             s.response_model or s.request_model, s.prompt_version, now) for s in spans]
         with self._pending_lock:
-            room = self._max_pending - len(self._pending)
+            room = max(0, self._max_pending - len(self._pending))
             self._pending.extend(records[:room])
         if len(records) > room:
-            dropped = len(records) - max(room, 0)
+            dropped = len(records) - room
             self._telemetry.decisions_dropped.inc(dropped)
             log.warning("decision log is %d records behind; %d decision record(s) not kept", self._max_pending,
                         dropped)
