@@ -1,0 +1,182 @@
+"""`make bench`: the no-op gRPC reference and tracejudge forwarding to a no-op downstream, under the same load.
+
+Every party is its own process: the no-op reference, the no-op downstream, tracejudge (`tracejudge serve`) and, per
+scenario, the load client. See bench/README.md for what is measured and how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .counters import SpanTally
+from .procs import Child, python_module
+from .report import Pair, document, forwarding_table, testbed_table
+from .scenarios import Figures, Scenario, Target, measure
+
+RESULTS = Path(__file__).parent / "results" / "forwarding.json"
+TRACEJUDGE = Path(sys.executable).parent / "tracejudge"
+
+
+def tracejudge_config(downstream_port: int, compression: str, data_dir: str) -> str:
+    """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue)."""
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+processors:
+  llm_extract:
+    storage: file_storage
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{downstream_port}
+    tls: {{insecure: true}}
+    compression: {compression}
+extensions:
+  file_storage:
+    directory: {data_dir}
+service:
+  extensions: [file_storage]
+  telemetry: {{metrics: {{address: "127.0.0.1:0"}}, logs: {{level: info}}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [llm_extract]
+      exporters: [otlp]
+"""
+
+
+@asynccontextmanager
+async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
+    child = await Child.start(name, python_module("bench.noop_server", "--port", "0"))
+    try:
+        match, _ = await child.wait_for(r"^port (\d+)$", timeout_s=30)
+        yield child, int(match.group(1))
+    finally:
+        await child.stop()
+
+
+@asynccontextmanager
+async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
+                     log_lines: list[str]) -> AsyncIterator[Target]:
+    """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
+    with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
+        config = Path(tmp, "otel-config.yaml")
+        config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data"))))
+        child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
+        try:
+            grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)
+            metrics_port, _ = await child.wait_for(r"metrics: http://localhost:(\d+)/metrics", timeout_s=30)
+            yield Target(f"tracejudge (egress {compression})", int(grpc_port.group(1)), child, tally,
+                         downstream=downstream, metrics_port=int(metrics_port.group(1)))
+        finally:
+            status = await child.stop()
+            log_lines += [f"[egress {compression}] {line}" for line in child.lines if " WARNING " in line
+                          or " ERROR " in line or "Traceback" in line]
+            if status != 0:
+                log_lines.append(f"[egress {compression}] tracejudge exited with status {status}")
+
+
+def matrix(args: argparse.Namespace) -> list[Scenario]:
+    return [Scenario(concurrency=c, gzip=g, llm_fraction=f, warmup_s=args.warmup_s, duration_s=args.duration_s)
+            for g in (False, True) for c in (1, 4) for f in (0.0, 0.1)]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    pairs: list[Pair] = []
+    testbeds: list[tuple[Scenario, Figures]] = []
+    log_lines: list[str] = []
+    started, code = time.monotonic(), _code_version()  # before: others may commit while this runs
+    async with AsyncExitStack() as stack:
+        downstream, downstream_port = await stack.enter_async_context(noop_server("no-op downstream"))
+        reference, reference_port = await stack.enter_async_context(noop_server("no-op reference"))
+        downstream_tally, reference_tally = SpanTally(downstream_port), SpanTally(reference_port)
+        stack.push_async_callback(downstream_tally.close)
+        stack.push_async_callback(reference_tally.close)
+        noop = Target("no-op", reference_port, reference, reference_tally)
+        scenarios = matrix(args) if args.part in ("all", "forwarding") else []
+        for gzip in (False, True):
+            group = [s for s in scenarios if s.gzip == gzip]
+            if not group:
+                continue
+            # Egress compression follows the scenario's, so "gzip" means gzip on both of tracejudge's hops.
+            compression = "gzip" if gzip else "none"
+            async with tracejudge(downstream, downstream_port, downstream_tally, compression, log_lines) as tj:
+                for scenario in group:
+                    pair = Pair(scenario, await measure(scenario, noop), await measure(scenario, tj))
+                    pairs.append(pair)
+                    print(f"  {scenario.label:<22} no-op {pair.noop.spans_per_s:>9,.0f} sp/s   tracejudge "
+                          f"{pair.tracejudge.spans_per_s:>9,.0f} sp/s   ratio {pair.ratio:.2f}", flush=True)
+        if args.part in ("all", "testbed"):
+            # The Collector's testbed uses its exporters' defaults (gzip on both hops). Run without LLM spans, then
+            # with tracejudge's own workload; a fresh process each, so their RSS figures are comparable.
+            for llm_fraction in (0.0, 0.1):
+                scenario = Scenario(rate=100, spans=100, gzip=True, llm_fraction=llm_fraction,
+                                    warmup_s=args.warmup_s, duration_s=args.testbed_s)
+                async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines) as tj:
+                    testbeds.append((scenario, await measure(scenario, tj)))
+                print(f"  testbed {scenario.label:<22} tracejudge CPU {testbeds[-1][1].cpu_pct:.1f} %", flush=True)
+    context = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
+                           "platform": platform.platform()}, "code": code,
+               "runtime_s": time.monotonic() - started, "tracejudge_log_warnings": log_lines}
+    return {"pairs": pairs, "testbeds": testbeds, "document": document(pairs, testbeds, context)}
+
+
+def _code_version() -> dict[str, str]:
+    """The commit measured, and which files differed from it (the figures describe the work tree, not the commit)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted": git("status", "--porcelain", "--", "processor")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--part", choices=("all", "forwarding", "testbed"), default="all")
+    parser.add_argument("--duration-s", type=float, default=5.0, help="measured window per forwarding scenario")
+    parser.add_argument("--warmup-s", type=float, default=1.0)
+    parser.add_argument("--testbed-s", type=float, default=15.0, help="measured window of the testbed scenario")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    print(f"tracejudge forwarding benchmark on {os.cpu_count()} CPU(s); every party is its own process", flush=True)
+    try:
+        outcome = asyncio.run(run(args))
+    except RuntimeError as e:  # a party failed to start or stopped answering; its output is in the message
+        print(f"\nbench aborted: {e}", file=sys.stderr)
+        sys.exit(1)
+    if outcome["pairs"]:
+        print("\nforwarding: 512-span requests, closed loop; sp/s = spans/s; latency per Export call\n")
+        print(forwarding_table(outcome["pairs"]))
+    for scenario, figures in outcome["testbeds"]:
+        print()
+        print(testbed_table(scenario, figures))
+    warnings = outcome["document"]["tracejudge_log_warnings"]
+    if warnings:
+        print(f"\ntracejudge logged {len(warnings)} warning/error line(s); first ones:")
+        print("\n".join(f"  {line}" for line in warnings[:10]))
+    code = outcome["document"]["code"]
+    dirty = "with uncommitted changes in processor/" if code["uncommitted"] else "clean processor/"
+    print(f"\nmeasured commit {code['commit'][:12]} ({dirty})")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(outcome["document"], indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
