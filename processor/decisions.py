@@ -1,7 +1,8 @@
 """Decision records: what happened to each LLM span, kept in SQLite so "why wasn't this evaluated?" has an answer.
 
 The log owns its database and a single thread that does every read and write. Records are handed over without
-waiting, written in batches inside one transaction, and can be read back per trace id.
+waiting and written in batches, one transaction each, every FLUSH_INTERVAL_S or every _BATCH records, whichever
+comes first; reads per trace id see everything handed over before them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ EXTRACTED = "extracted"
 NO_CONTENT = "not judgeable: no content"
 
 _BATCH = 512
+FLUSH_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +90,14 @@ class DecisionLog:
         with self._pending_lock:
             room = max(0, self._max_pending - len(self._pending))
             self._pending.extend(records[:room])
+            backlog = len(self._pending)
         if len(records) > room:
             dropped = len(records) - room
             self._telemetry.decisions_dropped.inc(dropped)
             log.warning("decision log is %d records behind; %d decision record(s) not kept", self._max_pending,
                         dropped)
-        self._requests.put(self._flush)
+        if backlog >= _BATCH:
+            self._requests.put(self._flush)
 
     async def for_trace(self, trace_id: str) -> list[Decision]:
         result: Future[list[Decision]] = Future()
@@ -117,10 +121,16 @@ class DecisionLog:
             self._ready.set_exception(e)
             return
         self._ready.set_result(None)
-        while (request := self._requests.get()) is not None:
+        while True:
+            try:
+                request = self._requests.get(timeout=FLUSH_INTERVAL_S)
+            except queue.Empty:
+                request = self._flush
+            if request is None:
+                break
             try:
                 request(db)
-            except Exception:  # a failed write must not stop the log; it is counted and logged
+            except Exception:  # a failed write must not stop the log
                 log.exception("decision log: database request failed")
         self._flush(db)
         db.close()

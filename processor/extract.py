@@ -20,6 +20,7 @@ from . import conventions as cv
 from .conventions import CONVENTIONS, as_int, as_text, as_texts, classify
 from .errors import ConfigError
 from .llm_span import AttributeValue, LlmSpan
+from .otlp_wire import spans_containing
 
 __all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm"]
 
@@ -85,14 +86,20 @@ class Extractor:
         """Byte strings at least one of which occurs in any request holding an LLM span (for may_contain_llm)."""
         return self._markers
 
-    def extract(self, request: ExportTraceServiceRequest) -> tuple[LlmSpan, ...]:
-        """The LLM spans of `request`, which is only read. Spans of no convention cost a scan of their keys."""
+    def extract(self, request: ExportTraceServiceRequest, payload: bytes | None = None) -> tuple[LlmSpan, ...]:
+        """The LLM spans of `request`, which is only read. Given `payload` (the request serialized), only spans
+        whose bytes hold a marker are looked at; otherwise spans of no convention cost a scan of their keys."""
+        marked = None if payload is None else self._marked_spans(payload)
+        if marked is not None and not marked:
+            return ()
         found: list[LlmSpan] = []
+        index = -1
         for resource_spans in request.resource_spans:
             resource: dict[str, object] | None = None
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    if not self._is_candidate(span):
+                    index += 1
+                    if (marked is not None and index not in marked) or not self._is_candidate(span):
                         continue
                     attrs = _plain_attributes(span.attributes)
                     convention = classify(attrs, self._custom_keys)
@@ -102,6 +109,12 @@ class Extractor:
                         resource = _plain_attributes(resource_spans.resource.attributes)
                     found.append(self._record(span, convention, attrs, resource))
         return tuple(found)
+
+    def _marked_spans(self, payload: bytes) -> set[int] | None:
+        try:
+            return spans_containing(payload, self._markers)
+        except (ValueError, IndexError):  # framing we cannot follow: fall back to scanning every span's keys
+            return None
 
     def _is_candidate(self, span: Span) -> bool:
         # Most spans are not LLM spans: look at keys only, build nothing.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .batch import TraceBatch
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
-from .extract import AttributeMap, Extractor, may_contain_llm
+from .extract import AttributeMap, Extractor
 from .telemetry import Telemetry
 
 
@@ -25,7 +25,7 @@ class LlmExtractConfig:
 
 
 class LlmExtractProcessor:
-    """Batches whose bytes show no LLM marker pass through untouched (no attribute walk)."""
+    """Only spans whose bytes show an LLM marker are looked at; batches without any pass through untouched."""
 
     def __init__(self, config: LlmExtractConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
                  decisions: DecisionLog) -> None:
@@ -35,10 +35,7 @@ class LlmExtractProcessor:
         self._decisions = decisions
 
     async def consume(self, batch: TraceBatch) -> None:
-        if not may_contain_llm(batch.payload, self._extractor.markers):
-            await self._next.consume(batch)
-            return
-        llm_spans = self._extractor.extract(batch.request)
+        llm_spans = self._extractor.extract(batch.request, batch.payload)
         if not llm_spans:
             await self._next.consume(batch)
             return
