@@ -22,10 +22,14 @@ class OtlpReceiver:
             name, http, intake, authenticators[http.auth.authenticator] if http.auth else None)
 
     async def start(self) -> None:
-        if self.grpc is not None:
-            await self.grpc.start()
-        if self.http is not None:
-            await self.http.start()
+        try:
+            if self.grpc is not None:
+                await self.grpc.start()
+            if self.http is not None:
+                await self.http.start()
+        except BaseException:
+            await self.shutdown()
+            raise
 
     async def shutdown(self) -> None:
         if self.http is not None:

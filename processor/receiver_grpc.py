@@ -31,14 +31,18 @@ class GrpcTransport:
 
     async def start(self) -> None:
         limit = self._config.max_recv_msg_size_mib * 1024 * 1024
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        # so_reuseport off: a second tracejudge on the same port must fail, not silently share the traffic.
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
         # No deserializer: the handler gets the request's bytes, which are what exporters forward.
         handler = grpc.unary_unary_rpc_method_handler(self._export)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
-        if self._config.tls is not None:
-            self.port = server.add_secure_port(self._config.endpoint, self._config.tls.grpc_credentials())
-        else:
-            self.port = server.add_insecure_port(self._config.endpoint)
+        try:
+            if self._config.tls is not None:
+                self.port = server.add_secure_port(self._config.endpoint, self._config.tls.grpc_credentials())
+            else:
+                self.port = server.add_insecure_port(self._config.endpoint)
+        except RuntimeError as e:  # grpc reports a failed bind as a bare RuntimeError
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint} (is the port in use?)") from e
         await server.start()
         self._server = server
 

@@ -117,3 +117,15 @@ async def test_tls_on_both_receivers(certificate: tuple[str, str]) -> None:
                 with pytest.raises(grpc.aio.AioRpcError):
                     await plaintext.unary_unary(EXPORT)(export_request().SerializeToString(), timeout=2)
             assert len(downstream.requests) == 2
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+async def test_a_port_in_use_is_a_clear_error_not_shared_traffic(transport: str) -> None:
+    async with running(forwarding_config("127.0.0.1:1")) as first:
+        taken = getattr(first.receivers["otlp"], transport).port
+        config = forwarding_config("127.0.0.1:1")
+        config = config.replace(f"      {transport}:\n        endpoint: 127.0.0.1:0",
+                                f"      {transport}:\n        endpoint: 127.0.0.1:{taken}")
+        with pytest.raises(OSError, match=str(taken) if transport == "grpc" else "in use"):
+            async with running(config):
+                pass
