@@ -164,7 +164,9 @@ def _decode_scalar(tp: Any, raw: Any, path: str, problems: list[str]) -> Any:
         if isinstance(raw, (dict, list)) or raw is None:
             problems.append(f"{path}: expected a string, got {_describe(raw)}")
             return raw
-        return raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if isinstance(raw, bool):  # YAML reads `token: true` as a boolean; the user meant the word
+            return "true" if raw else "false"
+        return str(raw)  # e.g. `token: 12345`
     raise TypeError(f"config field type {tp!r} at {path} is not supported by the decoder")
 
 
