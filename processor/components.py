@@ -54,10 +54,10 @@ def _llm_extract(name: str, config: LlmExtractConfig, next_consumer: TracesConsu
 def _queued(name: str, sender: Sender, config: OtlpExporterConfig | OtlpHttpExporterConfig,
             context: BuildContext) -> QueuedExporter:
     queue = config.sending_queue
-    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size)
+    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size, queue.sizer)
     if queue.storage:
         path = context.extensions[queue.storage].path_for(f"{name}_queue")
-        open_queue = functools.partial(DiskQueue, path, queue.queue_size)
+        open_queue = functools.partial(DiskQueue, path, queue.queue_size, queue.sizer)
     return QueuedExporter(name, sender, queue, config.retry_on_failure, config.timeout, context.telemetry,
                           open_queue)
 

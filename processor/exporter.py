@@ -12,7 +12,7 @@ from .batch import TraceBatch
 from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
 from .retry import RetryConfig, call_with_retry
-from .sending_queue import QueuedItem, SendingQueue
+from .sending_queue import QueuedItem, SendingQueue, Sizer
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class QueueConfig:
 
     enabled: bool = True
     num_consumers: int = 10
-    queue_size: int = 1000
+    queue_size: int = 1000  # in the unit of `sizer`
+    sizer: Sizer = "requests"  # or items (spans) or bytes: bytes bound the memory a queue can take
     # A file_storage extension: the queue is kept on disk and survives a crash (delivery is then at least once).
     storage: str = ""
 
@@ -91,7 +92,8 @@ class QueuedExporter:
         telemetry.exporter_queue_capacity.labels(name).set(config.queue_size)
 
     def has_room(self, batch: TraceBatch) -> bool:
-        if self._queue is not None and not self._stop.is_set() and not self._queue.full():
+        queue = self._queue
+        if queue is not None and not self._stop.is_set() and queue.has_room(batch.span_count, len(batch.payload)):
             return True
         self._refused.inc(batch.span_count)
         return False
@@ -101,14 +103,14 @@ class QueuedExporter:
             raise RetryableError(f"exporter {self.name} is not running")
         self._queue.put(batch.payload, batch.span_count)
         self._idle.clear()
-        self._size.set(self._queue.pending())
+        self._size.set(self._queue.size())
 
     async def start(self) -> None:
         self._queue = self._open_queue()
         if self._queue.pending():
             log.info("exporter %s: resuming delivery of %d request(s) queued on disk", self.name,
                      self._queue.pending())
-        self._size.set(self._queue.pending())
+        self._size.set(self._queue.size())
         self._workers = [asyncio.create_task(self._work(self._queue), name=f"{self.name}/{i}")
                          for i in range(self._config.num_consumers)]
 
@@ -155,7 +157,7 @@ class QueuedExporter:
                 self._failed.inc(item.span_count)  # retries cut short by shutdown: lost with the process
             if delivered or not queue.durable:
                 queue.done(item)
-            self._size.set(queue.pending())
+            self._size.set(queue.size())
             if not queue.pending():
                 self._idle.set()
 

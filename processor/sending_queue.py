@@ -13,20 +13,30 @@ import asyncio
 import collections
 import sqlite3
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+Sizer = Literal["requests", "items", "bytes"]
 
 
 @dataclass(frozen=True, slots=True)
 class QueuedItem:
-    payload: bytes
+    payload: bytes  # empty in a disk queue until a worker takes the item
     span_count: int
+    size_bytes: int
     key: int = 0  # the disk queue's row id
+
+    def size(self, sizer: Sizer) -> int:
+        """The item's size in the unit capacity is counted in (the Collector's `sizer`)."""
+        return 1 if sizer == "requests" else self.span_count if sizer == "items" else self.size_bytes
 
 
 class SendingQueue(Protocol):
     durable: bool
 
-    def full(self) -> bool: ...
+    def has_room(self, span_count: int, size_bytes: int) -> bool: ...
+
+    def size(self) -> int:
+        """What waits, in the sizer's unit."""
 
     def put(self, payload: bytes, span_count: int) -> None: ...
 
@@ -44,15 +54,22 @@ class SendingQueue(Protocol):
 
 
 class _Base:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, sizer: Sizer) -> None:
         self._capacity = capacity
+        self._sizer: Sizer = sizer
         self._ready: collections.deque[QueuedItem] = collections.deque()
+        self._size = 0
         self._pending = 0
         self._available = asyncio.Event()
 
-    def full(self) -> bool:
-        """As in the Collector, capacity counts requests waiting, not those being delivered."""
-        return len(self._ready) >= self._capacity
+    def has_room(self, span_count: int, size_bytes: int) -> bool:
+        """As in the Collector, capacity counts what waits, not what is being delivered. An empty queue takes
+        even an item larger than its capacity: refusing it would make its sender retry for ever."""
+        incoming = QueuedItem(b"", span_count, size_bytes).size(self._sizer)
+        return self._size == 0 or self._size + incoming <= self._capacity
+
+    def size(self) -> int:
+        return self._size
 
     def pending(self) -> int:
         return self._pending
@@ -64,10 +81,13 @@ class _Base:
         while not self._ready:
             self._available.clear()
             await self._available.wait()
-        return self._ready.popleft()
+        item = self._ready.popleft()
+        self._size -= item.size(self._sizer)
+        return item
 
     def _add(self, item: QueuedItem) -> None:
         self._ready.append(item)
+        self._size += item.size(self._sizer)
         self._pending += 1
         self._available.set()
 
@@ -76,7 +96,7 @@ class MemoryQueue(_Base):
     durable = False
 
     def put(self, payload: bytes, span_count: int) -> None:
-        self._add(QueuedItem(payload, span_count))
+        self._add(QueuedItem(payload, span_count, len(payload)))
 
     def done(self, item: QueuedItem) -> None:
         self._pending -= 1
@@ -96,8 +116,8 @@ class DiskQueue(_Base):
 
     durable = True
 
-    def __init__(self, path: str, capacity: int) -> None:
-        super().__init__(capacity)
+    def __init__(self, path: str, capacity: int, sizer: Sizer) -> None:
+        super().__init__(capacity, sizer)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit survives the process being killed; only an OS crash can lose the last commits.
@@ -106,17 +126,18 @@ class DiskQueue(_Base):
         for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
             self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version = {number}")
-        for key, span_count in self._db.execute("SELECT id, span_count FROM queue ORDER BY id"):
-            self._add(QueuedItem(b"", span_count, key))
+        rows = self._db.execute("SELECT id, span_count, length(payload) FROM queue ORDER BY id")
+        for key, span_count, size_bytes in rows:
+            self._add(QueuedItem(b"", span_count, size_bytes, key))
 
     def put(self, payload: bytes, span_count: int) -> None:
         cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, span_count))
-        self._add(QueuedItem(b"", span_count, cursor.lastrowid or 0))
+        self._add(QueuedItem(b"", span_count, len(payload), cursor.lastrowid or 0))
 
     async def get(self) -> QueuedItem:
         item = await super().get()
         (payload,) = self._db.execute("SELECT payload FROM queue WHERE id = ?", (item.key,)).fetchone()
-        return QueuedItem(payload, item.span_count, item.key)
+        return QueuedItem(payload, item.span_count, item.size_bytes, item.key)
 
     def done(self, item: QueuedItem) -> None:
         self._db.execute("DELETE FROM queue WHERE id = ?", (item.key,))

@@ -34,10 +34,10 @@ class Telemetry:
             "Spans refused because an exporter's sending queue was full (the client was told to retry).",
             ["exporter"], registry=r)
         self.exporter_queue_size = Gauge(
-            "tracejudge_exporter_queue_size", "Requests waiting in an exporter's sending queue.",
+            "tracejudge_exporter_queue_size", "What waits in an exporter's sending queue, in its sizer's unit.",
             ["exporter"], registry=r)
         self.exporter_queue_capacity = Gauge(
-            "tracejudge_exporter_queue_capacity", "Capacity of an exporter's sending queue, in requests.",
+            "tracejudge_exporter_queue_capacity", "Capacity of an exporter's sending queue, in its sizer's unit.",
             ["exporter"], registry=r)
         self.llm_spans_extracted = Counter(
             "tracejudge_llm_spans_extracted", "LLM spans recognised, by the convention that identified them.",

@@ -88,6 +88,7 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     ("    timeout: 2s", "    timeuot: 2s", "exporters.otlp/jaeger.timeuot: unknown key"),
     ("queue_size: 50", "queue_size: many", "exporters.otlp/jaeger.sending_queue.queue_size: expected an integer"),
     ("queue_size: 50", "queue_size: 0", "exporters.otlp/jaeger.sending_queue.queue_size: must be at least 1"),
+    ("num_consumers: 2", "sizer: megabytes", "exporters.otlp/jaeger.sending_queue.sizer: must be one of requests"),
     ("num_consumers: 2", "enabled: false", "exporters.otlp/jaeger.sending_queue.enabled: the sending queue"),
     ("initial_interval: 250ms", "multiplier: 0.5", "exporters.otlp/jaeger.retry_on_failure.multiplier"),
     ("tls: {insecure: true}", "tls: {insecure: yes-please}", "exporters.otlp/jaeger.tls.insecure: expected true"),

@@ -21,30 +21,44 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 async def test_disk_queue_gives_back_unfinished_items_after_reopening(tmp_path: Path) -> None:
     path = str(tmp_path / "queue.db")
-    queue = DiskQueue(path, capacity=2)
+    queue = DiskQueue(path, capacity=2, sizer="requests")
     queue.put(b"first", 1)
     queue.put(b"second", 2)
-    assert queue.full()
+    assert not queue.has_room(1, 1)
     first = await queue.get()
     queue.done(first)
     taken = await queue.get()  # taken, never finished: the process "crashes" here
     assert (first.payload, taken.payload) == (b"first", b"second")
     queue.close()
-    reopened = DiskQueue(path, capacity=2)
-    assert reopened.pending() == 1
+    reopened = DiskQueue(path, capacity=10, sizer="bytes")
+    assert (reopened.pending(), reopened.size()) == (1, len(b"second"))
     again = await reopened.get()
     assert (again.payload, again.span_count) == (b"second", 2)
     reopened.done(again)
     reopened.close()
-    assert DiskQueue(path, capacity=2).pending() == 0
+    assert DiskQueue(path, capacity=2, sizer="requests").pending() == 0
 
 
-async def test_capacity_counts_waiting_requests_not_those_in_flight() -> None:
-    queue = MemoryQueue(capacity=1)
+async def test_capacity_counts_what_waits_not_what_is_in_flight() -> None:
+    queue = MemoryQueue(capacity=1, sizer="requests")
     queue.put(b"a", 1)
-    assert queue.full()
+    assert not queue.has_room(1, 1)
     await queue.get()
-    assert not queue.full() and queue.pending() == 1
+    assert queue.has_room(1, 1) and queue.pending() == 1
+
+
+def test_sizers_count_requests_spans_or_bytes() -> None:
+    by_items, by_bytes = MemoryQueue(capacity=10, sizer="items"), MemoryQueue(capacity=100, sizer="bytes")
+    by_items.put(b"x" * 60, 6)
+    by_bytes.put(b"x" * 60, 6)
+    assert by_items.size() == 6 and by_bytes.size() == 60
+    assert by_items.has_room(4, 1000) and not by_items.has_room(5, 1)
+    assert by_bytes.has_room(100, 40) and not by_bytes.has_room(1, 41)
+
+
+def test_an_empty_queue_takes_an_item_larger_than_its_capacity() -> None:
+    queue = MemoryQueue(capacity=10, sizer="bytes")
+    assert queue.has_room(1, 1_000)  # refusing it would make its sender retry for ever
 
 
 def free_port() -> int:
