@@ -7,6 +7,7 @@ ResourceSpans.scope_spans (2) → ScopeSpans.spans (2), in the order a parser yi
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -23,37 +24,39 @@ def span_ranges(payload: bytes) -> list[tuple[int, int]]:
 
 def spans_containing(payload: bytes, markers: Iterable[bytes]) -> set[int]:
     """Indexes (in request order) of the spans whose bytes contain any of `markers`."""
-    hits = sorted(_occurrences(payload, markers))
-    if not hits:
+    first_hits = [(marker, at) for marker in markers if (at := payload.find(marker)) >= 0]
+    if not first_hits:
         return set()
+    ranges = span_ranges(payload)
+    starts = [start for start, _ in ranges]
     found: set[int] = set()
-    h = 0
-    for index, (start, end) in enumerate(span_ranges(payload)):
-        while h < len(hits) and hits[h] < start:
-            h += 1
-        if h < len(hits) and hits[h] < end:
-            found.add(index)
-    return found
-
-
-def _occurrences(payload: bytes, markers: Iterable[bytes]) -> list[int]:
-    offsets = []
-    for marker in markers:
-        at = payload.find(marker)
+    for marker, at in first_hits:
         while at >= 0:
-            offsets.append(at)
-            at = payload.find(marker, at + len(marker))
-    return offsets
+            index = bisect.bisect_right(starts, at) - 1
+            if index >= 0 and at < ranges[index][1]:
+                found.add(index)
+                at = payload.find(marker, ranges[index][1])  # this span is marked: skip the rest of it
+            else:
+                at = payload.find(marker, at + 1)
+    return found
 
 
 def _len_fields(buf: bytes, pos: int, end: int, number: int) -> list[tuple[int, int]]:
     """The (start, end) of each length-delimited field `number` of the message in buf[pos:end]."""
     found = []
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key = buf[pos]  # field numbers below 16 fit the key in one byte: the common case, inlined
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
         wire_type = key & 7
         if wire_type == _LEN:
-            length, pos = _varint(buf, pos)
+            length = buf[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos)
             if key >> 3 == number:
                 found.append((pos, pos + length))
             pos += length
