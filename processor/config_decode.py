@@ -32,6 +32,8 @@ _ENV_REF = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?
 def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration string; raises ValueError if it is not one."""
     text = text.strip()
+    if text == "0":
+        return 0.0
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"{text!r} is not a duration; write it like '5s', '250ms' or '1m30s'")
@@ -41,7 +43,8 @@ def parse_duration(text: str) -> float:
 def expand_env(node: Any, environ: Mapping[str, str], path: str, problems: list[str]) -> Any:
     """Replace `${env:NAME}` / `${env:NAME:-default}` (and `${NAME}`) in string values; `$$` is a literal `$`.
 
-    A value that is exactly one reference is re-read as a YAML scalar, so `${env:PORT}` can be a number.
+    A value that is exactly one reference becomes an EnvText: a string setting takes its text as is (a token
+    `0123` stays `0123`), any other setting its YAML reading, so `${env:PORT}` can be a number.
     An unset variable without a default is an error: silently using "" could, say, turn auth off.
     """
     if isinstance(node, dict):
@@ -65,11 +68,19 @@ def expand_env(node: Any, environ: Mapping[str, str], path: str, problems: list[
     expanded = _ENV_REF.sub(substitute, node)
     whole = _ENV_REF.fullmatch(node)
     if whole and whole.group(0) != "$$":
-        try:
-            return yaml.safe_load(expanded) if expanded else expanded
-        except yaml.YAMLError:
-            return expanded
+        return EnvText(expanded)
     return expanded
+
+
+class EnvText(str):
+    """The text an environment variable supplied; `value` is what YAML would read it as."""
+
+    @property
+    def value(self) -> Any:
+        try:
+            return yaml.safe_load(self) if self else str(self)
+        except yaml.YAMLError:
+            return str(self)
 
 
 def decode(cls: type[T], raw: Any, path: str, problems: list[str]) -> T | None:
@@ -107,6 +118,9 @@ def decode(cls: type[T], raw: Any, path: str, problems: list[str]) -> T | None:
 
 def _decode_value(tp: Any, raw: Any, path: str, problems: list[str]) -> Any:
     origin = get_origin(tp)
+    if isinstance(raw, EnvText) and origin not in (Union, types.UnionType):
+        wants_text = tp is str or origin is Literal or (origin is Annotated and DURATION in get_args(tp))
+        raw = str(raw) if wants_text else raw.value
     if origin is Annotated:
         base, *meta = get_args(tp)
         if DURATION in meta:

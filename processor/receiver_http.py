@@ -84,17 +84,25 @@ class HttpTransport:
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    """Every member of a gzip body (RFC 1952 allows several), never more than `limit` bytes in all."""
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        body = decompressor.decompress(raw, limit + 1)
-    except zlib.error as e:
-        raise PermanentError(f"body is not valid {encoding} data: {e}") from e
-    if len(body) > limit or decompressor.unconsumed_tail:
-        raise _too_large(limit)
-    if not decompressor.eof:
-        raise PermanentError(f"{encoding} body is truncated")
-    return body
+    body = bytearray()
+    rest = raw
+    while True:
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            body += decompressor.decompress(rest, limit + 1 - len(body))
+        except zlib.error as e:
+            raise PermanentError(f"body is not valid {encoding} data: {e}") from e
+        if len(body) > limit or decompressor.unconsumed_tail:
+            raise _too_large(limit)
+        if not decompressor.eof:
+            raise PermanentError(f"{encoding} body is truncated")
+        rest = decompressor.unused_data
+        if not rest:
+            return bytes(body)
+        if encoding != "gzip":
+            raise PermanentError(f"unexpected data after the end of the {encoding} body")
 
 
 def _too_large(limit: int) -> PermanentError:

@@ -70,6 +70,13 @@ def test_env_expansion_with_default_and_typed_result() -> None:
     assert config.receivers["otlp"].protocols.grpc.max_recv_msg_size_mib == 16
 
 
+@pytest.mark.parametrize("secret", ["0123", "yes", "0x1F", "12:30", "null", "#hash", "1_000"])
+def test_env_text_reaches_string_settings_verbatim(secret: str) -> None:
+    text = VALID.replace("    headers: {x-team: llm}", "    headers:\n      x-team: ${env:SECRET}")
+    config = parse_config(text, {"SECRET": secret})
+    assert config.exporters["otlp/jaeger"].headers == {"x-team": secret}
+
+
 def test_unset_env_without_default_names_the_path() -> None:
     text = VALID.replace("${env:JAEGER:-jaeger:4317}", "${env:JAEGER}")
     assert problems(text)[0] == ("exporters.otlp/jaeger.endpoint: environment variable JAEGER is not set "
@@ -146,7 +153,8 @@ def test_a_receiver_feeds_one_pipeline() -> None:
     assert any("'otlp' already feeds pipeline traces" in p for p in problems(text))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("1h", 3600.0)])
+@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("1h", 3600.0),
+                                               ("0", 0.0)])
 def test_durations_are_go_style(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

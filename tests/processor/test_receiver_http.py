@@ -151,3 +151,18 @@ async def test_bearer_token_auth_is_401() -> None:
             assert (await post(http_url(service), payload, {**PROTOBUF, "Authorization": "Bearer s3cret"}))[0] == 200
             await downstream.wait_for_requests(1)
             assert downstream.requests == [payload]
+
+
+async def test_every_member_of_a_multi_member_gzip_body_is_read() -> None:
+    async with CaptureServer() as downstream, running(forwarding_config(downstream.endpoint)) as service:
+        request = export_request(spans=4)
+        payload = request.SerializeToString()
+        half = len(payload) // 2
+        body = gzip.compress(payload[:half]) + gzip.compress(payload[half:])
+        status, _, _ = await post(http_url(service), body, {**PROTOBUF, "Content-Encoding": "gzip"})
+        assert status == 200
+        await downstream.wait_for_requests(1)
+        assert downstream.requests == [payload]
+        garbage = gzip.compress(payload) + b"trailing garbage"
+        status, _, _ = await post(http_url(service), garbage, {**PROTOBUF, "Content-Encoding": "gzip"})
+        assert status == 400
