@@ -18,6 +18,7 @@ import yaml
 from .components import FACTORIES, Kind
 from .config_decode import decode, expand_env
 from .errors import ConfigError
+from .http_site import parse_endpoint
 
 SECTIONS: tuple[Kind, ...] = ("receivers", "processors", "exporters", "extensions")
 
@@ -32,6 +33,10 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class MetricsTelemetryConfig:
     address: str = "0.0.0.0:8888"  # where /metrics is served; "" turns it off
+
+    def validate(self, path: str) -> None:
+        if self.address:
+            parse_endpoint(self.address, f"{path}.address")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
                             ("exporters", spec.exporters)):
             if not names and kind != "processors":
                 problems.append(f"{path}.{kind}: list at least one")
+            for name in {n for n in names if names.count(n) > 1}:
+                problems.append(f"{path}.{kind}: {name!r} is listed more than once")
             for name in names:
                 if name not in declared[kind]:  # type: ignore[index]
                     problems.append(f"{path}.{kind}: {name!r} is not defined under {kind}")

@@ -100,12 +100,18 @@ class DecisionLog:
             self._requests.put(self._flush)
 
     async def for_trace(self, trace_id: str) -> list[Decision]:
+        if self._thread is None:
+            raise RuntimeError("the decision log is not running")
         result: Future[list[Decision]] = Future()
 
         def query(db: sqlite3.Connection) -> None:
-            self._flush(db)
-            rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
-                              (trace_id.lower(),)).fetchall()
+            try:
+                self._flush(db)
+                rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                                  (trace_id.lower(),)).fetchall()
+            except Exception as e:  # the caller gets the error instead of waiting for ever
+                result.set_exception(e)
+                return
             result.set_result([Decision(*row) for row in rows])
 
         self._requests.put(query)
@@ -118,7 +124,7 @@ class DecisionLog:
             db.execute("PRAGMA synchronous=NORMAL")
             _migrate(db)
         except sqlite3.Error as e:
-            self._ready.set_exception(e)
+            self._ready.set_exception(OSError(f"cannot open the decision log {self._path}: {e}"))
             return
         self._ready.set_result(None)
         while True:

@@ -35,9 +35,12 @@ class Exporter(Protocol):
 
 
 class Sender(Protocol):
-    """One delivery attempt to a downstream; raises RetryableError or PermanentError."""
+    """Delivery to one downstream: `encode` once per request (e.g. compress), then `send` per attempt, which
+    raises RetryableError or PermanentError."""
 
-    async def send(self, payload: bytes, timeout_s: float) -> None: ...
+    async def encode(self, payload: bytes) -> bytes: ...
+
+    async def send(self, body: bytes, timeout_s: float) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -142,31 +145,42 @@ class QueuedExporter:
 
     async def _work(self, queue: SendingQueue) -> None:
         while True:
-            item = await queue.get()
             try:
-                delivered = await self._deliver(item)
+                await self._work_once(queue)
             except asyncio.CancelledError:
-                if not queue.durable:
-                    self._failed.inc(item.span_count)  # in flight at shutdown: lost with the process
                 raise
-            except Exception:  # the loop must survive anything a sender does
-                log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, item.span_count)
-                self._failed.inc(item.span_count)
-                delivered = True
+            except Exception:  # the loop must survive anything a sender or the queue does
+                log.exception("exporter %s: unexpected error in a sending-queue worker", self.name)
+
+    async def _work_once(self, queue: SendingQueue) -> None:
+        item = await queue.get()
+        try:
+            delivered = await self._deliver(item)
+        except asyncio.CancelledError:
+            if not queue.durable:
+                self._failed.inc(item.span_count)  # in flight at shutdown: lost with the process
+            raise
+        except Exception:
+            log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, item.span_count)
+            self._failed.inc(item.span_count)
+            queue.done(item)  # given up on: counted and logged
+        else:
             if not delivered and not queue.durable:
                 self._failed.inc(item.span_count)  # retries cut short by shutdown: lost with the process
             if delivered or not queue.durable:
                 queue.done(item)
-            self._size.set(queue.size())
-            if not queue.pending():
-                self._idle.set()
+        self._size.set(queue.size())
+        if not queue.pending():
+            self._idle.set()
 
     async def _deliver(self, item: QueuedItem) -> bool:
         """True when the item is finished with (sent, or given up on and counted); False when shutdown
         interrupted its retries, so a disk queue keeps it."""
 
+        body = await self._sender.encode(item.payload)
+
         async def attempt() -> None:
-            await self._sender.send(item.payload, self._timeout_s)
+            await self._sender.send(body, self._timeout_s)
 
         try:
             await call_with_retry(attempt, self._retry, self._stop)

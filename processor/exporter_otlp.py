@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
 from .exporter import QueueConfig
+from .otlp_codec import log_partial_success
 from .retry import RetryConfig
 from .self_tracing import suppressed
 from .tls import TlsClientConfig
-
-log = logging.getLogger(__name__)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -59,28 +56,41 @@ def split_grpc_endpoint(endpoint: str) -> tuple[str, bool | None]:
 
 
 class GrpcSender:
+    """The channel is opened at the first send, so a sender that is never used holds nothing open."""
+
     def __init__(self, config: OtlpExporterConfig) -> None:
-        target, scheme_secure = split_grpc_endpoint(config.endpoint)
-        secure = scheme_secure if scheme_secure is not None else not config.tls.insecure
-        compression = grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
-        if secure:
-            self._channel = grpc.aio.secure_channel(target, config.tls.grpc_credentials(), compression=compression)
-        else:
-            self._channel = grpc.aio.insecure_channel(target, compression=compression)
-        self._export = self._channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out: no re-encoding
+        self._config = config
+        self._credentials = config.tls.grpc_credentials() if self._secure() else None  # reads files: fail early
         self._metadata = tuple(config.headers.items())
         self._endpoint = config.endpoint
+        self._channel: grpc.aio.Channel | None = None
 
-    async def send(self, payload: bytes, timeout_s: float) -> None:
+    def _secure(self) -> bool:
+        _, scheme_secure = split_grpc_endpoint(self._config.endpoint)
+        return scheme_secure if scheme_secure is not None else not self._config.tls.insecure
+
+    async def encode(self, payload: bytes) -> bytes:
+        return payload  # gRPC compresses by itself (compression is a channel setting)
+
+    async def send(self, body: bytes, timeout_s: float) -> None:
+        if self._channel is None:
+            target, _ = split_grpc_endpoint(self._config.endpoint)
+            gzip = self._config.compression == "gzip"
+            compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
+            self._channel = grpc.aio.secure_channel(target, self._credentials, compression=compression) \
+                if self._credentials is not None else grpc.aio.insecure_channel(target, compression=compression)
+        export = self._channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out: no re-encoding
         try:
             with suppressed():
-                reply = await self._export(payload, timeout=timeout_s, metadata=self._metadata)
+                reply = await export(body, timeout=timeout_s, metadata=self._metadata)
         except grpc.aio.AioRpcError as e:
             raise _translate(e, self._endpoint) from e
-        _log_partial_success(reply, self._endpoint)
+        log_partial_success(reply, self._endpoint)
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
 
 
 def _translate(error: grpc.aio.AioRpcError, endpoint: str) -> Exception:
@@ -107,14 +117,3 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
                 delay_s: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
                 return delay_s
     return None
-
-
-def _log_partial_success(reply: bytes, endpoint: str) -> None:
-    response = ExportTraceServiceResponse()
-    try:
-        response.ParseFromString(reply)
-    except DecodeError:
-        return
-    if response.partial_success.rejected_spans or response.partial_success.error_message:
-        log.warning("%s rejected %d span(s): %s", endpoint, response.partial_success.rejected_spans,
-                    response.partial_success.error_message)

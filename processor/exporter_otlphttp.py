@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import gzip
 import logging
@@ -15,6 +16,7 @@ import aiohttp
 from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
 from .exporter import QueueConfig
+from .otlp_codec import log_partial_success
 from .retry import RetryConfig
 from .self_tracing import suppressed
 from .tls import TlsClientConfig
@@ -64,20 +66,25 @@ class HttpSender:
             self._ssl = config.tls.ssl_context()
         self._session: aiohttp.ClientSession | None = None
 
-    async def send(self, payload: bytes, timeout_s: float) -> None:
+    async def encode(self, payload: bytes) -> bytes:
+        """Compressed once per request, off the event loop, not once per attempt."""
+        return await asyncio.to_thread(gzip.compress, payload, 6) if self._gzip else payload
+
+    async def send(self, body: bytes, timeout_s: float) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=True)
-        body = await asyncio.to_thread(gzip.compress, payload, 6) if self._gzip else payload
         try:
             with suppressed():
                 async with self._session.post(self._url, data=body, headers=self._headers, ssl=self._ssl or True,
                                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-                    detail = (await response.read())[:200]
+                    reply = await response.read()
         except (aiohttp.ClientError, TimeoutError) as e:
             raise RetryableError(f"{self._url}: {type(e).__name__}: {e}") from e
         if 200 <= response.status < 300:
+            if response.content_type == "application/x-protobuf":
+                log_partial_success(reply, self._url)
             return
-        message = f"{self._url}: HTTP {response.status}: {detail!r}"
+        message = f"{self._url}: HTTP {response.status}: {reply[:200]!r}"
         if response.status in _RETRYABLE_STATUS:
             raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentError(message)
@@ -98,4 +105,6 @@ def parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, with no zone information
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from .batch import TraceBatch
 from .errors import PermanentError
+
+log = logging.getLogger(__name__)
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
@@ -48,14 +51,18 @@ def decode_json(body: bytes, receiver: str) -> Decoded:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PermanentError(f"request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise PermanentError("request body is JSON nested too deeply") from e
     if not isinstance(document, dict):
         raise PermanentError("request body must be a JSON object (an ExportTraceServiceRequest)")
-    _hex_ids_to_base64(document, "")
     request = ExportTraceServiceRequest()
     try:
+        _hex_ids_to_base64(document, "")
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise PermanentError(f"request body is not a valid OTLP/JSON ExportTraceServiceRequest: {e}") from e
+    except RecursionError as e:
+        raise PermanentError("request body is JSON nested too deeply") from e
     return _screen(request, None, receiver)
 
 
@@ -133,3 +140,15 @@ def _hex_to_base64(value: str, where: str) -> str:
     except ValueError as e:
         raise PermanentError(f"{where}: {value!r} is not a hex-encoded id") from e
     return base64.b64encode(raw).decode()  # a wrong length is a per-span reject, decided in _screen
+
+
+def log_partial_success(reply: bytes, endpoint: str) -> None:
+    """A downstream may accept a request but reject some spans: say so, since we cannot retry them."""
+    response = ExportTraceServiceResponse()
+    try:
+        response.ParseFromString(reply)
+    except DecodeError:
+        return
+    if response.partial_success.rejected_spans or response.partial_success.error_message:
+        log.warning("%s rejected %d span(s): %s", endpoint, response.partial_success.rejected_spans,
+                    response.partial_success.error_message)

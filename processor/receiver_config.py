@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .http_site import parse_endpoint
 from .tls import TlsServerConfig
 
 
@@ -21,6 +22,7 @@ class GrpcReceiverConfig:
     auth: AuthConfig | None = None
 
     def validate(self, path: str) -> None:
+        parse_endpoint(self.endpoint, f"{path}.endpoint")
         if self.max_recv_msg_size_mib < 1:
             raise ConfigError(f"{path}.max_recv_msg_size_mib: must be at least 1")
 
@@ -34,6 +36,7 @@ class HttpReceiverConfig:
     auth: AuthConfig | None = None
 
     def validate(self, path: str) -> None:
+        parse_endpoint(self.endpoint, f"{path}.endpoint")
         if self.max_request_body_size < 1:
             raise ConfigError(f"{path}.max_request_body_size: must be at least 1 (bytes)")
         if not self.traces_url_path.startswith("/"):

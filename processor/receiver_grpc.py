@@ -59,7 +59,7 @@ class GrpcTransport:
                 self._intake.refuse("grpc", error.kind)
                 await _abort(context, error)
         try:
-            decoded = await self._intake.accept("grpc", lambda: decode_protobuf(payload, self._name))
+            decoded = await self._intake.accept("grpc", lambda: decode_protobuf(payload, self._name), len(payload))
         except Exception as error:  # every refusal, including our own bugs, becomes a status code
             await _abort(context, error)
         return encode_response(decoded, as_json=False)

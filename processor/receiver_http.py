@@ -59,7 +59,7 @@ class HttpTransport:
             return _error_response(error, as_json)
         decode = decode_json if as_json else decode_protobuf
         try:
-            decoded = await self._intake.accept("http", lambda: decode(body, self._name))
+            decoded = await self._intake.accept("http", lambda: decode(body, self._name), len(body), as_json)
         except Exception as error:  # every refusal, including our own bugs, becomes a status code
             return _error_response(error, as_json)
         return web.Response(body=encode_response(decoded, as_json), content_type=request.content_type)

@@ -45,8 +45,8 @@ async def call_with_retry(
     rng: Callable[[], float] = random.random,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run `attempt` until it succeeds. RetryableError is retried (after its `retry_after_s` when the peer said
-    so, else after the next backoff interval) until `max_elapsed_time` would be exceeded or `stop` is set; then
+    """Run `attempt` until it succeeds. RetryableError is retried after the next backoff interval, or after the
+    peer's `retry_after_s` when that is longer, until `max_elapsed_time` would be exceeded or `stop` is set; then
     the last error is raised. Any other exception is raised at once."""
     deadline = clock() + config.max_elapsed_time if config.max_elapsed_time > 0 else float("inf")
     interval = config.initial_interval
@@ -57,8 +57,8 @@ async def call_with_retry(
         except RetryableError as error:
             if not config.enabled or stop.is_set():
                 raise
-            jitter = 1 + config.randomization_factor * (2 * rng() - 1)
-            delay = error.retry_after_s if error.retry_after_s is not None else interval * jitter
+            # A peer's throttling hint is a lower bound: a hint of 0 must not turn retries into a busy loop.
+            delay = max(interval * (1 + config.randomization_factor * (2 * rng() - 1)), error.retry_after_s or 0.0)
             interval = min(interval * config.multiplier, config.max_interval)
             if clock() + delay > deadline:
                 raise

@@ -121,6 +121,12 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     ("      exporters: [otlp/jaeger, otlphttp/phoenix, debug]", "      exporters: []",
      "service.pipelines.traces.exporters: list at least one"),
     ("    traces:", "    metrics:", "service.pipelines.metrics: only traces pipelines are supported"),
+    ("[otlp/jaeger, otlphttp/phoenix, debug]", "[otlp/jaeger, debug, otlp/jaeger]",
+     "service.pipelines.traces.exporters: 'otlp/jaeger' is listed more than once"),
+    ("        endpoint: 127.0.0.1:4318", "        endpoint: localhost",
+     "receivers.otlp.protocols.http.endpoint: 'localhost' is not host:port"),
+    ("  extensions: [health_check]", "  extensions: [health_check]\n  telemetry: {metrics: {address: nonsense}}",
+     "service.telemetry.metrics.address: 'nonsense' is not host:port"),
     ("  extensions: [health_check]", "  extensions: [pprof]",
      "service.extensions: 'pprof' is not defined under extensions"),
     ("num_consumers: 2", "storage: nowhere", "exporters.otlp/jaeger.sending_queue.storage: 'nowhere' must be a "

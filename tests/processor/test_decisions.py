@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tracejudge.processor.decisions import EXTRACTED, NO_CONTENT, DecisionLog
 from tracejudge.processor.llm_span import LlmSpan, Message
 from tracejudge.processor.telemetry import Telemetry
@@ -28,6 +30,8 @@ async def test_records_are_readable_per_trace_and_survive_a_restart(tmp_path: Pa
     await reopened.start()
     assert len(await reopened.for_trace("cd" * 16)) == 1
     await reopened.shutdown()
+    with pytest.raises(RuntimeError, match="not running"):
+        await reopened.for_trace("cd" * 16)
 
 
 async def test_records_beyond_the_backlog_limit_are_counted_as_dropped(tmp_path: Path) -> None:

@@ -64,6 +64,20 @@ async def test_json_with_hex_ids_and_unknown_fields_is_accepted_and_answered_in_
         assert ExportTraceServiceRequest.FromString(downstream.requests[0]) == request
 
 
+async def test_a_request_whose_spans_are_all_rejected_is_not_forwarded() -> None:
+    async with CaptureServer() as downstream, running(forwarding_config(downstream.endpoint)) as service:
+        bad = export_request(spans=2)
+        for span in bad.resource_spans[0].scope_spans[0].spans:
+            span.span_id = b""
+        status, body, _ = await post(http_url(service), bad.SerializeToString(), PROTOBUF)
+        assert status == 200
+        assert ExportTraceServiceResponse.FromString(body).partial_success.rejected_spans == 2
+        good = export_request(spans=1).SerializeToString()
+        assert (await post(http_url(service), good, PROTOBUF))[0] == 200
+        await downstream.wait_for_requests(1)
+        assert downstream.requests == [good] and downstream.calls == 1
+
+
 async def test_json_partial_success_reports_rejected_spans() -> None:
     async with CaptureServer() as downstream, running(forwarding_config(downstream.endpoint)) as service:
         request = export_request(spans=3)
@@ -84,8 +98,9 @@ async def test_json_partial_success_reports_rejected_spans() -> None:
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not-hex"}]}]}]}', JSON, 400, True),
         (b"\x1f\x8b truncated gzip", {**PROTOBUF, "Content-Encoding": "gzip"}, 400, False),
         (b"{}", {"Content-Type": "text/plain"}, 415, False),
+        (b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", JSON, 400, True),
     ],
-    ids=["malformed-protobuf", "malformed-json", "bad-hex-id", "bad-gzip", "wrong-content-type"],
+    ids=["malformed-protobuf", "malformed-json", "bad-hex-id", "bad-gzip", "wrong-content-type", "nested-json"],
 )
 async def test_bad_requests_get_status_body_and_earlier_spans_still_arrive(
         body: bytes, headers: dict[str, str], status: int, as_json: bool) -> None:
