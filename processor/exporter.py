@@ -71,6 +71,7 @@ class QueueConfig:
 
 # How long shutdown waits for queued requests to be delivered before giving up on them.
 DRAIN_TIMEOUT_S = 10.0
+_ERROR_PAUSE_S = 1.0
 
 
 class QueuedExporter:
@@ -151,6 +152,7 @@ class QueuedExporter:
                 raise
             except Exception:  # the loop must survive anything a sender or the queue does
                 log.exception("exporter %s: unexpected error in a sending-queue worker", self.name)
+                await asyncio.sleep(_ERROR_PAUSE_S)  # a persistent fault must not become a hot loop
 
     async def _work_once(self, queue: SendingQueue) -> None:
         item = await queue.get()
