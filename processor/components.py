@@ -10,7 +10,7 @@ from typing import Any, Literal
 from .auth import BearerTokenAuth, BearerTokenAuthConfig
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
-from .exporter import QueuedExporter, Sender
+from .exporter import ExporterSettings, QueuedExporter, Sender
 from .exporter_debug import DebugExporter, DebugExporterConfig
 from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
@@ -51,8 +51,7 @@ def _llm_extract(name: str, config: LlmExtractConfig, next_consumer: TracesConsu
     return LlmExtractProcessor(config, next_consumer, context.telemetry, DecisionLog(path, context.telemetry))
 
 
-def _queued(name: str, sender: Sender, config: OtlpExporterConfig | OtlpHttpExporterConfig,
-            context: BuildContext) -> QueuedExporter:
+def _queued(name: str, sender: Sender, config: ExporterSettings, context: BuildContext) -> QueuedExporter:
     queue = config.sending_queue
     open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size, queue.sizer)
     if queue.storage:

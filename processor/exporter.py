@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from .batch import TraceBatch
 from .config_decode import Duration
@@ -14,6 +14,7 @@ from .errors import ConfigError, PermanentError, RetryableError
 from .retry import RetryConfig, call_with_retry
 from .sending_queue import QueuedItem, SendingQueue, Sizer
 from .telemetry import Telemetry
+from .tls import TlsClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,22 @@ class QueueConfig:
             problems.append(f"{path}.queue_size: must be at least 1")
         if problems:
             raise ConfigError(problems)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterSettings:
+    """What every network exporter shares, under the Collector's key names."""
+
+    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
+    headers: dict[str, str] = field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: Duration = 5.0  # per attempt
+    sending_queue: QueueConfig = field(default_factory=QueueConfig)
+    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+
+    def validate_settings(self, path: str) -> None:
+        if self.timeout <= 0:
+            raise ConfigError(f"{path}.timeout: must be positive")
 
 
 # How long shutdown waits for queued requests to be delivered before giving up on them.

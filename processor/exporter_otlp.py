@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
-from .exporter import QueueConfig
+from .exporter import ExporterSettings
 from .otlp_codec import log_partial_success
-from .retry import RetryConfig
 from .self_tracing import suppressed
-from .tls import TlsClientConfig
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -26,22 +22,15 @@ _RETRYABLE = {
 }
 
 
-@dataclass(frozen=True)
-class OtlpExporterConfig:
+@dataclass(frozen=True, kw_only=True)
+class OtlpExporterConfig(ExporterSettings):
     endpoint: str
-    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
-    headers: dict[str, str] = field(default_factory=dict)
-    compression: Literal["gzip", "none"] = "gzip"
-    timeout: Duration = 5.0
-    sending_queue: QueueConfig = field(default_factory=QueueConfig)
-    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
 
     def validate(self, path: str) -> None:
         target, _ = split_grpc_endpoint(self.endpoint)
         if ":" not in target.rsplit("]", 1)[-1]:
             raise ConfigError(f"{path}.endpoint: {self.endpoint!r} needs a port, e.g. jaeger:4317")
-        if self.timeout <= 0:
-            raise ConfigError(f"{path}.timeout: must be positive")
+        self.validate_settings(path)
         for key in self.headers:
             if key != key.lower():
                 raise ConfigError(f"{path}.headers.{key}: gRPC metadata keys must be lowercase")

@@ -6,37 +6,26 @@ import asyncio
 import datetime
 import email.utils
 import gzip
-import logging
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import aiohttp
 
 from .config_decode import Duration
 from .errors import ConfigError, PermanentError, RetryableError
-from .exporter import QueueConfig
+from .exporter import ExporterSettings
 from .otlp_codec import log_partial_success
-from .retry import RetryConfig
 from .self_tracing import suppressed
-from .tls import TlsClientConfig
-
-log = logging.getLogger(__name__)
 
 # OTLP/HTTP: these statuses are retryable, honouring Retry-After; every other failure is permanent.
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 
 
-@dataclass(frozen=True)
-class OtlpHttpExporterConfig:
+@dataclass(frozen=True, kw_only=True)
+class OtlpHttpExporterConfig(ExporterSettings):
     endpoint: str = ""  # base URL; /v1/traces is appended
     traces_endpoint: str = ""  # full URL, used as is
-    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
-    headers: dict[str, str] = field(default_factory=dict)
-    compression: Literal["gzip", "none"] = "gzip"
-    timeout: Duration = 30.0
-    sending_queue: QueueConfig = field(default_factory=QueueConfig)
-    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+    timeout: Duration = 30.0  # the Collector's otlphttp default
 
     @property
     def url(self) -> str:
@@ -48,8 +37,7 @@ class OtlpHttpExporterConfig:
         key = "traces_endpoint" if self.traces_endpoint else "endpoint"
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.{key}: must start with http:// or https://")
-        if self.timeout <= 0:
-            raise ConfigError(f"{path}.timeout: must be positive")
+        self.validate_settings(path)
         if self.tls.insecure:
             raise ConfigError(f"{path}.tls.insecure: not used by otlphttp; an http:// endpoint is plaintext")
 
