@@ -1,35 +1,31 @@
-"""tracejudge.processor: OTLP in, every span forwarded unchanged, LLM spans recognised on the way."""
+"""tracejudge.processor: OTLP in, every span forwarded unchanged, LLM spans recognised on the way.
 
-from .batch import TraceBatch
-from .config import Config, load_config, parse_config
-from .consumer import Component, Fanout, TracesConsumer
-from .errors import ConfigError, PermanentError, RetryableError, TracejudgeError
-from .exporter import Exporter, QueuedExporter, Sender
-from .extract import CONVENTIONS, LLM_MARKERS, AttributeMap, Extractor, may_contain_llm
-from .llm_span import LlmSpan, Message
-from .service import Service
+Public names load on first use, so that `judge` and `stats` can import the shared data types
+(`tracejudge.processor.llm_span`, `.evaluation`, `.errors`) without pulling in the whole service.
+"""
 
-__all__ = [
-    "CONVENTIONS",
-    "LLM_MARKERS",
-    "AttributeMap",
-    "Component",
-    "Config",
-    "ConfigError",
-    "Exporter",
-    "Extractor",
-    "Fanout",
-    "LlmSpan",
-    "Message",
-    "PermanentError",
-    "QueuedExporter",
-    "RetryableError",
-    "Sender",
-    "Service",
-    "TraceBatch",
-    "TracejudgeError",
-    "TracesConsumer",
-    "load_config",
-    "may_contain_llm",
-    "parse_config",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TraceBatch": "batch",
+    "Config": "config", "load_config": "config", "parse_config": "config",
+    "Component": "consumer", "Fanout": "consumer", "TracesConsumer": "consumer",
+    "ConfigError": "errors", "PermanentError": "errors", "RetryableError": "errors", "TracejudgeError": "errors",
+    "EvaluationResult": "evaluation",
+    "Exporter": "exporter", "QueuedExporter": "exporter", "Sender": "exporter",
+    "CONVENTIONS": "extract", "LLM_MARKERS": "extract", "AttributeMap": "extract", "Extractor": "extract",
+    "may_contain_llm": "extract",
+    "LlmSpan": "llm_span", "Message": "llm_span",
+    "Service": "service",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .evaluation import EvaluationResult
 from .llm_span import LlmSpan
+
+NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +27,5 @@ class TraceBatch:
     span_count: int
     receiver: str = ""
     llm_spans: tuple[LlmSpan, ...] = ()
+    # Results already written into `payload` as events on their LLM span, by span id (hex).
+    evaluations: Mapping[str, tuple[EvaluationResult, ...]] = field(default_factory=lambda: NO_EVALUATIONS)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tracejudge.judge.checks import ChecksConfig
+
 from .auth import BearerTokenAuth, BearerTokenAuthConfig
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
@@ -16,6 +18,7 @@ from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
+from .llm_checks import LlmChecksProcessor
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
 from .receiver import OtlpReceiver
 from .receiver_config import OtlpReceiverConfig
@@ -71,7 +74,11 @@ def _otlphttp_exporter(name: str, config: OtlpHttpExporterConfig, context: Build
 
 FACTORIES: dict[Kind, dict[str, Factory]] = {
     "receivers": {"otlp": Factory(OtlpReceiverConfig, _otlp_receiver)},
-    "processors": {"llm_extract": Factory(LlmExtractConfig, _llm_extract)},
+    "processors": {
+        "llm_extract": Factory(LlmExtractConfig, _llm_extract),
+        "llm_checks": Factory(ChecksConfig, lambda name, config, next_consumer, context: LlmChecksProcessor(
+            config, next_consumer, context.telemetry)),
+    },
     "exporters": {
         "otlp": Factory(OtlpExporterConfig, _otlp_exporter),
         "otlphttp": Factory(OtlpHttpExporterConfig, _otlphttp_exporter),

@@ -46,6 +46,9 @@ class Telemetry:
             "tracejudge_llm_spans_without_content", "LLM spans without captured content (not judgeable).",
             ["convention"], registry=r)
 
+        self.checks = Counter(
+            "tracejudge_checks", "Deterministic check verdicts on LLM spans, by check and label (pass/fail).",
+            ["check", "label"], registry=r)
         self.decisions_dropped = Counter(
             "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
             registry=r)

@@ -1,0 +1,162 @@
+"""Deterministic checks: cheap verdicts on 100% of LLM spans, computed inline in microseconds.
+
+Each check either passes, fails with an explanation, or does not apply (and is then absent). A check never guesses:
+one that needs the answer text is skipped when content capture was off.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.evaluation import EvaluationResult
+from tracejudge.processor.llm_span import LlmSpan
+
+CHECK_PREFIX = "tracejudge.check."
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# International (+CC ...) or North American ((555) 123-4567, 555-123-4567); bare digit groups are left to _CARD.
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,4}[\s.-]?\d{2,4}"
+                    r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_REFUSAL = re.compile(
+    r"\b(?:I(?:'m| am) (?:sorry|unable|not able)|I can(?:no|')t (?:help|assist|provide|do)|"
+    r"I (?:won't|will not) (?:help|assist|provide)|as an AI(?: language model)?)\b", re.IGNORECASE)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def check_result(check: str, passed: bool, explanation: str = "") -> EvaluationResult:
+    """A check's verdict as an evaluation: score 1 (pass) or 0 (fail)."""
+    return EvaluationResult(CHECK_PREFIX + check, 1.0 if passed else 0.0, "pass" if passed else "fail", explanation)
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    min_answer_chars: int = 1  # shorter answers fail `empty_answer`
+    max_answer_chars: int = 0  # 0: no limit
+    refusal: bool = True
+    pii: bool = True
+    # Answers to requests that asked for JSON must parse; with a schema they must also validate against it.
+    json_schema: dict[str, Any] = field(default_factory=dict)
+    # When the context (retrieved documents) is at least this long, the answer must cite it; 0: off.
+    citations_required_above_chars: int = 0
+    citation_pattern: str = r"\[\d+\]"
+
+    def validate(self, path: str) -> None:
+        problems = []
+        if self.min_answer_chars < 0 or self.max_answer_chars < 0:
+            problems.append(f"{path}: min_answer_chars and max_answer_chars must not be negative")
+        if self.json_schema:
+            try:
+                jsonschema.Draft202012Validator.check_schema(self.json_schema)
+            except jsonschema.SchemaError as e:
+                problems.append(f"{path}.json_schema: not a valid JSON Schema: {e.message}")
+        try:
+            re.compile(self.citation_pattern)
+        except re.error as e:
+            problems.append(f"{path}.citation_pattern: not a valid regular expression: {e}")
+        if problems:
+            raise ConfigError(problems)
+
+
+class Checks:
+    def __init__(self, config: ChecksConfig) -> None:
+        self._config = config
+        self._citation = re.compile(config.citation_pattern)
+        self._schema = jsonschema.Draft202012Validator(config.json_schema) if config.json_schema else None
+
+    def run(self, span: LlmSpan) -> tuple[EvaluationResult, ...]:
+        results = [_truncated(span)] if span.finish_reasons else []
+        if not span.output_messages:  # content capture was off: nothing to check the answer of
+            return tuple(results)
+        answer = span.output_text
+        results.append(self._length(answer))
+        if self._config.refusal:
+            results.append(_refusal(answer))
+        if self._config.pii:
+            results.append(_pii(answer))
+        if _json_requested(span):
+            results.append(self._json(answer))
+        context_chars = sum(len(d) for d in span.documents)
+        if self._config.citations_required_above_chars and context_chars >= self._config.citations_required_above_chars:
+            cited = bool(self._citation.search(answer))
+            results.append(check_result("citations", cited, "" if cited else
+                                       f"no citation matching {self._config.citation_pattern!r} for "
+                                       f"{context_chars} characters of retrieved context"))
+        return tuple(results)
+
+    def _length(self, answer: str) -> EvaluationResult:
+        stripped = answer.strip()
+        if len(stripped) < self._config.min_answer_chars:
+            return check_result("answer_length", False,
+                               f"answer has {len(stripped)} characters, fewer than {self._config.min_answer_chars}")
+        if self._config.max_answer_chars and len(stripped) > self._config.max_answer_chars:
+            return check_result("answer_length", False,
+                               f"answer has {len(stripped)} characters, more than {self._config.max_answer_chars}")
+        return check_result("answer_length", True)
+
+    def _json(self, answer: str) -> EvaluationResult:
+        text = answer.strip()
+        fenced = _FENCE.match(text)
+        try:
+            document = json.loads(fenced.group(1) if fenced else text)
+        except json.JSONDecodeError as e:
+            return check_result("json", False, f"JSON was requested but the answer is not JSON: {e}")
+        if self._schema is not None:
+            error = jsonschema.exceptions.best_match(self._schema.iter_errors(document))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+                return check_result("json", False, f"answer violates the schema at {where}: {error.message}")
+        return check_result("json", True)
+
+
+def _truncated(span: LlmSpan) -> EvaluationResult:
+    cut = "length" in span.finish_reasons or "max_tokens" in span.finish_reasons
+    return check_result("truncated", not cut, "the answer stopped at the token limit" if cut else "")
+
+
+def _refusal(answer: str) -> EvaluationResult:
+    match = _REFUSAL.search(answer)
+    return check_result("refusal", match is None, f"refusal: {match.group(0)!r}" if match else "")
+
+
+def _pii(answer: str) -> EvaluationResult:
+    found = []
+    if _EMAIL.search(answer):
+        found.append("e-mail address")
+    if _PHONE.search(answer):
+        found.append("phone number")
+    if any(_luhn(re.sub(r"\D", "", m.group(0))) for m in _CARD.finditer(answer)):
+        found.append("payment card number")
+    return check_result("pii", not found, f"answer contains: {', '.join(found)}" if found else "")
+
+
+def _luhn(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        d = int(char)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _json_requested(span: LlmSpan) -> bool:
+    """OTel GenAI `gen_ai.output.type`, or an OpenAI `response_format` in OpenInference's invocation parameters."""
+    if span.attributes.get("gen_ai.output.type") == "json":
+        return True
+    parameters = span.attributes.get("llm.invocation_parameters")
+    if isinstance(parameters, str) and "response_format" in parameters:
+        try:
+            response_format = json.loads(parameters).get("response_format") or {}
+        except (json.JSONDecodeError, AttributeError):
+            return False
+        return isinstance(response_format, dict) and str(response_format.get("type", "")).startswith("json")
+    return False
