@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .evaluation import EvaluationResult
 from .llm_span import LlmSpan
+from .sampling import Sample
 
 NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
 
@@ -29,3 +30,4 @@ class TraceBatch:
     llm_spans: tuple[LlmSpan, ...] = ()
     # Results already written into `payload` as events on their LLM span, by span id (hex).
     evaluations: Mapping[str, tuple[EvaluationResult, ...]] = field(default_factory=lambda: NO_EVALUATIONS)
+    samples: tuple[Sample, ...] = ()  # LLM spans picked for judging, with their sampling decisions

@@ -20,8 +20,10 @@ from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
 from .llm_checks import LlmChecksProcessor
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
+from .llm_sampler import LlmSamplerProcessor
 from .receiver import OtlpReceiver
 from .receiver_config import OtlpReceiverConfig
+from .sampling import SamplerConfig
 from .sending_queue import DiskQueue, MemoryQueue, SendingQueue
 from .telemetry import Telemetry
 
@@ -77,6 +79,8 @@ FACTORIES: dict[Kind, dict[str, Factory]] = {
     "processors": {
         "llm_extract": Factory(LlmExtractConfig, _llm_extract),
         "llm_checks": Factory(ChecksConfig, lambda name, config, next_consumer, context: LlmChecksProcessor(
+            config, next_consumer, context.telemetry)),
+        "sampler": Factory(SamplerConfig, lambda name, config, next_consumer, context: LlmSamplerProcessor(
             config, next_consumer, context.telemetry)),
     },
     "exporters": {

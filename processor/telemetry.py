@@ -49,6 +49,9 @@ class Telemetry:
         self.checks = Counter(
             "tracejudge_checks", "Deterministic check verdicts on LLM spans, by check and label (pass/fail).",
             ["check", "label"], registry=r)
+        self.sampling_decisions = Counter(
+            "tracejudge_sampling_decisions", "Sampling decisions on judgeable LLM spans, by stratum and outcome.",
+            ["stratum", "outcome"], registry=r)
         self.decisions_dropped = Counter(
             "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
             registry=r)

@@ -1,0 +1,39 @@
+"""The `sampler` processor: picks the LLM spans to judge and attaches them, with their decisions, to the batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .batch import TraceBatch
+from .consumer import TracesConsumer
+from .sampling import Sample, Sampler, SamplerConfig
+from .telemetry import Telemetry
+
+
+class LlmSamplerProcessor:
+    """Runs after `llm_extract` (and `llm_checks`, whose failures rules may target). Spans without content are
+    not judgeable and get no decision. Forwarding is unaffected: only `batch.samples` changes."""
+
+    def __init__(self, config: SamplerConfig, next_consumer: TracesConsumer, telemetry: Telemetry) -> None:
+        self._sampler = Sampler(config)
+        self._next = next_consumer
+        self._counted = telemetry.sampling_decisions
+
+    async def consume(self, batch: TraceBatch) -> None:
+        judgeable = [span for span in batch.llm_spans if span.has_content]
+        if not judgeable:
+            await self._next.consume(batch)
+            return
+        decided = [Sample(span, self._sampler.decide(span, batch.evaluations.get(span.span_id, ())))
+                   for span in judgeable]
+        samples = tuple(sample for sample in decided if sample.decision.sampled)
+        await self._next.consume(dataclasses.replace(batch, samples=samples) if samples else batch)
+        for sample in decided:
+            self._counted.labels(sample.decision.stratum, "sampled" if sample.decision.sampled else "sampled out"
+                                 ).inc()
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
