@@ -18,6 +18,7 @@ from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
+from .judge_enqueue import JudgeEnqueueProcessor, JudgeQueueStageConfig
 from .llm_checks import LlmChecksProcessor
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
 from .llm_sampler import LlmSamplerProcessor
@@ -66,6 +67,12 @@ def _queued(name: str, sender: Sender, config: ExporterSettings, context: BuildC
                           open_queue)
 
 
+def _judge_queue(name: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
+                 context: BuildContext) -> JudgeEnqueueProcessor:
+    path = context.extensions[config.storage].path_for(name)
+    return JudgeEnqueueProcessor(path, config, next_consumer, context.telemetry)
+
+
 def _otlp_exporter(name: str, config: OtlpExporterConfig, context: BuildContext) -> QueuedExporter:
     return _queued(name, GrpcSender(config), config, context)
 
@@ -82,6 +89,7 @@ FACTORIES: dict[Kind, dict[str, Factory]] = {
             config, next_consumer, context.telemetry)),
         "sampler": Factory(SamplerConfig, lambda name, config, next_consumer, context: LlmSamplerProcessor(
             config, next_consumer, context.telemetry)),
+        "judge_queue": Factory(JudgeQueueStageConfig, _judge_queue),
     },
     "exporters": {
         "otlp": Factory(OtlpExporterConfig, _otlp_exporter),

@@ -52,6 +52,12 @@ class Telemetry:
         self.sampling_decisions = Counter(
             "tracejudge_sampling_decisions", "Sampling decisions on judgeable LLM spans, by stratum and outcome.",
             ["stratum", "outcome"], registry=r)
+        self.judge_queue_enqueued = Counter(
+            "tracejudge_judge_queue_enqueued", "Items (one per span and metric) committed to the judge queue.",
+            registry=r)
+        self.judge_queue_dropped = Counter(
+            "tracejudge_judge_queue_dropped", "Items turned away because the judge queue was full, by policy.",
+            ["policy"], registry=r)
         self.decisions_dropped = Counter(
             "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
             registry=r)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 
 from tests.support.otlp_capture import CaptureServer
+from tests.support.process import free_port, tracejudge
 from tests.support.requests import export_request
 from tracejudge.processor.sending_queue import DiskQueue, MemoryQueue
 
@@ -59,33 +55,6 @@ def test_sizers_count_requests_spans_or_bytes() -> None:
 def test_an_empty_queue_takes_an_item_larger_than_its_capacity() -> None:
     queue = MemoryQueue(capacity=10, sizer="bytes")
     assert queue.has_room(1, 1_000)  # refusing it would make its sender retry for ever
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def tracejudge(config: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen([sys.executable, "-m", "tracejudge.processor.cli", "serve", "--config", str(config)],
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if "tracejudge is running" in line:
-                break
-        else:
-            raise AssertionError("tracejudge did not start")
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 async def test_acknowledged_spans_survive_kill_9_and_are_delivered_after_restart(tmp_path: Path) -> None:

@@ -1,0 +1,58 @@
+"""The durable judge queue: committed before the ack, taken once, leased, bounded with a recorded policy."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
+
+
+def item(n: int, metric: str = "faithfulness") -> NewItem:
+    return NewItem(span_id=f"{n:016x}", trace_id="ab" * 16, metric=metric, body={"output": f"answer {n}"})
+
+
+def test_the_same_span_metric_and_judge_version_is_taken_once(tmp_path: Path) -> None:
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-1")
+    queue.enqueue([item(1), item(1), item(1, "relevancy")])
+    queue.enqueue([item(1)])  # a client's retry of the same request
+    assert queue.waiting() == 2
+    other_version = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-2")
+    other_version.enqueue([item(1)])
+    assert other_version.waiting() == 3
+
+
+def test_leases_hand_out_each_item_once_until_they_run_out(tmp_path: Path) -> None:
+    now = [1000.0]
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v", clock=lambda: now[0])
+    queue.enqueue([item(1), item(2), item(3)])
+    first = queue.lease(2, lease_s=30)
+    assert [i.body["output"] for i in first] == ["answer 1", "answer 2"]
+    assert [i.span_id for i in queue.lease(10, lease_s=30)] == [item(3).span_id]
+    assert queue.lease(10, lease_s=30) == []
+    queue.complete([first[0].key])
+    now[0] += 31  # the worker holding the rest died
+    again = queue.lease(10, lease_s=30)
+    assert sorted(i.span_id for i in again) == [item(2).span_id, item(3).span_id]
+    assert {i.attempts for i in again} == {2}
+
+
+def test_committed_items_survive_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "q.db")
+    queue = JudgeQueue(path, JudgeQueueConfig(), "v", clock=lambda: 0.0)
+    queue.enqueue([item(1), item(2)])
+    queue.lease(1, lease_s=5)
+    # no close(): as if the process had been killed
+    reopened = JudgeQueue(path, JudgeQueueConfig(), "v", clock=lambda: 10.0)
+    assert sorted(i.span_id for i in reopened.lease(10, lease_s=5)) == [item(1).span_id, item(2).span_id]
+
+
+def test_a_full_queue_turns_items_away_as_configured(tmp_path: Path) -> None:
+    newest = JudgeQueue(str(tmp_path / "a.db"), JudgeQueueConfig(max_items=2, when_full="drop_new"), "v")
+    assert [i.span_id for i in newest.enqueue([item(1), item(2), item(3)])] == [item(3).span_id]
+    oldest = JudgeQueue(str(tmp_path / "b.db"), JudgeQueueConfig(max_items=2, when_full="drop_oldest"), "v")
+    oldest.enqueue([item(1), item(2)])
+    assert [i.span_id for i in oldest.enqueue([item(3)])] == [item(1).span_id]
+    assert sorted(i.span_id for i in oldest.lease(10, 5)) == [item(2).span_id, item(3).span_id]
+    states = sqlite3.connect(tmp_path / "b.db").execute("SELECT span_id, state FROM items ORDER BY id").fetchall()
+    assert states[0] == (item(1).span_id, "dropped")
