@@ -9,6 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from tracejudge.judge import offline
+from tracejudge.judge.verdict import METRICS
+
 from .config import Config, load_config
 from .errors import ConfigError
 from .service import Service
@@ -26,7 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--config", default="otel-config.yaml", help="path to the YAML config "
                              "(default: %(default)s)")
+    judge = commands.add_parser("judge", help="judge records of a JSONL file (id, query, context, response)")
+    judge.add_argument("--input", required=True, help="JSONL records with id, query, context, response")
+    judge.add_argument("--output", required=True, help="JSONL verdicts: id, score (1 = good), label, tier, error.type")
+    judge.add_argument("--metric", choices=METRICS, default="faithfulness")
+    judge.add_argument("--tier", choices=sorted(offline.TIERS), default="local",
+                       help="local: the embedded judge (server and heavy tiers are not built yet)")
     args = parser.parse_args(argv)
+    if args.command == "judge":
+        return offline.run(args.input, args.output, args.metric, args.tier)
     try:
         config = load_config(args.config)
     except ConfigError as e:

@@ -1,0 +1,86 @@
+"""`tracejudge judge`: judge records from a JSONL file, for offline use and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from .lexical import LexicalJudge
+from .verdict import Judge, JudgeInput, Verdict
+
+BATCH = 64
+TIERS = {"local": LexicalJudge}
+
+
+class InputError(Exception):
+    """A record the judge cannot read; the message names the line."""
+
+
+def read_records(lines: IO[str], metric: str) -> Iterator[tuple[str, JudgeInput]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"line {number}: not JSON: {e}") from e
+        if not isinstance(record, dict) or "id" not in record or "response" not in record:
+            raise InputError(f"line {number}: a record needs at least `id` and `response`")
+        yield str(record["id"]), JudgeInput(metric, str(record.get("query") or ""), str(record["response"]),
+                                            _context(record.get("context")))
+
+
+def _context(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n\n".join(str(v) for v in value)
+    return str(value or "")
+
+
+def result_record(record_id: str, verdict: Verdict) -> dict[str, Any]:
+    return {"id": record_id, "score": verdict.score, "label": verdict.label, "tier": verdict.tier,
+            "error.type": verdict.error_type or None, "explanation": verdict.explanation,
+            "judge_model": verdict.judge_model}
+
+
+async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Judge, progress: IO[str] = sys.stderr
+                     ) -> tuple[int, int]:
+    """Judge every record of `source` into `sink`; returns (records, unjudged)."""
+    done = unjudged = 0
+    batch: list[tuple[str, JudgeInput]] = []
+
+    async def flush() -> None:
+        nonlocal done, unjudged
+        verdicts = await judge.judge([item for _, item in batch])
+        for (record_id, _), verdict in zip(batch, verdicts, strict=True):
+            sink.write(json.dumps(result_record(record_id, verdict)) + "\n")
+            unjudged += not verdict.judged
+        done += len(batch)
+        batch.clear()
+        progress.write(f"\rjudged {done} record(s), {unjudged} unjudged")
+        progress.flush()
+
+    for entry in read_records(source, metric):
+        batch.append(entry)
+        if len(batch) == BATCH:
+            await flush()
+    if batch:
+        await flush()
+    progress.write("\n")
+    return done, unjudged
+
+
+def run(input_path: str, output_path: str, metric: str, tier: str) -> int:
+    try:
+        with open(input_path, encoding="utf-8") as source, open(output_path, "w", encoding="utf-8") as sink:
+            done, unjudged = asyncio.run(judge_file(source, sink, metric, TIERS[tier]()))
+    except InputError as e:
+        print(f"{input_path}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"tracejudge judge: {e}", file=sys.stderr)
+        return 1
+    print(f"{output_path}: {done} verdict(s), {unjudged} unjudged", file=sys.stderr)
+    return 0

@@ -1,0 +1,61 @@
+"""The judge contract: what a judge is given, what it answers, and the one protocol every tier implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tracejudge.processor.evaluation import EvaluationResult
+
+METRICS = ("faithfulness", "relevancy")
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeInput:
+    """One thing to judge: untrusted text from a span, to be treated as data, never as instructions."""
+
+    metric: str  # faithfulness | relevancy
+    query: str
+    response: str
+    context: str = ""  # retrieved documents or grounding text; faithfulness needs it
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A score in [0, 1] (1 = good) with a label, or unjudged: score None and `error_type` saying why."""
+
+    metric: str
+    score: float | None
+    label: str = ""  # pass | fail
+    explanation: str = ""
+    error_type: str = ""
+    tier: str = ""  # local | heavy | ...
+    judge_model: str = ""
+    judge_prompt_version: str = ""
+    confidence: float = 0.0  # in [0, 1]: how far the judge is from its own decision boundary
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    @property
+    def judged(self) -> bool:
+        return self.score is not None
+
+    def as_evaluation(self) -> EvaluationResult:
+        return EvaluationResult(self.metric, self.score, self.label, self.explanation, self.error_type)
+
+
+class Judge(Protocol):
+    """A tier of the cascade. `judge` returns one verdict per input, in order, and never raises for a bad
+    input or a failed call: those are unjudged verdicts with `error_type`. CPU work runs off the event loop."""
+
+    tier: str
+
+    async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]: ...
+
+
+def unjudged(item: JudgeInput, error_type: str, explanation: str, tier: str, judge_model: str) -> Verdict:
+    return Verdict(item.metric, None, error_type=error_type, explanation=explanation, tier=tier,
+                   judge_model=judge_model)

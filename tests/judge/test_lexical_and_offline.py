@@ -1,0 +1,49 @@
+"""The placeholder local judge and `tracejudge judge`: honest scores, explicit unjudged verdicts, JSONL in and out."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tracejudge.judge.lexical import LexicalJudge
+from tracejudge.judge.offline import judge_file
+from tracejudge.judge.verdict import JudgeInput
+
+CONTEXT = "Paris is the capital and largest city of France, with 2.1 million residents."
+
+
+async def test_supported_answers_score_high_and_unsupported_ones_low() -> None:
+    supported, invented, no_context, off_topic = await LexicalJudge().judge([
+        JudgeInput("faithfulness", "Capital of France?", "Paris is the capital of France.", CONTEXT),
+        JudgeInput("faithfulness", "Capital of France?", "Lyon, founded by Romans in 43 BC.", CONTEXT),
+        JudgeInput("faithfulness", "Capital of France?", "Paris.", ""),
+        JudgeInput("relevancy", "What is the capital of France?", "Bananas are yellow.", ""),
+    ])
+    assert supported.label == "pass" and supported.score == 1.0 and supported.confidence == 1.0
+    assert invented.label == "fail" and invented.score is not None and invented.score < 0.5
+    assert "not found" in invented.explanation
+    assert (no_context.score, no_context.error_type) == (None, "no_context")  # never a guess
+    assert off_topic.label == "fail"
+    assert {v.tier for v in (supported, invented, no_context)} == {"local"}
+
+
+async def test_judge_file_writes_one_verdict_per_record() -> None:
+    records = [{"id": "a", "query": "Capital of France?", "context": [CONTEXT], "response": "Paris."},
+               {"id": "b", "query": "Capital of France?", "context": "", "response": "Paris."}]
+    source = io.StringIO("\n".join(json.dumps(r) for r in records) + "\n")
+    sink, progress = io.StringIO(), io.StringIO()
+    assert await judge_file(source, sink, "faithfulness", LexicalJudge(), progress) == (2, 1)
+    out = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [(o["id"], o["label"], o["error.type"]) for o in out] == [("a", "pass", None), ("b", "", "no_context")]
+    assert "judged 2 record(s), 1 unjudged" in progress.getvalue()
+
+
+def test_cli_names_the_bad_line(tmp_path: Path) -> None:
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"id": 1, "response": "ok"}\nnot json\n')
+    result = subprocess.run([sys.executable, "-m", "tracejudge.processor.cli", "judge", "--input", str(bad),
+                             "--output", str(tmp_path / "out.jsonl")], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "line 2: not JSON" in result.stderr
