@@ -1,4 +1,6 @@
-"""A real loopback HTTP server speaking the OpenAI Chat Completions API, with deterministic canned answers.
+"""A real loopback HTTP server speaking the OpenAI Chat Completions API, with deterministic canned answers and
+scripted faults (`fail_next`: a status with headers and body, or a delay; `refuse_json_schema`: answer 400 to
+`response_format: json_schema`, as servers without structured output do).
 
 async with OpenAiServer(Completion(content="Paris.")) as server:
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
@@ -6,6 +8,8 @@ async with OpenAiServer(Completion(content="Paris.")) as server:
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -34,6 +38,14 @@ class Completion:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    status: int
+    headers: dict[str, str]
+    message: str
+    delay_s: float
+
+
 # One fixed answer, or one chosen from the parsed request body.
 Answer = Completion | Callable[[dict[str, Any]], Completion]
 
@@ -46,6 +58,13 @@ class OpenAiServer:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.requests: list[dict[str, Any]] = []
+        self._faults: collections.deque[Fault] = collections.deque()
+        self.refuse_json_schema = False
+
+    def fail_next(self, status: int, headers: dict[str, str] | None = None, message: str = "scripted fault",
+                  delay_s: float = 0.0, times: int = 1) -> None:
+        """The next `times` requests get `status` (after `delay_s`); status 200 with a delay just delays."""
+        self._faults.extend([Fault(status, headers or {}, message, delay_s)] * times)
 
     @property
     def base_url(self) -> str:
@@ -86,6 +105,14 @@ class OpenAiServer:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body.get("model"):
             return _error(400, "`model` and a list of `messages` are required")
         self.requests.append(body)
+        if self._faults:
+            fault = self._faults.popleft()
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)  # a slow server, for client timeouts
+            if fault.status != 200:
+                return _error(fault.status, fault.message, fault.headers)
+        if self.refuse_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            return _error(400, "response_format json_schema is not supported by this server")
         answer = self._answer(body) if callable(self._answer) else self._answer
         if not answer.model:
             answer = replace(answer, model=str(body["model"]))
@@ -151,6 +178,6 @@ def _envelope(answer: Completion, kind: str) -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
-    return web.json_response({"error": error}, status=status)
+    return web.json_response({"error": error}, status=status, headers=headers)
