@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from .lexical import LexicalJudge
+from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
 from .verdict import Judge, JudgeInput, Verdict
 
 BATCH = 64
-TIERS = {"local": LexicalJudge}
+TIERS = ("local", "heavy")
 
 
 class InputError(Exception):
@@ -72,10 +73,22 @@ async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Judge, 
     return done, unjudged
 
 
-def run(input_path: str, output_path: str, metric: str, tier: str) -> int:
+def run(input_path: str, output_path: str, metric: str, tier: str, heavy: OpenAiJudgeConfig | None = None) -> int:
+    """`heavy` configures the heavy tier (required for it)."""
+    if tier == "heavy" and heavy is None:
+        raise ValueError("the heavy tier needs its OpenAiJudgeConfig")
+
+    async def judge_all(source: IO[str], sink: IO[str]) -> tuple[int, int]:
+        judge = OpenAiJudge(heavy) if heavy is not None else LexicalJudge()
+        try:
+            return await judge_file(source, sink, metric, judge)
+        finally:
+            if isinstance(judge, OpenAiJudge):
+                await judge.close()
+
     try:
         with open(input_path, encoding="utf-8") as source, open(output_path, "w", encoding="utf-8") as sink:
-            done, unjudged = asyncio.run(judge_file(source, sink, metric, TIERS[tier]()))
+            done, unjudged = asyncio.run(judge_all(source, sink))
     except InputError as e:
         print(f"{input_path}: {e}", file=sys.stderr)
         return 2

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from tracejudge.judge import offline
+from tracejudge.judge.openai_judge import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
 from .config import Config, load_config
@@ -33,11 +35,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge.add_argument("--input", required=True, help="JSONL records with id, query, context, response")
     judge.add_argument("--output", required=True, help="JSONL verdicts: id, score (1 = good), label, tier, error.type")
     judge.add_argument("--metric", choices=METRICS, default="faithfulness")
-    judge.add_argument("--tier", choices=sorted(offline.TIERS), default="local",
-                       help="local: the embedded judge (server and heavy tiers are not built yet)")
+    judge.add_argument("--tier", choices=offline.TIERS, default="local",
+                       help="local: the embedded judge; heavy: an OpenAI-compatible API (--base-url, --model)")
+    judge.add_argument("--base-url", help="heavy tier: the API's base URL, e.g. http://localhost:8000/v1")
+    judge.add_argument("--model", help="heavy tier: the judge model")
+    judge.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                       help="heavy tier: the environment variable holding the API key (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command == "judge":
-        return offline.run(args.input, args.output, args.metric, args.tier)
+        heavy = None
+        if args.tier == "heavy":
+            if not (args.base_url and args.model):
+                parser.error("--tier heavy needs --base-url and --model")
+            heavy = OpenAiJudgeConfig(base_url=args.base_url, model=args.model,
+                                      api_key=os.environ.get(args.api_key_env, "none"))
+        return offline.run(args.input, args.output, args.metric, args.tier, heavy)
     try:
         config = load_config(args.config)
     except ConfigError as e:

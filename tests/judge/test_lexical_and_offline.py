@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.lexical import LexicalJudge
 from tracejudge.judge.offline import judge_file
 from tracejudge.judge.verdict import JudgeInput
@@ -47,3 +49,19 @@ def test_cli_names_the_bad_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "tracejudge.processor.cli", "judge", "--input", str(bad),
                              "--output", str(tmp_path / "out.jsonl")], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "line 2: not JSON" in result.stderr
+
+
+async def test_cli_heavy_tier_uses_an_openai_compatible_server(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"id": "a", "query": "q", "context": CONTEXT, "response": "Paris."}) + "\n")
+    verdict = '{"score": 0.25, "label": "fail", "explanation": "unsupported"}'
+    async with OpenAiServer(Completion(content=verdict)) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracejudge.processor.cli", "judge", "--input", str(source), "--output", str(out),
+            "--tier", "heavy", "--base-url", server.base_url, "--model", "judge-model",
+            stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    (result,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (result["score"], result["label"], result["tier"], result["judge_model"]) == (
+        0.25, "fail", "heavy", "judge-model")
