@@ -47,6 +47,7 @@ typecheck: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.forwarding
+	$(PY) -m bench.checks
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info

@@ -25,8 +25,12 @@ _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,4}[\s.-]?
                     r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _REFUSAL = re.compile(
-    r"\b(?:I(?:'m| am) (?:sorry|unable|not able)|I can(?:no|')t (?:help|assist|provide|do)|"
-    r"I (?:won't|will not) (?:help|assist|provide)|as an AI(?: language model)?)\b", re.IGNORECASE)
+    "\\b(?:I(?:['\u2019]m| am) (?:sorry|unable|not able)|I can(?:no|['\u2019])t (?:help|assist|provide|do)|"
+    "I (?:won['\u2019]t|will not) (?:help|assist|provide)|as an AI(?: language model)?)\\b", re.IGNORECASE)
+# Cheap tests that rule most answers out before a regular expression has to scan them.
+_DIGIT = re.compile(r"\d")
+_REFUSAL_HINTS = ("sorry", "unable", "not able", "can't", "can\u2019t", "cannot", "won't", "won\u2019t", "will not",
+                  "as an ai")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -121,18 +125,20 @@ def _truncated(span: LlmSpan) -> EvaluationResult:
 
 
 def _refusal(answer: str) -> EvaluationResult:
-    match = _REFUSAL.search(answer)
+    lower = answer.lower()
+    match = _REFUSAL.search(answer) if any(hint in lower for hint in _REFUSAL_HINTS) else None
     return check_result("refusal", match is None, f"refusal: {match.group(0)!r}" if match else "")
 
 
 def _pii(answer: str) -> EvaluationResult:
     found = []
-    if _EMAIL.search(answer):
+    if "@" in answer and _EMAIL.search(answer):
         found.append("e-mail address")
-    if _PHONE.search(answer):
-        found.append("phone number")
-    if any(_luhn(re.sub(r"\D", "", m.group(0))) for m in _CARD.finditer(answer)):
-        found.append("payment card number")
+    if _DIGIT.search(answer):
+        if _PHONE.search(answer):
+            found.append("phone number")
+        if any(_luhn(re.sub(r"\D", "", m.group(0))) for m in _CARD.finditer(answer)):
+            found.append("payment card number")
     return check_result("pii", not found, f"answer contains: {', '.join(found)}" if found else "")
 
 

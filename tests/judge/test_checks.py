@@ -39,6 +39,7 @@ def test_without_content_only_metadata_checks_run() -> None:
 @pytest.mark.parametrize(("answer", "check"), [
     ("", "answer_length"),
     ("I'm sorry, but I can't help with that.", "refusal"),
+    ("I\u2019m sorry, I can\u2019t help with that.", "refusal"),
     ("Write to jane.doe@example.com for details.", "pii"),
     ("Call me on +44 20 7946 0958 tomorrow.", "pii"),
     ("Card: 4111 1111 1111 1111, exp 12/30.", "pii"),
