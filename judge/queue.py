@@ -62,6 +62,12 @@ class NewItem:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    inserted: int  # new items (a retried request's items are already there and not counted)
+    turned_away: list[NewItem]
+
+
 class JudgeQueue:
     def __init__(self, path: str, config: JudgeQueueConfig, judge_version: str,
                  clock: Callable[[], float] = time.time) -> None:
@@ -89,11 +95,11 @@ class JudgeQueue:
         (count,) = self._db.execute("SELECT count(*) FROM items WHERE state IN ('queued', 'leased')").fetchone()
         return int(count)
 
-    def enqueue(self, items: Sequence[NewItem]) -> list[NewItem]:
-        """Commit `items` (already known ones are ignored) and return those turned away because the queue is full:
-        the newest under drop_new; under drop_oldest, room is made by dropping the oldest waiting items instead."""
+    def enqueue(self, items: Sequence[NewItem]) -> Enqueued:
+        """Commit `items` (already known ones are ignored) and say how many were new and which were turned away
+        because the queue is full: the newest under drop_new; under drop_oldest, the oldest waiting ones."""
         if not items:
-            return []
+            return Enqueued(0, [])
         now = self._clock()
         turned_away: list[NewItem] = []
         with self._db:
@@ -105,11 +111,13 @@ class JudgeQueue:
                     turned_away, accepted = accepted[max(room, 0):], accepted[:max(room, 0)]
                 else:
                     turned_away = self._drop_oldest(len(accepted) - max(room, 0))
+            before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now) for i in accepted])
-        return turned_away
+            inserted = self._db.total_changes - before
+        return Enqueued(inserted, turned_away)
 
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]:
         """Up to `limit` items nobody holds (never leased, or their lease ran out), held for `lease_s`."""

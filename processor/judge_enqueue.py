@@ -58,9 +58,9 @@ class JudgeEnqueueProcessor:
         if batch.samples and self._queue is not None:
             items = [NewItem(s.span.span_id, s.span.trace_id, metric, item_body(s))
                      for s in batch.samples for metric in self._config.metrics]
-            turned_away = self._queue.enqueue(items)  # committed: a crash after the ack cannot lose them
-            self._enqueued.inc(len(items) - len(turned_away))
-            self._dropped.inc(len(turned_away))
+            result = self._queue.enqueue(items)  # committed: a crash after the ack cannot lose them
+            self._enqueued.inc(result.inserted)
+            self._dropped.inc(len(result.turned_away))
         await self._next.consume(batch)
 
     async def start(self) -> None:

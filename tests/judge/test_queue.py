@@ -14,8 +14,8 @@ def item(n: int, metric: str = "faithfulness") -> NewItem:
 
 def test_the_same_span_metric_and_judge_version_is_taken_once(tmp_path: Path) -> None:
     queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-1")
-    queue.enqueue([item(1), item(1), item(1, "relevancy")])
-    queue.enqueue([item(1)])  # a client's retry of the same request
+    assert queue.enqueue([item(1), item(1), item(1, "relevancy")]).inserted == 2
+    assert queue.enqueue([item(1)]).inserted == 0  # a client's retry of the same request
     assert queue.waiting() == 2
     other_version = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-2")
     other_version.enqueue([item(1)])
@@ -49,10 +49,10 @@ def test_committed_items_survive_reopening(tmp_path: Path) -> None:
 
 def test_a_full_queue_turns_items_away_as_configured(tmp_path: Path) -> None:
     newest = JudgeQueue(str(tmp_path / "a.db"), JudgeQueueConfig(max_items=2, when_full="drop_new"), "v")
-    assert [i.span_id for i in newest.enqueue([item(1), item(2), item(3)])] == [item(3).span_id]
+    assert [i.span_id for i in newest.enqueue([item(1), item(2), item(3)]).turned_away] == [item(3).span_id]
     oldest = JudgeQueue(str(tmp_path / "b.db"), JudgeQueueConfig(max_items=2, when_full="drop_oldest"), "v")
     oldest.enqueue([item(1), item(2)])
-    assert [i.span_id for i in oldest.enqueue([item(3)])] == [item(1).span_id]
+    assert [i.span_id for i in oldest.enqueue([item(3)]).turned_away] == [item(1).span_id]
     assert sorted(i.span_id for i in oldest.lease(10, 5)) == [item(2).span_id, item(3).span_id]
     states = sqlite3.connect(tmp_path / "b.db").execute("SELECT span_id, state FROM items ORDER BY id").fetchall()
     assert states[0] == (item(1).span_id, "dropped")
