@@ -1,1 +1,26 @@
-"""tracejudge.judge: the judge cascade (deterministic checks, local and heavy judges). Built in later issues."""
+"""tracejudge.judge: deterministic checks, the judge protocol and its tiers, the durable judge queue.
+
+Public names load on first use, so importing one module (say, the checks on the request path) does not import
+every judge client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Checks": "checks", "ChecksConfig": "checks",
+    "LexicalJudge": "lexical",
+    "OpenAiJudge": "openai_judge", "OpenAiJudgeConfig": "openai_judge",
+    "JudgeQueue": "queue", "JudgeQueueConfig": "queue",
+    "Judge": "verdict", "JudgeInput": "verdict", "Verdict": "verdict",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

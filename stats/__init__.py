@@ -1,1 +1,1 @@
-"""tracejudge.stats: per-version quality statistics and alerts. Built in later issues."""
+"""tracejudge.stats: per-version quality statistics and alerts (not built yet; see the open issues)."""
