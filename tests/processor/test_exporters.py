@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +11,7 @@ from aiohttp import web
 from tests.support.metrics import metric
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
+from tests.support.process import free_port
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
 from tracejudge.processor.service import Service
@@ -22,13 +22,6 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 async def send(service: Service, payload: bytes) -> None:
     async with grpc.aio.insecure_channel(grpc_target(service)) as channel:
         await channel.unary_unary(EXPORT)(payload, timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_spans_queued_while_downstream_is_down_arrive_when_it_comes_back() -> None:
