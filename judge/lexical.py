@@ -33,6 +33,14 @@ def content_words(text: str) -> set[str]:
 
 class LexicalJudge:
     tier = "local"
+    model = MODEL
+    prompt_version = MODEL
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        return None
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         return await asyncio.get_running_loop().run_in_executor(None, self._judge_all, list(inputs))

@@ -56,7 +56,7 @@ class OpenAiJudgeConfig:
     api_key: str = "none"  # local servers usually ignore it
     timeout: Duration = 30.0
     max_retries: int = 3  # for 429, 5xx and timeouts; auth and billing errors are never retried
-    concurrency: int = 4
+    max_output_tokens: int = 400  # bounds each verdict's cost; a verdict needs well under 200
     usd_per_million_input_tokens: float = 0.0
     usd_per_million_output_tokens: float = 0.0
 
@@ -64,8 +64,8 @@ class OpenAiJudgeConfig:
         problems = []
         if not self.base_url.startswith(("http://", "https://")):
             problems.append(f"{path}.base_url: must start with http:// or https://")
-        if self.concurrency < 1:
-            problems.append(f"{path}.concurrency: must be at least 1")
+        if self.max_output_tokens < 16:
+            problems.append(f"{path}.max_output_tokens: must be at least 16 (a verdict is a JSON object)")
         if self.max_retries < 0:
             problems.append(f"{path}.max_retries: must not be negative")
         if problems:
@@ -73,17 +73,27 @@ class OpenAiJudgeConfig:
 
 
 class OpenAiJudge:
+    """Calls are not limited here: a tier's concurrency, rate and budget are its TierGate's (limits.py)."""
+
+    prompt_version = PROMPT_VERSION
+
     def __init__(self, config: OpenAiJudgeConfig, tier: str = "heavy") -> None:
         self.tier = tier
+        self.model = config.model
         self._config = config
         # Our own retries (they honour Retry-After and know auth errors are final), not the client's.
         self._client = openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, max_retries=0,
                                           timeout=config.timeout)
-        self._limit = asyncio.Semaphore(config.concurrency)
         self._mode_index = 0  # falls back, once per judge, when the server refuses a response format
 
     async def close(self) -> None:
         await self._client.close()
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        """An upper estimate: about 3 characters per token (English averages 4) and the full output allowance."""
+        input_tokens = (len(_SYSTEM) + len(item.query) + len(item.context) + len(item.response)) / 3
+        return (input_tokens * self._config.usd_per_million_input_tokens
+                + self._config.max_output_tokens * self._config.usd_per_million_output_tokens) / 1e6
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         return list(await asyncio.gather(*(self._judge_one(item) for item in inputs)))
@@ -93,16 +103,14 @@ class OpenAiJudge:
             return self._unjudged(item, "unsupported_metric", f"{item.metric!r} is not a metric of this judge")
         if item.metric == "faithfulness" and not item.context.strip():
             return self._unjudged(item, "no_context", "faithfulness needs retrieved or grounding context")
-        async with self._limit:
-            started = time.perf_counter()
-            try:
-                completion = await self._complete(item)
-            except openai.APIStatusError as e:
-                kind = "auth_error" if e.status_code in (401, 403) else f"http_{e.status_code}"
-                return self._unjudged(item, kind, f"{self._config.base_url}: {e.message}")
-            except (openai.APITimeoutError, openai.APIConnectionError) as e:
-                return self._unjudged(item, type(e).__name__, f"{self._config.base_url}: {e}")
-            return self._verdict(item, completion, time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            completion = await self._complete(item)
+        except openai.APIStatusError as e:
+            return self._unjudged(item, _status_error_type(e), f"{self._config.base_url}: {e.message}")
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            return self._unjudged(item, type(e).__name__, f"{self._config.base_url}: {e}")
+        return self._verdict(item, completion, time.perf_counter() - started)
 
     async def _complete(self, item: JudgeInput) -> Any:
         messages = [{"role": "system", "content": _SYSTEM.format(task=_TASKS[item.metric])},
@@ -114,7 +122,7 @@ class OpenAiJudge:
             mode = _MODES[self._mode_index]
             try:
                 return await create(model=self._config.model, messages=messages, temperature=0,
-                                    **_response_format(mode))
+                                    max_tokens=self._config.max_output_tokens, **_response_format(mode))
             except openai.BadRequestError:
                 if mode == _MODES[-1]:
                     raise
@@ -122,6 +130,8 @@ class OpenAiJudge:
                 self._mode_index = max(self._mode_index, _MODES.index(mode) + 1)
             except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                     openai.APIConnectionError) as e:
+                if isinstance(e, openai.RateLimitError) and _status_error_type(e) == "billing_error":
+                    raise  # out of quota: waiting will not help
                 attempt += 1
                 if attempt > self._config.max_retries:
                     raise
@@ -168,6 +178,15 @@ def parse_verdict(content: str) -> tuple[float, str, str] | None:
     if label not in ("pass", "fail"):
         label = "pass" if score >= 0.5 else "fail"
     return float(score), str(label), str(document.get("explanation") or "")
+
+
+def _status_error_type(error: openai.APIStatusError) -> str:
+    """auth_error and billing_error pause a tier (see limits.PAUSING_ERRORS); others are http_<status>."""
+    if error.status_code in (401, 403):
+        return "auth_error"
+    if error.status_code == 402 or error.code == "insufficient_quota":
+        return "billing_error"
+    return f"http_{error.status_code}"
 
 
 def _response_format(mode: Mode) -> dict[str, Any]:

@@ -30,6 +30,14 @@ _MIGRATIONS = (
         attempts INTEGER NOT NULL DEFAULT 0, enqueued_unix_s REAL NOT NULL, done_unix_s REAL,
         UNIQUE (span_id, metric, judge_version))""",
     "CREATE INDEX items_state ON items (state, id)",
+    # when an item may be leased: after its trace's decision wait, or a retry's backoff
+    "ALTER TABLE items ADD COLUMN ready_unix_s REAL NOT NULL DEFAULT 0",
+    "CREATE TABLE spend (day TEXT NOT NULL, tier TEXT NOT NULL, usd REAL NOT NULL, PRIMARY KEY (day, tier))",
+    "CREATE TABLE verdict_cache (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, expires_unix_s REAL NOT NULL)",
+    "CREATE INDEX verdict_cache_expiry ON verdict_cache (expires_unix_s)",
+    # retrieved documents of traces with queued items: the context of their LLM spans
+    """CREATE TABLE documents (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, position INTEGER NOT NULL,
+        start_unix_nano INTEGER NOT NULL, content TEXT NOT NULL, PRIMARY KEY (trace_id, span_id, position))""",
 )
 
 
@@ -60,6 +68,18 @@ class NewItem:
     trace_id: str
     metric: str
     body: dict[str, Any]
+    ready_unix_s: float = 0.0  # not to be leased before (its trace may still be arriving)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A retrieved document of a trace: context for the LLM spans that started after `start_unix_nano`."""
+
+    trace_id: str
+    span_id: str  # of the retriever span
+    position: int
+    start_unix_nano: int
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +115,11 @@ class JudgeQueue:
         (count,) = self._db.execute("SELECT count(*) FROM items WHERE state IN ('queued', 'leased')").fetchone()
         return int(count)
 
-    def enqueue(self, items: Sequence[NewItem]) -> Enqueued:
-        """Commit `items` (already known ones are ignored) and say how many were new and which were turned away
-        because the queue is full: the newest under drop_new; under drop_oldest, the oldest waiting ones."""
-        if not items:
+    def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = ()) -> Enqueued:
+        """Commit `items` (already known ones are ignored) and the `documents` of their traces, and say how many
+        items were new and which were turned away because the queue is full: the newest under drop_new; under
+        drop_oldest, the oldest waiting ones."""
+        if not items and not documents:
             return Enqueued(0, [])
         now = self._clock()
         turned_away: list[NewItem] = []
@@ -113,21 +134,44 @@ class JudgeQueue:
                     turned_away = self._drop_oldest(len(accepted) - max(room, 0))
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now) for i in accepted])
+                "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s, "
+                "ready_unix_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now, i.ready_unix_s)
+                 for i in accepted])
             inserted = self._db.total_changes - before
+            self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
+                                 [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content)
+                                  for d in documents])
         return Enqueued(inserted, turned_away)
 
+    def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]:
+        """The stored documents of these traces, by trace, in start order."""
+        ids = sorted(set(trace_ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        found: dict[str, list[Document]] = {}
+        for row in self._db.execute(f"SELECT trace_id, span_id, position, start_unix_nano, content FROM documents "
+                                    f"WHERE trace_id IN ({marks}) ORDER BY start_unix_nano, span_id, position", ids):
+            found.setdefault(row[0], []).append(Document(*row))
+        return found
+
+    def forget_documents(self) -> None:
+        """Drop the documents of traces with nothing left to judge."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM documents WHERE trace_id NOT IN "
+                             "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased'))")
+
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]:
-        """Up to `limit` items nobody holds (never leased, or their lease ran out), held for `lease_s`."""
+        """Up to `limit` ready items nobody holds (never leased, or their lease ran out), held for `lease_s`."""
         now = self._clock()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             rows = self._db.execute(
                 "SELECT id, span_id, trace_id, metric, judge_version, body, attempts FROM items "
-                "WHERE state = 'queued' OR (state = 'leased' AND lease_until < ?) ORDER BY id LIMIT ?",
-                (now, limit)).fetchall()
+                "WHERE (state = 'queued' AND ready_unix_s <= ?) OR (state = 'leased' AND lease_until < ?) "
+                "ORDER BY id LIMIT ?", (now, now, limit)).fetchall()
             self._db.executemany("UPDATE items SET state = 'leased', lease_until = ?, attempts = attempts + 1 "
                                  "WHERE id = ?", [(now + lease_s, row[0]) for row in rows])
         return [JudgeItem(key, span, trace, metric, version, json.loads(body), attempts + 1)
@@ -140,6 +184,49 @@ class JudgeQueue:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE items SET state = 'done', done_unix_s = ? WHERE id = ?",
                                  [(now, key) for key in keys])
+
+    def release(self, keys: Iterable[int], delay_s: float) -> None:
+        """Give leased items back, to be leased again after `delay_s` (a retry after a transient failure)."""
+        ready = self._clock() + delay_s
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("UPDATE items SET state = 'queued', ready_unix_s = ? WHERE id = ? AND "
+                                 "state = 'leased'", [(ready, key) for key in keys])
+
+    def hold_trace(self, trace_id: str, ready_unix_s: float) -> None:
+        """Move the queued items of a trace that is still arriving to `ready_unix_s` (the decision wait)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE items SET ready_unix_s = ? WHERE trace_id = ? AND state = 'queued'",
+                             (ready_unix_s, trace_id))
+
+    # -- the spend ledger (limits.SpendLedger) and the verdict cache (cache.VerdictStore) share the database
+
+    def spent_usd(self, tier: str, day: str) -> float:
+        row = self._db.execute("SELECT usd FROM spend WHERE day = ? AND tier = ?", (day, tier)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def add_spend(self, tier: str, day: str, usd: float) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (day, tier) DO UPDATE SET "
+                             "usd = usd + excluded.usd", (day, tier, usd))
+
+    def cached_verdicts(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT key, verdict FROM verdict_cache WHERE key IN ({marks}) AND "
+                                "expires_unix_s > ?", (*keys, self._clock())).fetchall()
+        return dict(rows)
+
+    def cache_verdicts(self, entries: dict[str, str], ttl_s: float) -> None:
+        now = self._clock()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO verdict_cache VALUES (?, ?, ?)",
+                                 [(key, verdict, now + ttl_s) for key, verdict in entries.items()])
+            self._db.execute("DELETE FROM verdict_cache WHERE expires_unix_s <= ?", (now,))
 
     def _drop_oldest(self, count: int) -> list[NewItem]:
         rows = self._db.execute("SELECT id, span_id, trace_id, metric, body FROM items WHERE state = 'queued' "

@@ -38,6 +38,7 @@ class Verdict:
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    cached: bool = False  # taken from the verdict cache: this use cost nothing
 
     @property
     def judged(self) -> bool:
@@ -49,11 +50,20 @@ class Verdict:
 
 class Judge(Protocol):
     """A tier of the cascade. `judge` returns one verdict per input, in order, and never raises for a bad
-    input or a failed call: those are unjudged verdicts with `error_type`. CPU work runs off the event loop."""
+    input or a failed call: those are unjudged verdicts with `error_type`. CPU work runs off the event loop.
+    `model` and `prompt_version` identify what produces the verdicts (they key the verdict cache)."""
 
     tier: str
+    model: str
+    prompt_version: str
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]: ...
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        """What judging `item` is expected to cost, for budgets: an upper estimate, 0 for free tiers."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def unjudged(item: JudgeInput, error_type: str, explanation: str, tier: str, judge_model: str) -> Verdict:

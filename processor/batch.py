@@ -9,7 +9,7 @@ from types import MappingProxyType
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .evaluation import EvaluationResult
-from .llm_span import LlmSpan
+from .llm_span import LlmSpan, Retrieval
 from .sampling import Sample
 
 NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
@@ -31,3 +31,4 @@ class TraceBatch:
     # Results already written into `payload` as events on their LLM span, by span id (hex).
     evaluations: Mapping[str, tuple[EvaluationResult, ...]] = field(default_factory=lambda: NO_EVALUATIONS)
     samples: tuple[Sample, ...] = ()  # LLM spans picked for judging, with their sampling decisions
+    retrievals: tuple[Retrieval, ...] = ()  # retriever spans, whose documents are context for LLM spans

@@ -18,13 +18,13 @@ from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
-from .judge_enqueue import JudgeEnqueueProcessor, JudgeQueueStageConfig
+from .judge_stage import JudgeEnqueueProcessor, JudgeQueueStageConfig
 from .llm_checks import LlmChecksProcessor
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
 from .llm_sampler import LlmSamplerProcessor
 from .receiver import OtlpReceiver
 from .receiver_config import OtlpReceiverConfig
-from .sampling import SamplerConfig
+from .sampling import RateScale, SamplerConfig
 from .sending_queue import DiskQueue, MemoryQueue, SendingQueue
 from .telemetry import Telemetry
 
@@ -37,6 +37,8 @@ class BuildContext:
 
     telemetry: Telemetry
     extensions: Mapping[str, Any]  # built extensions by name
+    decisions: DecisionLog  # the service's decision log, shared by every stage that decides a span's fate
+    sampling_scale: RateScale  # lowered by the judge stage when a budget runs low, read by the sampler
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,7 @@ def _otlp_receiver(name: str, config: OtlpReceiverConfig, next_consumer: TracesC
 
 def _llm_extract(name: str, config: LlmExtractConfig, next_consumer: TracesConsumer,
                  context: BuildContext) -> LlmExtractProcessor:
-    path = context.extensions[config.storage].path_for(name) if config.storage else ":memory:"
-    return LlmExtractProcessor(config, next_consumer, context.telemetry, DecisionLog(path, context.telemetry))
+    return LlmExtractProcessor(config, next_consumer, context.telemetry, context.decisions)
 
 
 def _queued(name: str, sender: Sender, config: ExporterSettings, context: BuildContext) -> QueuedExporter:
@@ -70,7 +71,8 @@ def _queued(name: str, sender: Sender, config: ExporterSettings, context: BuildC
 def _judge_queue(name: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  context: BuildContext) -> JudgeEnqueueProcessor:
     path = context.extensions[config.storage].path_for(name)
-    return JudgeEnqueueProcessor(path, config, next_consumer, context.telemetry)
+    return JudgeEnqueueProcessor(path, config, next_consumer, context.telemetry, context.decisions,
+                                 context.sampling_scale)
 
 
 def _otlp_exporter(name: str, config: OtlpExporterConfig, context: BuildContext) -> QueuedExporter:
@@ -88,7 +90,7 @@ FACTORIES: dict[Kind, dict[str, Factory]] = {
         "llm_checks": Factory(ChecksConfig, lambda name, config, next_consumer, context: LlmChecksProcessor(
             config, next_consumer, context.telemetry)),
         "sampler": Factory(SamplerConfig, lambda name, config, next_consumer, context: LlmSamplerProcessor(
-            config, next_consumer, context.telemetry)),
+            config, next_consumer, context.telemetry, context.decisions, context.sampling_scale)),
         "judge_queue": Factory(JudgeQueueStageConfig, _judge_queue),
     },
     "exporters": {

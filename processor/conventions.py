@@ -96,6 +96,7 @@ INPUT_VALUE_KEYS = ("input.value", "langfuse.observation.input")
 OUTPUT_VALUE_KEYS = ("output.value", "langfuse.observation.output")
 OPENINFERENCE_PARAMETERS = "llm.invocation_parameters"
 DOCUMENTS_PREFIX = "retrieval.documents."
+GEN_AI_DOCUMENTS = "gen_ai.retrieval.documents"  # JSON: [{"id": ..., "content": ...}, ...]
 
 # Span events of older GenAI semconv: `gen_ai.<role>.message` and `gen_ai.choice` carry one message each.
 EVENT_CONTENT_KEYS = ("gen_ai.event.content", "content", "message")
@@ -156,6 +157,29 @@ def classify(attrs: Attributes, custom_keys: frozenset[str] = frozenset()) -> st
     if found is None and any(key in attrs for key in custom_keys):
         return "custom"
     return found
+
+
+def retrieved_documents(attrs: Attributes) -> tuple[str, ...] | None:
+    """The documents of a retriever span (OpenInference RETRIEVER, GenAI `retrieval`), or None if it is not one."""
+    if str(attrs.get("openinference.span.kind") or "").upper() == "RETRIEVER":
+        return indexed_documents(attrs)
+    if attrs.get("gen_ai.operation.name") == "retrieval":
+        value = attrs.get(GEN_AI_DOCUMENTS)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return (value,) if value.strip() else ()
+        items = value if isinstance(value, (list, tuple)) else ()
+        found = (as_text(item.get("content")) if isinstance(item, dict) else as_text(item) for item in items)
+        return tuple(text for text in found if text)
+    return None
+
+
+def indexed_documents(attrs: Attributes) -> tuple[str, ...]:
+    """OpenInference `retrieval.documents.N.document.content`, in index order."""
+    documents = (as_text(item.get("document.content")) for _, item in indexed(attrs, DOCUMENTS_PREFIX))
+    return tuple(d for d in documents if d)
 
 
 @dataclass(frozen=True, slots=True)

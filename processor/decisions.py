@@ -13,7 +13,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +29,25 @@ MIGRATIONS = (
         trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
         service TEXT NOT NULL, convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
         recorded_unix_s REAL NOT NULL, PRIMARY KEY (trace_id, span_id, decision))""",
+    # One row per stage and metric: judged and unjudged records are per metric, with their scores as JSON.
+    """CREATE TABLE decisions_2 (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
+        service TEXT NOT NULL, convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        recorded_unix_s REAL NOT NULL, metric TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (trace_id, span_id, metric, decision));
+    INSERT INTO decisions_2 (trace_id, span_id, decision, service, convention, model, prompt_version,
+        recorded_unix_s) SELECT * FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_2 RENAME TO decisions""",
 )
 
 EXTRACTED = "extracted"
 NO_CONTENT = "not judgeable: no content"
+SAMPLED_OUT = "sampled out"
+QUEUED = "queued"
+JUDGED = "judged"
+UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
+DROPPED = "dropped"  # written "dropped: <reason>"
 
 _BATCH = 512
 FLUSH_INTERVAL_S = 0.5
@@ -48,10 +63,25 @@ class Decision:
     model: str
     prompt_version: str
     recorded_unix_s: float
+    metric: str = ""  # for judged, unjudged and dropped records: the metric they are about
+    detail: str = ""  # JSON: scores, tiers, probabilities, whatever the stage knew
 
 
 def decision_for(span: LlmSpan) -> str:
     return EXTRACTED if span.has_content else NO_CONTENT
+
+
+def span_decision(span: LlmSpan, decision: str, metric: str = "", detail: str = "") -> Decision:
+    return Decision(span.trace_id, span.span_id, decision, span.service, span.convention,
+                    span.response_model or span.request_model, span.prompt_version, time.time(), metric, detail)
+
+
+def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision: str, metric: str = "",
+                  detail: str = "") -> Decision:
+    """A record for a judge queue item, from what its body keeps of the span."""
+    return Decision(trace_id, span_id, decision, body.get("service", ""), body.get("convention", ""),
+                    body.get("response_model") or body.get("request_model", ""), body.get("prompt_version", ""),
+                    time.time(), metric, detail)
 
 
 class DecisionLog:
@@ -84,9 +114,10 @@ class DecisionLog:
         self._thread = None
 
     def record_extracted(self, spans: Iterable[LlmSpan]) -> None:
-        now = time.time()
-        records = [Decision(s.trace_id, s.span_id, decision_for(s), s.service, s.convention,
-                            s.response_model or s.request_model, s.prompt_version, now) for s in spans]
+        self.record([span_decision(s, decision_for(s)) for s in spans])
+
+    def record(self, records: list[Decision]) -> None:
+        """Hand records over to be written; never blocks (see the class docstring)."""
         with self._pending_lock:
             room = max(0, self._max_pending - len(self._pending))
             self._pending.extend(records[:room])
@@ -148,12 +179,28 @@ class DecisionLog:
             rows = [_row(d) for d in pending[start:start + _BATCH]]
             with db:
                 db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def read_decisions(path: str, trace_id: str) -> list[Decision]:
+    """The records of one trace, read from the database file directly (the service may be running or not)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise OSError(f"cannot open the decision log {path}: {e}") from e
+    try:
+        rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                          (trace_id.lower(),)).fetchall()
+    except sqlite3.Error as e:
+        raise OSError(f"cannot read the decision log {path}: {e}") from e
+    finally:
+        db.close()
+    return [Decision(*row) for row in rows]
 
 
 def _row(decision: Decision) -> tuple[Any, ...]:
     return (decision.trace_id, decision.span_id, decision.decision, decision.service, decision.convention,
-            decision.model, decision.prompt_version, decision.recorded_unix_s)
+            decision.model, decision.prompt_version, decision.recorded_unix_s, decision.metric, decision.detail)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -161,5 +208,6 @@ def _migrate(db: sqlite3.Connection) -> None:
     for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
         with db:
             db.execute("BEGIN")
-            db.execute(statement)
+            for part in statement.split(";\n"):
+                db.execute(part)
             db.execute(f"PRAGMA user_version = {number}")

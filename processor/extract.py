@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from . import conventions as cv
 from .conventions import CONVENTIONS, as_int, as_text, as_texts, classify
 from .errors import ConfigError
-from .llm_span import AttributeValue, LlmSpan
+from .llm_span import AttributeValue, LlmSpan, Retrieval
 from .otlp_wire import spans_containing
 
 __all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm"]
@@ -89,10 +89,16 @@ class Extractor:
     def extract(self, request: ExportTraceServiceRequest, payload: bytes | None = None) -> tuple[LlmSpan, ...]:
         """The LLM spans of `request`, which is only read. Given `payload` (the request serialized), only spans
         whose bytes hold a marker are looked at; otherwise spans of no convention cost a scan of their keys."""
+        return self.extract_all(request, payload)[0]
+
+    def extract_all(self, request: ExportTraceServiceRequest, payload: bytes | None = None
+                    ) -> tuple[tuple[LlmSpan, ...], tuple[Retrieval, ...]]:
+        """The LLM spans of `request` and its retriever spans (the context of LLM spans after them)."""
         marked = None if payload is None else self._marked_spans(payload)
         if marked is not None and not marked:
-            return ()
+            return (), ()
         found: list[LlmSpan] = []
+        retrievals: list[Retrieval] = []
         index = -1
         for resource_spans in request.resource_spans:
             resource: dict[str, object] | None = None
@@ -104,11 +110,15 @@ class Extractor:
                     attrs = _plain_attributes(span.attributes)
                     convention = classify(attrs, self._custom_keys)
                     if convention is None:
+                        documents = cv.retrieved_documents(attrs)
+                        if documents:
+                            retrievals.append(Retrieval(span.trace_id.hex(), span.span_id.hex(),
+                                                        span.start_time_unix_nano, documents))
                         continue
                     if resource is None:
                         resource = _plain_attributes(resource_spans.resource.attributes)
                     found.append(self._record(span, convention, attrs, resource))
-        return tuple(found)
+        return tuple(found), tuple(retrievals)
 
     def _marked_spans(self, payload: bytes) -> set[int] | None:
         try:
@@ -172,8 +182,7 @@ def _convention_fields(span: Span, attrs: Mapping[str, object]) -> dict[str, Any
     fields["output_messages"] = content.outputs
     declared = next((attrs[k] for k in cv.FINISH_REASON_KEYS if k in attrs), None)
     fields["finish_reasons"] = as_texts(declared) or content.finish_reasons
-    documents = (as_text(item.get("document.content")) for _, item in cv.indexed(attrs, cv.DOCUMENTS_PREFIX))
-    fields["documents"] = tuple(d for d in documents if d)
+    fields["documents"] = cv.indexed_documents(attrs)
     return fields
 
 

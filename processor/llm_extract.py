@@ -17,15 +17,14 @@ class LlmExtractConfig:
     # LlmSpan field → attribute key, for instrumentation that uses names of its own
     # (e.g. prompt_version: app.prompt.sha). Overrides what the conventions found.
     attributes: dict[str, str] = field(default_factory=dict)
-    # A file_storage extension to keep decision records in; without one they live in memory only.
-    storage: str = ""
 
     def validate(self, path: str) -> None:
         AttributeMap(self.attributes).validate(f"{path}.attributes")
 
 
 class LlmExtractProcessor:
-    """Only spans whose bytes show an LLM marker are looked at; batches without any pass through untouched."""
+    """Only spans whose bytes show an LLM marker are looked at; batches without any pass through untouched.
+    `decisions` is the service's decision log (it starts and stops with the service)."""
 
     def __init__(self, config: LlmExtractConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
                  decisions: DecisionLog) -> None:
@@ -35,11 +34,11 @@ class LlmExtractProcessor:
         self._decisions = decisions
 
     async def consume(self, batch: TraceBatch) -> None:
-        llm_spans = self._extractor.extract(batch.request, batch.payload)
-        if not llm_spans:
+        llm_spans, retrievals = self._extractor.extract_all(batch.request, batch.payload)
+        if not llm_spans and not retrievals:
             await self._next.consume(batch)
             return
-        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans))
+        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals))
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for span in llm_spans:
             self._telemetry.llm_spans_extracted.labels(span.convention).inc()
@@ -48,7 +47,7 @@ class LlmExtractProcessor:
         self._decisions.record_extracted(llm_spans)
 
     async def start(self) -> None:
-        await self._decisions.start()
+        return None
 
     async def shutdown(self) -> None:
-        await self._decisions.shutdown()
+        return None

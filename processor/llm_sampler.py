@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from .batch import TraceBatch
 from .consumer import TracesConsumer
-from .sampling import Sample, Sampler, SamplerConfig
+from .decisions import SAMPLED_OUT, DecisionLog, span_decision
+from .sampling import RateScale, Sample, Sampler, SamplerConfig
 from .telemetry import Telemetry
 
 
 class LlmSamplerProcessor:
     """Runs after `llm_extract` (and `llm_checks`, whose failures rules may target). Spans without content are
-    not judgeable and get no decision. Forwarding is unaffected: only `batch.samples` changes."""
+    not judgeable and get no decision. Forwarding is unaffected: only `batch.samples` changes. Spans sampled out
+    get a decision record; sampled ones get theirs from the judge queue."""
 
-    def __init__(self, config: SamplerConfig, next_consumer: TracesConsumer, telemetry: Telemetry) -> None:
-        self._sampler = Sampler(config)
+    def __init__(self, config: SamplerConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
+                 decisions: DecisionLog, scale: RateScale) -> None:
+        self._sampler = Sampler(config, scale=scale)
         self._next = next_consumer
         self._counted = telemetry.sampling_decisions
+        self._decisions = decisions
 
     async def consume(self, batch: TraceBatch) -> None:
         judgeable = [span for span in batch.llm_spans if span.has_content]
@@ -31,6 +36,9 @@ class LlmSamplerProcessor:
         for sample in decided:
             self._counted.labels(sample.decision.stratum, "sampled" if sample.decision.sampled else "sampled out"
                                  ).inc()
+        self._decisions.record([span_decision(s.span, SAMPLED_OUT, detail=json.dumps(
+            {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
+            for s in decided if not s.decision.sampled])
 
     async def start(self) -> None:
         return None

@@ -66,3 +66,14 @@ class LlmSpan:
     @property
     def latency_s(self) -> float:
         return max(0, self.end_unix_nano - self.start_unix_nano) / 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """A retriever span (OpenInference RETRIEVER, GenAI `retrieval`): documents that LLM spans later in the same
+    trace may have been given as context."""
+
+    trace_id: str
+    span_id: str
+    start_unix_nano: int
+    documents: tuple[str, ...]

@@ -89,11 +89,27 @@ class SamplingDecision:
     probability: float  # the inclusion probability p: weight a sampled span by 1/p
     stratum: str  # "uniform", "<attribute>=<value>", or "rule:<name>": what set p
     in_uniform: bool  # sampled by the uniform floor alone, so usable for uniform-only estimates
+    scale: float = 1.0  # the share of the configured rates in force (below 1 when the judge budget runs low)
+
+
+class RateScale:
+    """The share of its configured rates the sampler uses, set by whoever watches the judge budget (1 = all).
+    Every rate is multiplied by it, so what is sampled still nests and p stays the true inclusion probability."""
+
+    def __init__(self) -> None:
+        self.value = 1.0
+        self.reason = ""
+
+    def set(self, value: float, reason: str) -> None:
+        self.value = min(1.0, max(0.0, value))
+        self.reason = reason if self.value < 1 else ""
 
 
 class Sampler:
-    def __init__(self, config: SamplerConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: SamplerConfig, clock: Callable[[], float] = time.time,
+                 scale: RateScale | None = None) -> None:
         self._config = config
+        self._scale = scale if scale is not None else RateScale()
         self._seed = config.seed.to_bytes(8, "big", signed=True)
         self._clock = clock
         # (service, prompt version) → (first seen unix s, spans seen), least recently used first
@@ -117,7 +133,9 @@ class Sampler:
             if rule.rate > probability and _matches(rule, span, checks, age_s, seen):
                 probability, stratum = rule.rate, f"rule:{rule.name}"
         u = self.position(span.trace_id)
-        return SamplingDecision(u < probability, probability, stratum, u < self._config.rate)
+        scale = self._scale.value
+        probability *= scale
+        return SamplingDecision(u < probability, probability, stratum, u < self._config.rate * scale, scale)
 
     def _observe_version(self, span: LlmSpan) -> tuple[float, int]:
         """How long ago, and how many spans ago, this span's prompt version was first seen (this one counted)."""

@@ -11,13 +11,27 @@ from aiohttp import web
 from .components import FACTORIES, BuildContext
 from .config import Config, component_type
 from .consumer import Component, Fanout, TracesConsumer
+from .decisions import DecisionLog
 from .exporter import Exporter
+from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck
 from .http_site import HttpSite
+from .judge_stage import JudgeEnqueueProcessor
 from .receiver import OtlpReceiver
+from .sampling import RateScale
 from .telemetry import CONTENT_TYPE_LATEST, Telemetry
 
 log = logging.getLogger(__name__)
+
+
+def decisions_path(config: Config) -> str:
+    """Decision records live in the first file_storage extension the service lists (decisions.db), else in
+    memory for as long as the process runs."""
+    for name in config.service.extensions:
+        settings = config.extensions.get(name)
+        if isinstance(settings, FileStorageConfig):
+            return FileStorage(settings).path_for("decisions")
+    return ":memory:"
 
 
 class Service:
@@ -27,7 +41,8 @@ class Service:
     def __init__(self, config: Config) -> None:
         self.telemetry = Telemetry()
         self.extensions: dict[str, Any] = {}
-        context = BuildContext(self.telemetry, self.extensions)
+        self.decisions = DecisionLog(decisions_path(config), self.telemetry)
+        context = BuildContext(self.telemetry, self.extensions, self.decisions, RateScale())
         for name in config.service.extensions:
             factory = FACTORIES["extensions"][component_type(name)]
             self.extensions[name] = factory.create(name, config.extensions[name], context)
@@ -59,8 +74,8 @@ class Service:
         stages behind it run. The exit stack shuts them down in the opposite order."""
         stack = AsyncExitStack()
         try:
-            ordered: list[Component] = [*self.extensions.values(), *self.exporters.values(), *self.processors,
-                                        *self.receivers.values()]
+            ordered: list[Component] = [*self.extensions.values(), self.decisions, *self.exporters.values(),
+                                        *self.processors, *self.receivers.values()]
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
             for component in ordered:
@@ -93,6 +108,14 @@ class Service:
             response.headers["Content-Type"] = CONTENT_TYPE_LATEST
             return response
 
+        async def resume(request: web.Request) -> web.Response:
+            tier = request.match_info["tier"]
+            resumed = [p for p in self.processors if isinstance(p, JudgeEnqueueProcessor) and p.resume(tier)]
+            if not resumed:
+                return web.json_response({"error": f"no judge tier {tier!r} in this configuration"}, status=404)
+            return web.json_response({"resumed": tier})
+
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        app.router.add_post("/judge/tiers/{tier}/resume", resume)
         return HttpSite(app, address)

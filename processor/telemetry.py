@@ -58,6 +58,27 @@ class Telemetry:
         self.judge_queue_dropped = Counter(
             "tracejudge_judge_queue_dropped", "Items turned away because the judge queue was full, by policy.",
             ["policy"], registry=r)
+        self.judge_verdicts = Counter(
+            "tracejudge_judge_verdicts", "Final verdicts, by deciding tier, metric and outcome (judged or the "
+            "error type of an unjudged item).", ["tier", "metric", "outcome"], registry=r)
+        self.judge_escalations = Counter(
+            "tracejudge_judge_escalations", "Items the cascade sent to the heavy tier, by reason.", ["reason"],
+            registry=r)
+        self.judge_cost_usd = Counter(
+            "tracejudge_judge_cost_usd", "What judging cost, from token usage and the configured prices.", ["tier"],
+            registry=r)
+        self.judge_spent_usd = Gauge(
+            "tracejudge_judge_spent_usd", "Spend of a judge tier today (UTC), against its daily budget.", ["tier"],
+            registry=r)
+        self.judge_tier_paused = Gauge(
+            "tracejudge_judge_tier_paused", "1 while a judge tier is paused after an auth or billing error.",
+            ["tier"], registry=r)
+        self.judge_queue_waiting = Gauge(
+            "tracejudge_judge_queue_waiting", "Items in the judge queue not yet judged.", registry=r)
+        self.sampling_scale = Gauge(
+            "tracejudge_sampling_scale", "The share of the configured sampling rates in force (below 1 when a "
+            "judge budget runs low).", registry=r)
+        self.sampling_scale.set(1)
         self.decisions_dropped = Counter(
             "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
             registry=r)

@@ -131,8 +131,17 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
      "service.extensions: 'pprof' is not defined under extensions"),
     ("num_consumers: 2", "storage: nowhere", "exporters.otlp/jaeger.sending_queue.storage: 'nowhere' must be a "
      "file_storage extension"),
-    ("  llm_extract:\n", "  llm_extract:\n    storage: health_check\n",
-     "processors.llm_extract.storage: 'health_check' must be a file_storage extension"),
+    ("  llm_extract:\n", "  judge_queue:\n    storage: health_check\n  llm_extract:\n",
+     "processors.judge_queue.storage: 'health_check' must be a file_storage extension"),
+    ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {heavy: {judge: openai}}\n  llm_extract:\n",
+     "processors.judge_queue.judges.heavy.server: required with judge: openai"),
+    ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    metrics: [toxicity]\n  llm_extract:\n",
+     "processors.judge_queue.metrics: unknown metric 'toxicity'"),
+    ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {cascade: {uncertainty_band: [0.8, 0.2]}}\n"
+     "  llm_extract:\n", "processors.judge_queue.judges.cascade.uncertainty_band: give [low, high]"),
+    ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {heavy: {judge: openai, limits: "
+     "{concurrency: 0}, server: {base_url: 'http://x', model: m}}}\n  llm_extract:\n",
+     "processors.judge_queue.judges.heavy.limits.concurrency: must be at least 1"),
     ("      grpc:\n", "      grpc:\n        auth: {authenticator: bearertokenauth}\n",
      "receivers.otlp.protocols.grpc.auth.authenticator: extension 'bearertokenauth' must be defined"),
 ])

@@ -53,7 +53,7 @@ def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Pa
     _, rest = process.communicate(timeout=30)
     assert process.returncode == 0, "".join(lines) + rest
     assert any("OTLP/gRPC on port" in line for line in lines)
-    assert (tmp_path / "data" / "llm_extract.db").exists()
+    assert (tmp_path / "data" / "decisions.db").exists() and (tmp_path / "data" / "judge_queue.db").exists()
 
 
 async def test_health_check_is_200_while_running() -> None:
@@ -75,12 +75,11 @@ async def test_decision_records_are_kept_per_trace(tmp_path: Path) -> None:
     async with CaptureServer() as downstream:
         config = forwarding_config(downstream.endpoint, extensions=f"  file_storage:\n    directory: {tmp_path}",
                                    service_extensions="[file_storage]")
-        config = config.replace("  llm_extract:\n", "  llm_extract:\n    storage: file_storage\n")
         async with running(config) as service, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{service.receivers['otlp'].grpc.port}") as channel:
             await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
         await downstream.wait_for_requests(1)
-    db = sqlite3.connect(tmp_path / "llm_extract.db")
+    db = sqlite3.connect(tmp_path / "decisions.db")
     rows = db.execute("SELECT span_id, decision, convention, model FROM decisions ORDER BY span_id").fetchall()
     spans = request.resource_spans[0].scope_spans[0].spans
     assert rows == [(spans[0].span_id.hex(), "extracted", "gen_ai", "gpt-4o-mini-2024-07-18"),

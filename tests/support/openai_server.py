@@ -66,6 +66,10 @@ class OpenAiServer:
         """The next `times` requests get `status` (after `delay_s`); status 200 with a delay just delays."""
         self._faults.extend([Fault(status, headers or {}, message, delay_s)] * times)
 
+    def clear_faults(self) -> None:
+        """Answer normally from now on (requests already waiting out a delay still get their fault)."""
+        self._faults.clear()
+
     @property
     def base_url(self) -> str:
         """The URL to give an OpenAI client as `base_url`."""
@@ -76,7 +80,7 @@ class OpenAiServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)  # calls still held by a scripted delay: drop
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

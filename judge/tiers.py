@@ -1,0 +1,93 @@
+"""Builds the cascade a config describes: each tier's judge, behind its gate (limits) and the verdict cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from tracejudge.processor.config_decode import Duration
+from tracejudge.processor.errors import ConfigError
+
+from .cache import CachedJudge, VerdictStore
+from .cascade import Cascade, CascadeConfig
+from .lexical import LexicalJudge
+from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
+from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
+from .verdict import Judge
+
+JudgeKind = Literal["embedded", "openai", "none"]
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """`embedded` runs in this process with no server; `openai` is any OpenAI-compatible server (`server`)."""
+
+    judge: JudgeKind = "embedded"
+    server: OpenAiJudgeConfig | None = None
+    limits: TierLimits = field(default_factory=TierLimits)
+
+    def validate(self, path: str) -> None:
+        if self.judge == "openai" and self.server is None:
+            raise ConfigError(f"{path}.server: required with judge: openai (base_url and model at least)")
+        if self.judge != "openai" and self.server is not None:
+            raise ConfigError(f"{path}.server: only used with judge: openai (this tier is {self.judge})")
+
+
+@dataclass(frozen=True)
+class JudgesConfig:
+    local: TierConfig = field(default_factory=TierConfig)
+    heavy: TierConfig = field(default_factory=lambda: TierConfig(judge="none"))
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    cache_ttl: Duration = 86_400.0  # how long a verdict is reused for the same text and judge; 0 = no cache
+
+    def validate(self, path: str) -> None:
+        if self.local.judge == "none" and self.heavy.judge == "none":
+            raise ConfigError(f"{path}: configure at least one tier (local or heavy)")
+        if self.cache_ttl < 0:
+            raise ConfigError(f"{path}.cache_ttl: must not be negative")
+
+
+class JudgeStore(SpendLedger, VerdictStore, Protocol):
+    """The judge queue's database, which keeps spend per day and the verdict cache."""
+
+
+@dataclass
+class Judges:
+    cascade: Cascade
+    gates: dict[str, TierGate]  # by tier name
+    tiers: list[Judge]
+
+    async def close(self) -> None:
+        for judge in self.tiers:
+            await judge.close()
+
+
+def build_judges(config: JudgesConfig, store: JudgeStore | None) -> Judges:
+    """Every judge of `config`, gated and cached (the cache needs `store`)."""
+    gates: dict[str, TierGate] = {}
+    built: dict[str, Judge | None] = {}
+    uncached_heavy: Judge | None = None
+    tiers: list[Judge] = []
+    for tier, tier_config in (("local", config.local), ("heavy", config.heavy)):
+        judge = _judge(tier, tier_config)
+        if judge is None:
+            built[tier] = None
+            continue
+        tiers.append(judge)
+        gate = TierGate(tier, tier_config.limits, store)
+        gates[tier] = gate
+        gated: Judge = GatedJudge(judge, gate)
+        if tier == "heavy":
+            uncached_heavy = gated
+        built[tier] = CachedJudge(gated, store, config.cache_ttl) if store is not None and config.cache_ttl else gated
+    cascade = Cascade(built["local"], built["heavy"], config.cascade, heavy_again=uncached_heavy)
+    return Judges(cascade, gates, tiers)
+
+
+def _judge(tier: str, config: TierConfig) -> Judge | None:
+    if config.judge == "none":
+        return None
+    if config.judge == "openai":
+        assert config.server is not None  # validate() says so
+        return OpenAiJudge(config.server, tier=tier)
+    return LexicalJudge()  # the embedded judge's placeholder until the trained model lands

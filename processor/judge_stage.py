@@ -1,0 +1,186 @@
+"""The `judge_queue` processor: commits the sampled LLM spans to the durable judge queue before the request is
+acknowledged (one item per span and metric), and runs the workers that judge them off the request path."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
+from tracejudge.judge.tiers import JudgesConfig, build_judges
+from tracejudge.judge.verdict import METRICS
+
+from .batch import TraceBatch
+from .config_decode import Duration
+from .consumer import TracesConsumer
+from .decisions import DROPPED, QUEUED, DecisionLog, item_decision, span_decision
+from .errors import ConfigError
+from .evaluation import EvaluationResult
+from .judge_worker import JudgeWorker, WorkerConfig
+from .llm_span import LlmSpan
+from .sampling import RateScale, Sample
+from .telemetry import Telemetry
+from .trace_assembly import TraceAssembly
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """Sends matching spans straight to the heavy tier: every condition given must hold."""
+
+    name: str
+    attribute: str = ""
+    equals: str = ""  # with `attribute`: its value as text must equal this; without it, the attribute must exist
+    failed_check: bool = False
+    status: Literal["", "error", "ok", "unset"] = ""
+
+    def validate(self, path: str) -> None:
+        if not self.name:
+            raise ConfigError(f"{path}.name: required")
+        if self.equals and not self.attribute:
+            raise ConfigError(f"{path}.equals: needs `attribute`")
+        if not (self.attribute or self.failed_check or self.status):
+            raise ConfigError(f"{path}: give at least one condition (attribute, failed_check, status)")
+
+    def matches(self, span: LlmSpan, checks: tuple[EvaluationResult, ...]) -> bool:
+        if self.status and span.status != self.status:
+            return False
+        if self.failed_check and all(result.passed for result in checks):
+            return False
+        if self.attribute:
+            value = span.attributes.get(self.attribute)
+            if value is None or (self.equals and str(value).lower() != self.equals.lower()):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class JudgeQueueStageConfig:
+    storage: str  # a file_storage extension: the judge queue is always on disk
+    metrics: tuple[str, ...] = ("faithfulness", "relevancy")
+    # Identifies the judge configuration: items are unique per span, metric and judge version, so changing it
+    # judges the same spans again.
+    judge_version: str = "1"
+    queue: JudgeQueueConfig = field(default_factory=JudgeQueueConfig)
+    judges: JudgesConfig = field(default_factory=JudgesConfig)
+    routes: tuple[RouteRule, ...] = ()
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
+    max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
+    max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
+
+    def validate(self, path: str) -> None:
+        problems = []
+        if not self.metrics:
+            problems.append(f"{path}.metrics: list at least one metric")
+        problems += [f"{path}.metrics: unknown metric {m!r} (known: {', '.join(METRICS)})"
+                     for m in self.metrics if m not in METRICS]
+        if self.decision_wait > self.max_decision_wait:
+            problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
+        if self.max_buffered_traces < 1:
+            problems.append(f"{path}.max_buffered_traces: must be at least 1")
+        names = [rule.name for rule in self.routes]
+        problems += [f"{path}.routes: rule name {n!r} is used more than once" for n in set(names)
+                     if names.count(n) > 1]
+        if problems:
+            raise ConfigError(problems)
+
+
+def item_body(sample: Sample, route: str) -> dict[str, Any]:
+    """What a judge needs, and what makes its score attributable and weightable."""
+    span, decision = sample.span, sample.decision
+    return {
+        "service": span.service, "convention": span.convention, "operation": span.operation,
+        "request_model": span.request_model, "response_model": span.response_model,
+        "model_fingerprint": span.model_fingerprint, "prompt_name": span.prompt_name,
+        "prompt_version": span.prompt_version, "response_id": span.response_id,
+        "start_unix_nano": span.start_unix_nano,
+        "query": span.input_text, "response": span.output_text, "documents": list(span.documents),
+        "probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform,
+        "route": route,
+    }  # fmt: skip
+
+
+class JudgeEnqueueProcessor:
+    """Place it after `sampler`. If the queue is full, the configured policy decides what is dropped; that is
+    counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
+    the pipeline's exporters) once judged."""
+
+    def __init__(self, path: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
+                 telemetry: Telemetry, decisions: DecisionLog, scale: RateScale,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._config = config
+        self._next = next_consumer
+        self._telemetry = telemetry
+        self._decisions = decisions
+        self._scale = scale
+        self._clock = clock
+        self._queue: JudgeQueue | None = None
+        self.worker: JudgeWorker | None = None
+        self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
+        self._enqueued = telemetry.judge_queue_enqueued
+        self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if self._queue is not None:
+            self._enqueue(batch)  # committed: a crash after the ack cannot lose them
+        await self._next.consume(batch)
+
+    def _enqueue(self, batch: TraceBatch) -> None:
+        assert self._queue is not None
+        now = self._clock()
+        arrival = self._assembly.arrive(batch, {s.span.trace_id for s in batch.samples}, now)
+        items = []
+        for sample in batch.samples:
+            checks = batch.evaluations.get(sample.span.span_id, ())
+            route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
+            body = item_body(sample, route)
+            ready = self._assembly.ready_at(sample.span.trace_id, now)
+            items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
+                      for metric in self._config.metrics]
+        if items or arrival.documents:
+            result = self._queue.enqueue(items, arrival.documents)
+            self._enqueued.inc(result.inserted)
+            self._dropped.inc(len(result.turned_away))
+            self._record(batch, result.turned_away)
+        for trace, ready in arrival.holds.items():
+            self._queue.hold_trace(trace, ready)
+
+    def _record(self, batch: TraceBatch, turned_away: list[NewItem]) -> None:
+        dropped = {(item.span_id, item.metric) for item in turned_away}
+        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
+        records = []
+        for sample in batch.samples:
+            detail = json.dumps({"probability": sample.decision.probability, "stratum": sample.decision.stratum,
+                                 "scale": sample.decision.scale})
+            records.append(span_decision(sample.span, QUEUED, detail=detail))
+            records += [span_decision(sample.span, reason, metric) for metric in self._config.metrics
+                        if (sample.span.span_id, metric) in dropped]
+        # drop_oldest turns away items of earlier batches: their spans are not in this one
+        spans = {s.span.span_id for s in batch.samples}
+        records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric)
+                    for item in turned_away if item.span_id not in spans]
+        self._decisions.record(records)
+
+    def resume(self, tier: str) -> bool:
+        """Resume a paused judge tier; False if this stage has no such tier."""
+        return self.worker is not None and self.worker.resume(tier)
+
+    async def start(self) -> None:
+        self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
+        judges = build_judges(self._config.judges, self._queue)
+        self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
+                                  self._telemetry, self._scale, self._config.judge_version)
+        await self.worker.start()
+
+    async def shutdown(self) -> None:
+        if self.worker is not None:
+            await self.worker.shutdown()
+            self.worker = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+

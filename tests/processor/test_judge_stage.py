@@ -1,0 +1,172 @@
+"""The `judge_queue` stage: sampled spans are committed before the Export call is acknowledged, judged off the
+request path with their trace's retrieved documents as context, and the results come back as evaluation spans."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.support.openai_server import Completion, OpenAiServer
+from tests.support.otlp_capture import CaptureServer
+from tests.support.pipeline import grpc_target, running
+from tests.support.process import free_port, tracejudge
+from tests.support.requests import export_request
+from tests.support.waiting import eventually
+from tracejudge.processor.decisions import read_decisions
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+VERDICT = Completion(content='{"score": 0.9, "label": "pass", "explanation": "supported by the context"}')
+DOCUMENT = "Paris has been the capital of France since 987."
+
+
+def rag_trace() -> tuple[ExportTraceServiceRequest, Span]:
+    """A root span, an OpenInference retriever child and an OTel GenAI chat child, in one trace."""
+    request = export_request(spans=3, llm_every=0)
+    root, retriever, llm = request.resource_spans[0].scope_spans[0].spans
+    for child in (retriever, llm):
+        child.parent_span_id = root.span_id
+    retriever.attributes.add(key="openinference.span.kind").value.string_value = "RETRIEVER"
+    retriever.attributes.add(key="retrieval.documents.0.document.content").value.string_value = DOCUMENT
+    llm_only = export_request(spans=1, llm_every=1).resource_spans[0].scope_spans[0].spans[0]
+    llm.attributes.extend(llm_only.attributes)
+    return request, llm
+
+
+def evaluation_spans(capture: CaptureServer) -> list[tuple[Span, str]]:
+    found = []
+    for raw in capture.requests:
+        for resource_spans in ExportTraceServiceRequest.FromString(raw).resource_spans:
+            service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
+            found += [(span, service) for ss in resource_spans.scope_spans for span in ss.spans
+                      if span.name == "tracejudge.evaluation"]
+    return found
+
+
+def attributes(holder: Span | Span.Event) -> dict[str, object]:
+    return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in holder.attributes}
+
+
+def judging_config(downstream: str, heavy_url: str, data: Path, grpc_endpoint: str = "127.0.0.1:0",
+                   extra: str = "") -> str:
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: "{grpc_endpoint}"
+processors:
+  llm_extract:
+  sampler:
+    rate: 1.0
+  judge_queue:
+    storage: file_storage
+    metrics: [faithfulness, relevancy]
+    decision_wait: 0s
+    max_decision_wait: 0s
+    workers:
+      poll_interval: 20ms
+      lease: 2s
+      retry_backoff: 100ms
+    judges:
+      local:
+        judge: embedded
+      heavy:
+        judge: openai
+        server:
+          base_url: "{heavy_url}"
+          model: judge-model
+          max_retries: 0
+          usd_per_million_input_tokens: 1.0
+      cascade:
+        uncertainty_band: [0.0, 1.0]
+{extra}
+exporters:
+  otlp:
+    endpoint: "{downstream}"
+    tls:
+      insecure: true
+extensions:
+  file_storage:
+    directory: "{data}"
+service:
+  extensions: [file_storage]
+  telemetry:
+    metrics:
+      address: ""
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [llm_extract, sampler, judge_queue]
+      exporters: [otlp]
+"""
+
+
+async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_context(tmp_path: Path) -> None:
+    request, llm = rag_trace()
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path)
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+            await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="an evaluation span")
+            decisions = await service.decisions.for_trace(llm.trace_id.hex())
+    ((span, service_name),) = evaluation_spans(downstream)
+    assert (span.trace_id, span.parent_span_id, service_name) == (llm.trace_id, llm.span_id, "tracejudge")
+    events = {attributes(e)["gen_ai.evaluation.name"]: attributes(e) for e in span.events}
+    assert set(events) == {"faithfulness", "relevancy"}
+    for event in events.values():
+        assert (event["gen_ai.evaluation.score.value"], event["gen_ai.evaluation.score.label"]) == (0.9, "pass")
+        assert (event["tracejudge.tier"], event["tracejudge.escalation"]) == ("heavy", "uncertain")
+        assert event["tracejudge.judge.model"] == "judge-model" and event["tracejudge.cost_usd"] > 0
+    span_attributes = attributes(span)
+    assert (span_attributes["tracejudge.sample.probability"], span_attributes["tracejudge.sample.stratum"]) == (
+        1.0, "uniform")
+    # The retriever span's document reached the judge as the LLM span's context.
+    faithfulness = next(r for r in heavy.requests if "every claim" in r["messages"][0]["content"])
+    assert json.loads(faithfulness["messages"][1]["content"])["context"] == DOCUMENT
+    fates = sorted((d.decision, d.metric) for d in decisions if d.span_id == llm.span_id.hex())
+    assert fates == [("extracted", ""), ("judged", "faithfulness"), ("judged", "relevancy"), ("queued", "")]
+    # The original spans were forwarded unchanged, before and independently of judging.
+    assert downstream.requests[0] == request.SerializeToString()
+
+
+async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp_path: Path) -> None:
+    port = free_port()
+    request = export_request(spans=4, llm_every=2)  # two LLM spans: four items
+    llm_spans = [s for s in request.resource_spans[0].scope_spans[0].spans
+                 if any(a.key == "gen_ai.operation.name" for a in s.attributes)]
+    expected = {(s.span_id, metric) for s in llm_spans for metric in ("faithfulness", "relevancy")}
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        heavy.fail_next(200, delay_s=60, times=100)  # every call hangs: judging is in progress when killed
+        config = tmp_path / "config.yaml"
+        config.write_text(judging_config(downstream.endpoint, heavy.base_url, tmp_path / "data",
+                                         f"127.0.0.1:{port}"))
+        with tracejudge(config) as process:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+            await eventually(lambda: len(heavy.requests) >= 1, what="a judge call in flight")
+            process.send_signal(signal.SIGKILL)
+        heavy.clear_faults()
+        with tracejudge(config) as process:
+            await eventually(lambda: results(downstream) == expected, timeout_s=20,
+                             what="evaluation results for every item after the restart")
+            process.send_signal(signal.SIGTERM)  # a clean stop flushes the decision log
+            process.wait(timeout=20)
+    states = sqlite3.connect(tmp_path / "data" / "judge_queue.db").execute(
+        "SELECT state, count(*) FROM items GROUP BY state").fetchall()
+    assert states == [("done", 4)]
+    records = read_decisions(str(tmp_path / "data" / "decisions.db"), llm_spans[0].trace_id.hex())
+    # No retriever and no documents: faithfulness is not judgeable, and says so instead of guessing.
+    assert sorted((d.decision, d.metric) for d in records if d.metric) == [
+        ("judged", "relevancy"), ("judged", "relevancy"), ("unjudged: no_context", "faithfulness"),
+        ("unjudged: no_context", "faithfulness")]
+
+
+def results(capture: CaptureServer) -> set[tuple[bytes, object]]:
+    return {(span.parent_span_id, attributes(e)["gen_ai.evaluation.name"]) for span, _ in evaluation_spans(capture)
+            for e in span.events}
