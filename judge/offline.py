@@ -8,12 +8,13 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from .lexical import LexicalJudge
-from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
-from .verdict import Judge, JudgeInput, Verdict
+from .cascade import Cascade, CascadeConfig, CascadeItem, CascadeVerdict
+from .openai_judge import OpenAiJudgeConfig
+from .tiers import JudgesConfig, TierConfig, build_judges
+from .verdict import JudgeInput
 
 BATCH = 64
-TIERS = ("local", "heavy")
+TIERS = ("local", "heavy", "cascade")
 
 
 class InputError(Exception):
@@ -40,13 +41,15 @@ def _context(value: Any) -> str:
     return str(value or "")
 
 
-def result_record(record_id: str, verdict: Verdict) -> dict[str, Any]:
+def result_record(record_id: str, result: CascadeVerdict) -> dict[str, Any]:
+    verdict = result.verdict
     return {"id": record_id, "score": verdict.score, "label": verdict.label, "tier": verdict.tier,
             "error.type": verdict.error_type or None, "explanation": verdict.explanation,
-            "judge_model": verdict.judge_model}
+            "judge_model": verdict.judge_model, "escalation": result.escalation or None,
+            "degraded": result.degraded or None, "cost_usd": verdict.cost_usd}
 
 
-async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Judge, progress: IO[str] = sys.stderr
+async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Cascade, progress: IO[str] = sys.stderr
                      ) -> tuple[int, int]:
     """Judge every record of `source` into `sink`; returns (records, unjudged)."""
     done = unjudged = 0
@@ -54,10 +57,10 @@ async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Judge, 
 
     async def flush() -> None:
         nonlocal done, unjudged
-        verdicts = await judge.judge([item for _, item in batch])
-        for (record_id, _), verdict in zip(batch, verdicts, strict=True):
-            sink.write(json.dumps(result_record(record_id, verdict)) + "\n")
-            unjudged += not verdict.judged
+        results = await judge.judge([CascadeItem(item) for _, item in batch])
+        for (record_id, _), result in zip(batch, results, strict=True):
+            sink.write(json.dumps(result_record(record_id, result)) + "\n")
+            unjudged += not result.verdict.judged
         done += len(batch)
         batch.clear()
         progress.write(f"\rjudged {done} record(s), {unjudged} unjudged")
@@ -73,18 +76,22 @@ async def judge_file(source: IO[str], sink: IO[str], metric: str, judge: Judge, 
     return done, unjudged
 
 
-def run(input_path: str, output_path: str, metric: str, tier: str, heavy: OpenAiJudgeConfig | None = None) -> int:
-    """`heavy` configures the heavy tier (required for it)."""
-    if tier == "heavy" and heavy is None:
-        raise ValueError("the heavy tier needs its OpenAiJudgeConfig")
+def run(input_path: str, output_path: str, metric: str, tier: str, heavy: OpenAiJudgeConfig | None = None,
+        cascade: CascadeConfig | None = None) -> int:
+    """`heavy` configures the heavy tier (required for tiers heavy and cascade)."""
+    if tier != "local" and heavy is None:
+        raise ValueError(f"tier {tier} needs the heavy tier's OpenAiJudgeConfig")
+    config = JudgesConfig(
+        local=TierConfig(judge="none" if tier == "heavy" else "embedded"),
+        heavy=TierConfig(judge="openai", server=heavy) if tier != "local" else TierConfig(judge="none"),
+        cascade=cascade or CascadeConfig())
 
     async def judge_all(source: IO[str], sink: IO[str]) -> tuple[int, int]:
-        judge = OpenAiJudge(heavy) if heavy is not None else LexicalJudge()
+        judges = build_judges(config, None)
         try:
-            return await judge_file(source, sink, metric, judge)
+            return await judge_file(source, sink, metric, judges.cascade)
         finally:
-            if isinstance(judge, OpenAiJudge):
-                await judge.close()
+            await judges.close()
 
     try:
         with open(input_path, encoding="utf-8") as source, open(output_path, "w", encoding="utf-8") as sink:

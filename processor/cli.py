@@ -1,4 +1,4 @@
-"""The `tracejudge` command: serve a config, or check one without starting anything."""
+"""The `tracejudge` command: serve a config, check one, judge a file, or explain what happened to a trace."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from tracejudge.judge import offline
+from tracejudge.judge.cascade import CascadeConfig
 from tracejudge.judge.openai_judge import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
 from .config import Config, load_config
 from .errors import ConfigError
-from .service import Service
+from .explain import explain
+from .service import Service, decisions_path
 
 log = logging.getLogger("tracejudge")
 
@@ -36,20 +38,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge.add_argument("--output", required=True, help="JSONL verdicts: id, score (1 = good), label, tier, error.type")
     judge.add_argument("--metric", choices=METRICS, default="faithfulness")
     judge.add_argument("--tier", choices=offline.TIERS, default="local",
-                       help="local: the embedded judge; heavy: an OpenAI-compatible API (--base-url, --model)")
+                       help="local: the embedded judge; heavy: an OpenAI-compatible API (--base-url, --model); "
+                            "cascade: local, then heavy for scores inside the uncertainty band")
     judge.add_argument("--base-url", help="heavy tier: the API's base URL, e.g. http://localhost:8000/v1")
     judge.add_argument("--model", help="heavy tier: the judge model")
     judge.add_argument("--api-key-env", default="OPENAI_API_KEY",
                        help="heavy tier: the environment variable holding the API key (default: %(default)s)")
+    judge.add_argument("--uncertainty-band", nargs=2, type=float, metavar=("LOW", "HIGH"), default=(0.3, 0.7),
+                       help="cascade: local scores in [LOW, HIGH] go to the heavy tier (default: 0.3 0.7)")
+    why = commands.add_parser("explain", help="print what happened to each LLM span of a trace, with its scores")
+    why.add_argument("trace_id", help="the trace id, 32 hex digits")
+    why.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with, to find "
+                     "its decision records (default: %(default)s)")
+    why.add_argument("--json", action="store_true", help="one JSON record per line instead of a table")
     args = parser.parse_args(argv)
     if args.command == "judge":
         heavy = None
-        if args.tier == "heavy":
+        if args.tier != "local":
             if not (args.base_url and args.model):
-                parser.error("--tier heavy needs --base-url and --model")
+                parser.error(f"--tier {args.tier} needs --base-url and --model")
             heavy = OpenAiJudgeConfig(base_url=args.base_url, model=args.model,
                                       api_key=os.environ.get(args.api_key_env, "none"))
-        return offline.run(args.input, args.output, args.metric, args.tier, heavy)
+        band = CascadeConfig(uncertainty_band=tuple(args.uncertainty_band))
+        try:
+            band.validate("--uncertainty-band")
+        except ConfigError as e:
+            parser.error(str(e))
+        return offline.run(args.input, args.output, args.metric, args.tier, heavy, band)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -60,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         print(f"{args.config}: valid ({len(config.service.pipelines)} pipeline(s))")
         return 0
+    if args.command == "explain":
+        return explain(decisions_path(config), args.trace_id, args.json, sys.stdout)
     logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.support.openai_server import Completion, OpenAiServer
+from tracejudge.judge.cascade import Cascade, CascadeConfig
 from tracejudge.judge.lexical import LexicalJudge
 from tracejudge.judge.offline import judge_file
 from tracejudge.judge.verdict import JudgeInput
@@ -37,7 +38,8 @@ async def test_judge_file_writes_one_verdict_per_record() -> None:
                {"id": "b", "query": "Capital of France?", "context": "", "response": "Paris."}]
     source = io.StringIO("\n".join(json.dumps(r) for r in records) + "\n")
     sink, progress = io.StringIO(), io.StringIO()
-    assert await judge_file(source, sink, "faithfulness", LexicalJudge(), progress) == (2, 1)
+    local_only = Cascade(LexicalJudge(), None, CascadeConfig())
+    assert await judge_file(source, sink, "faithfulness", local_only, progress) == (2, 1)
     out = [json.loads(line) for line in sink.getvalue().splitlines()]
     assert [(o["id"], o["label"], o["error.type"]) for o in out] == [("a", "pass", None), ("b", "", "no_context")]
     assert "judged 2 record(s), 1 unjudged" in progress.getvalue()
@@ -65,3 +67,22 @@ async def test_cli_heavy_tier_uses_an_openai_compatible_server(tmp_path: Path) -
     (result,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (result["score"], result["label"], result["tier"], result["judge_model"]) == (
         0.25, "fail", "heavy", "judge-model")
+
+
+async def test_cli_cascade_escalates_only_what_the_local_judge_is_unsure_of(tmp_path: Path) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    records = [{"id": "sure", "query": "q", "context": CONTEXT, "response": "Paris is the capital of France."},
+               {"id": "unsure", "query": "q", "context": CONTEXT, "response": "Paris has 3 million tourists."}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    verdict = '{"score": 0.25, "label": "fail", "explanation": "3 million is not in the context"}'
+    async with OpenAiServer(Completion(content=verdict)) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracejudge.processor.cli", "judge", "--input", str(source), "--output", str(out),
+            "--tier", "cascade", "--base-url", server.base_url, "--model", "judge-model",
+            "--uncertainty-band", "0.3", "0.7", stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    sure, unsure = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (sure["tier"], sure["score"], sure["escalation"]) == ("local", 1.0, None)
+    assert (unsure["tier"], unsure["score"], unsure["escalation"]) == ("heavy", 0.25, "uncertain")
+    assert len(server.requests) == 1

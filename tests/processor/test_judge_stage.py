@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import aiohttp
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.support.metrics import metric
 from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import grpc_target, running
@@ -20,6 +24,7 @@ from tests.support.requests import export_request
 from tests.support.waiting import eventually
 from tracejudge.processor.decisions import read_decisions
 
+TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 VERDICT = Completion(content='{"score": 0.9, "label": "pass", "explanation": "supported by the context"}')
 DOCUMENT = "Paris has been the capital of France since 987."
@@ -53,7 +58,7 @@ def attributes(holder: Span | Span.Event) -> dict[str, object]:
 
 
 def judging_config(downstream: str, heavy_url: str, data: Path, grpc_endpoint: str = "127.0.0.1:0",
-                   extra: str = "") -> str:
+                   local: str = "embedded", metrics_address: str = "") -> str:
     return f"""
 receivers:
   otlp:
@@ -73,9 +78,10 @@ processors:
       poll_interval: 20ms
       lease: 2s
       retry_backoff: 100ms
+      max_attempts: 1000
     judges:
       local:
-        judge: embedded
+        judge: {local}
       heavy:
         judge: openai
         server:
@@ -83,9 +89,10 @@ processors:
           model: judge-model
           max_retries: 0
           usd_per_million_input_tokens: 1.0
+        limits:
+          pause: 0s
       cascade:
         uncertainty_band: [0.0, 1.0]
-{extra}
 exporters:
   otlp:
     endpoint: "{downstream}"
@@ -98,7 +105,7 @@ service:
   extensions: [file_storage]
   telemetry:
     metrics:
-      address: ""
+      address: "{metrics_address}"
   pipelines:
     traces:
       receivers: [otlp]
@@ -131,6 +138,18 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
     assert json.loads(faithfulness["messages"][1]["content"])["context"] == DOCUMENT
     fates = sorted((d.decision, d.metric) for d in decisions if d.span_id == llm.span_id.hex())
     assert fates == [("extracted", ""), ("judged", "faithfulness"), ("judged", "relevancy"), ("queued", "")]
+    # ... and `tracejudge explain` tells the same story from the files, after the service has stopped.
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(config)
+    explained = subprocess.run([*TRACEJUDGE, "explain", llm.trace_id.hex(), "--config", str(config_file)],
+                               capture_output=True, text=True, check=False)
+    assert explained.returncode == 0, explained.stderr
+    assert f"span {llm.span_id.hex()}" in explained.stdout
+    assert "judged [faithfulness]  score=0.90 pass tier=heavy judge_model=judge-model escalation=uncertain" in (
+        explained.stdout)
+    unknown = subprocess.run([*TRACEJUDGE, "explain", "ab" * 16, "--config", str(config_file)],
+                             capture_output=True, text=True, check=False)
+    assert unknown.returncode == 1 and "no decision records" in unknown.stderr
     # The original spans were forwarded unchanged, before and independently of judging.
     assert downstream.requests[0] == request.SerializeToString()
 
@@ -170,3 +189,31 @@ async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp
 def results(capture: CaptureServer) -> set[tuple[bytes, object]]:
     return {(span.parent_span_id, attributes(e)["gen_ai.evaluation.name"]) for span, _ in evaluation_spans(capture)
             for e in span.events}
+
+
+async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_nothing_is_scored_meanwhile(
+        tmp_path: Path) -> None:
+    request, llm = rag_trace()
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        heavy.fail_next(401, message="invalid api key", times=2)  # both items' calls
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path, local="none",
+                                metrics_address="127.0.0.1:0")
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+            await eventually(lambda: metric(service, "tracejudge_judge_tier_paused", tier="heavy") == 1,
+                             what="the heavy tier paused")
+            calls = len(heavy.requests)
+            await eventually(lambda: metric(service, "tracejudge_judge_queue_waiting") == 2, what="items waiting")
+            assert evaluation_spans(downstream) == [] and len(heavy.requests) == calls  # retried, not sent
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{service.metrics_port}/judge/tiers/heavy/resume"
+                async with session.post(url) as response:
+                    assert response.status == 200
+                async with session.post(url.replace("heavy", "nope")) as response:
+                    assert response.status == 404
+            await eventually(lambda: results(downstream) == {(llm.span_id, "faithfulness"), (llm.span_id, "relevancy")},
+                             what="judged after the resume")
+            assert metric(service, "tracejudge_judge_tier_paused", tier="heavy") == 0
+    scores = {attributes(e)["gen_ai.evaluation.score.value"] for span, _ in evaluation_spans(downstream)
+              for e in span.events}
+    assert scores == {0.9}  # the auth failure never became a score

@@ -16,7 +16,7 @@ from tracejudge.processor.config import parse_config
 from tracejudge.processor.errors import ConfigError
 from tracejudge.processor.evaluation import EvaluationResult
 from tracejudge.processor.llm_span import LlmSpan, Message
-from tracejudge.processor.sampling import Sampler, SamplerConfig, SamplingRule, StrataConfig
+from tracejudge.processor.sampling import RateScale, Sampler, SamplerConfig, SamplingRule, StrataConfig
 
 
 def llm_span(trace_id: str, span_id: str = "01" * 8, status: str = "unset", prompt_version: str = "v1",
@@ -74,6 +74,21 @@ def test_rules_and_strata_raise_the_probability_and_say_why() -> None:
     for span, checks, probability, stratum in cases:
         decision = sampler.decide(span, checks)
         assert (decision.probability, decision.stratum) == (probability, stratum)
+
+
+def test_a_lowered_rate_scale_samples_a_nested_subset_and_records_the_true_probability() -> None:
+    ids = trace_ids(4000)
+    scale = RateScale()
+    config = SamplerConfig(rate=0.4, rules=(SamplingRule(name="errors", status="error", rate=1.0),))
+    full = {t for t in ids if Sampler(config).decide(llm_span(t)).sampled}
+    scale.set(0.25, "judge tier heavy has 5% of its daily budget left")
+    scaled = Sampler(config, scale=scale)
+    decisions = {t: scaled.decide(llm_span(t)) for t in ids}
+    chosen = {t for t, d in decisions.items() if d.sampled}
+    assert chosen < full  # nested: nothing new is picked because the budget ran low
+    assert {(d.probability, d.scale) for d in decisions.values()} == {(0.1, 0.25)}
+    assert abs(len(chosen) / len(ids) - 0.1) < 4 * (0.1 * 0.9 / len(ids)) ** 0.5
+    assert scaled.decide(llm_span(ids[0], status="error")).probability == 0.25  # rules scale too
 
 
 def test_a_new_prompt_version_is_sampled_until_it_is_old_enough() -> None:

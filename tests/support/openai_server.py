@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -58,6 +59,7 @@ class OpenAiServer:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.requests: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # time.monotonic() of each request, for rate limits
         self._faults: collections.deque[Fault] = collections.deque()
         self.refuse_json_schema = False
 
@@ -109,6 +111,7 @@ class OpenAiServer:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body.get("model"):
             return _error(400, "`model` and a list of `messages` are required")
         self.requests.append(body)
+        self.received_at.append(time.monotonic())
         if self._faults:
             fault = self._faults.popleft()
             if fault.delay_s:
