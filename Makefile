@@ -67,6 +67,7 @@ typecheck: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.forwarding
 	$(PY) -m bench.checks
+	$(PY) -m bench.judging
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) $(LLAMA_VENV) build *.egg-info

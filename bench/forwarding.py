@@ -31,8 +31,29 @@ RESULTS = Path(__file__).parent / "results" / "forwarding.json"
 TRACEJUDGE = Path(sys.executable).parent / "tracejudge"
 
 
-def tracejudge_config(downstream_port: int, compression: str, data_dir: str) -> str:
-    """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue)."""
+def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "") -> str:
+    """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
+    `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade; with "checks",
+    checks only."""
+    processors, judging = "[llm_extract]", ""
+    if judge_url == "checks":
+        processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
+    elif judge_url:
+        processors = "[llm_extract, llm_checks, sampler, judge_queue]"
+        judging = f"""
+  llm_checks:
+  sampler: {{rate: 0.1}}
+  judge_queue:
+    storage: file_storage
+    decision_wait: 0s
+    max_decision_wait: 0s
+    judges:
+      local: {{judge: embedded}}
+      heavy:
+        judge: openai
+        server: {{base_url: "{judge_url}", model: bench-judge, max_retries: 1}}
+        limits: {{concurrency: 8}}
+      cascade: {{uncertainty_band: [0.3, 0.7]}}"""
     return f"""
 receivers:
   otlp:
@@ -40,8 +61,7 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:0
 processors:
-  llm_extract:
-    storage: file_storage
+  llm_extract:{judging}
 exporters:
   otlp:
     endpoint: 127.0.0.1:{downstream_port}
@@ -56,7 +76,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [llm_extract]
+      processors: {processors}
       exporters: [otlp]
 """
 
@@ -73,16 +93,17 @@ async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
 
 @asynccontextmanager
 async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
-                     log_lines: list[str]) -> AsyncIterator[Target]:
+                     log_lines: list[str], judge_url: str = "") -> AsyncIterator[Target]:
     """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
     with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
         config = Path(tmp, "otel-config.yaml")
-        config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data"))))
+        config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url))
         child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
         try:
             grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)
             metrics_port, _ = await child.wait_for(r"metrics: http://localhost:(\d+)/metrics", timeout_s=30)
-            yield Target(f"tracejudge (egress {compression})", int(grpc_port.group(1)), child, tally,
+            name = f"tracejudge (egress {compression}{', ' + judge_url if judge_url else ''})"
+            yield Target(name, int(grpc_port.group(1)), child, tally,
                          downstream=downstream, metrics_port=int(metrics_port.group(1)))
         finally:
             status = await child.stop()

@@ -1,0 +1,29 @@
+"""A loopback OpenAI-compatible judge for the benchmark: answers every chat completion with a fixed verdict.
+
+The same server the tests use (tests/support/openai_server.py), in a process of its own so its CPU is not counted
+as tracejudge's. Run: `python -m bench.judge_server`; it prints `base_url URL` once serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from tests.support.openai_server import Completion, OpenAiServer
+
+VERDICT = Completion(content='{"score": 0.8, "label": "pass", "explanation": "supported"}', prompt_tokens=600,
+                     completion_tokens=20)
+
+
+async def serve() -> None:
+    async with OpenAiServer(VERDICT) as server:
+        print(f"base_url {server.base_url}", flush=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())
