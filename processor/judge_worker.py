@@ -3,8 +3,9 @@ evaluation spans, record each span's fate, and complete the items.
 
 An item is completed only after its evaluation span is in every exporter's queue, so a crash (or full exporter
 queues) means it is judged again later; the verdict cache makes that cheap and the evaluation span id is
-deterministic, so a backend deduplicating on span id keeps one. Transient failures (a tier down, paused or out of
-budget with no other tier to answer) are retried after a backoff up to `max_attempts`; then the item is unjudged.
+deterministic, so a backend deduplicating on span id keeps one. Transient failures (a tier down with no other tier
+to answer) are retried after a backoff up to `max_attempts`, then the item is unjudged; items whose only tier is
+paused or out of budget wait for it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # Unjudged for good: the input cannot be judged, or the judge answered but not with a verdict.
 FINAL_ERRORS = INPUT_ERRORS | {"unsupported_metric", "parse_error"}
+# Nothing was tried: the only tier that could answer is paused or out of budget. Such items wait, however long,
+# without using up their attempts (the queue's bound and its when_full policy still apply).
+WAITING_ERRORS = frozenset({"tier_paused", "budget_exhausted"})
 MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however low the budget
 
 
@@ -124,12 +128,13 @@ class JudgeWorker:
         again: list[JudgeItem] = []
         for item, result in zip(items, verdicts, strict=True):
             error = result.verdict.error_type
-            if error and error not in FINAL_ERRORS and item.attempts < self._config.max_attempts:
+            if error in WAITING_ERRORS or (error and error not in FINAL_ERRORS
+                                           and item.attempts < self._config.max_attempts):
                 again.append(item)
             else:
                 final.append((item, result))
         for item in again:
-            self._queue.release([item.key], self._config.retry_backoff * item.attempts)
+            self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10))
         if final and not await self._send(final, started, ended):
             return len(items)
         self._queue.complete(item.key for item, _ in final)

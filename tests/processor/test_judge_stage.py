@@ -78,7 +78,6 @@ processors:
       poll_interval: 20ms
       lease: 2s
       retry_backoff: 100ms
-      max_attempts: 1000
     judges:
       local:
         judge: {local}
