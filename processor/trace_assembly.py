@@ -66,8 +66,11 @@ class TraceAssembly:
         for retrieval in batch.retrievals:
             _remember(self._documents, retrieval.trace_id, [*self._documents.get(retrieval.trace_id, []), retrieval],
                       self._max_traces)
+        sampled = set(sampled_traces)
+        for trace in sampled:
+            self._waiting.setdefault(trace, now)
         documents: list[Document] = []
-        for trace in {*sampled_traces, *(t for t in (r.trace_id for r in batch.retrievals) if t in self._waiting)}:
+        for trace in {*sampled, *(r.trace_id for r in batch.retrievals if r.trace_id in self._waiting)}:
             for retrieval in self._documents.pop(trace, []):
                 documents += [Document(trace, retrieval.span_id, position, retrieval.start_unix_nano, content)
                               for position, content in enumerate(retrieval.documents)]

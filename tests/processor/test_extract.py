@@ -417,6 +417,23 @@ def test_only_llm_spans_are_extracted_in_request_order() -> None:
     assert [s.name for s in extract(recorder)] == ["chat a", "chat b"]
 
 
+def test_retriever_spans_of_both_conventions_yield_their_documents() -> None:
+    recorder = Recorder()
+    recorder.span({"openinference.span.kind": "RETRIEVER", "retrieval.documents.1.document.content": "second",
+                   "retrieval.documents.0.document.content": "first", "retrieval.documents.0.document.id": "d0"},
+                  name="retrieve")
+    recorder.span({"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": "kb",
+                   "gen_ai.retrieval.documents": json.dumps([{"id": "a", "content": "GenAI doc"}, {"id": "b"}])},
+                  name="retrieval kb")
+    recorder.span({"gen_ai.operation.name": "retrieval"}, name="retrieval without captured documents")
+    recorder.span(GEN_AI_CHAT, name="chat")
+    request = recorder.request()
+    llm_spans, retrievals = Extractor().extract_all(request, request.SerializeToString())
+    assert [s.name for s in llm_spans] == ["chat"]
+    assert [r.documents for r in retrievals] == [("first", "second"), ("GenAI doc",)]
+    assert retrievals[0].start_unix_nano == T0 and len(retrievals[0].trace_id) == 32
+
+
 def test_prescan_finds_no_marker_in_requests_without_llm_spans() -> None:
     recorder = Recorder()
     recorder.span({"http.route": "/ask", "llm": "not a key we look for"}, name="GET /ask")
