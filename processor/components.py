@@ -16,6 +16,7 @@ from .exporter import ExporterSettings, QueuedExporter, Sender
 from .exporter_debug import DebugExporter, DebugExporterConfig
 from .exporter_otlp import GrpcSender, OtlpExporterConfig
 from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
+from .exporter_phoenix import AnnotationSender, PhoenixExporter, PhoenixExporterConfig
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
 from .judge_stage import JudgeEnqueueProcessor, JudgeQueueStageConfig
@@ -96,6 +97,8 @@ FACTORIES: dict[Kind, dict[str, Factory]] = {
     "exporters": {
         "otlp": Factory(OtlpExporterConfig, _otlp_exporter),
         "otlphttp": Factory(OtlpHttpExporterConfig, _otlphttp_exporter),
+        "phoenix": Factory(PhoenixExporterConfig, lambda name, config, context: PhoenixExporter(
+            _queued(name, AnnotationSender(config), config, context))),
         "debug": Factory(DebugExporterConfig, lambda name, config, context: DebugExporter(name, config)),
     },
     "extensions": {

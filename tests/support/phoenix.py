@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -162,6 +162,35 @@ class PhoenixServer:
                                    f"{timeout_s}s\n{self.log_tail()}")
             await asyncio.sleep(0.2)
         return spans
+
+    async def span_annotations(self, project: str, span_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The annotations (up to 1000) on `span_ids` (hex) in `project`: GET /v1/projects/{project}/span_annotations.
+
+        A project Phoenix has not created yet answers 404, read here as no annotations.
+        """
+        url = f"{self.base_url}/v1/projects/{quote(project, safe='')}/span_annotations"
+        params = [*(("span_ids", span_id) for span_id in span_ids), ("limit", "1000")]
+        async with aiohttp.ClientSession() as session, session.get(url, params=params) as response:
+            if response.status == 404:
+                return []
+            response.raise_for_status()
+            page: dict[str, Any] = await response.json()
+        data: list[dict[str, Any]] = page["data"]
+        return data
+
+    async def wait_for_annotations(
+        self, project: str, span_ids: Sequence[str], count: int, timeout_s: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Polls span_annotations until it holds at least `count` annotations."""
+        deadline = time.monotonic() + timeout_s
+        while len(annotations := await self.span_annotations(project, span_ids)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"Phoenix project {project!r} has {len(annotations)} of {count} annotations on "
+                    f"spans {list(span_ids)} after {timeout_s}s\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.2)
+        return annotations
 
     def __enter__(self) -> PhoenixServer:
         try:
