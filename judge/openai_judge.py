@@ -46,6 +46,8 @@ _SCHEMA = {
 }  # fmt: skip
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 Mode = Literal["json_schema", "json_object", "text"]
+# What a call may raise once its retries are spent; each becomes an unjudged verdict (`unjudged_for`).
+CALL_ERRORS = (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError)
 _MODES: tuple[Mode, ...] = ("json_schema", "json_object", "text")
 
 
@@ -106,23 +108,27 @@ class OpenAiJudge:
         started = time.perf_counter()
         try:
             completion = await self._complete(item)
-        except openai.APIStatusError as e:
-            return self._unjudged(item, _status_error_type(e), f"{self._config.base_url}: {e.message}")
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            return self._unjudged(item, type(e).__name__, f"{self._config.base_url}: {e}")
+        except CALL_ERRORS as e:
+            return self.unjudged_for(item, e)
         return self._verdict(item, completion, time.perf_counter() - started)
 
     async def _complete(self, item: JudgeInput) -> Any:
         messages = [{"role": "system", "content": _SYSTEM.format(task=_TASKS[item.metric])},
                     {"role": "user", "content": json.dumps({"query": item.query, "context": item.context,
                                                             "response": item.response}, ensure_ascii=False)}]
+        return await self.complete(messages, "verdict", _SCHEMA)
+
+    async def complete(self, messages: list[dict[str, str]], name: str, schema: dict[str, Any]) -> Any:
+        """One chat completion asking for JSON that follows `schema` (structured output, falling back to JSON mode
+        and then plain text when the server refuses), retried on 429/5xx/timeouts. Raises the client's errors."""
         create: Any = self._client.chat.completions.create  # its overloads do not cover a kwargs dict
         attempt = 0
         while True:
             mode = _MODES[self._mode_index]
             try:
                 return await create(model=self._config.model, messages=messages, temperature=0,
-                                    max_tokens=self._config.max_output_tokens, **_response_format(mode))
+                                    max_tokens=self._config.max_output_tokens,
+                                    **_response_format(mode, name, schema))
             except openai.BadRequestError:
                 if mode == _MODES[-1]:
                     raise
@@ -137,14 +143,25 @@ class OpenAiJudge:
                     raise
                 await asyncio.sleep(_retry_delay(e, attempt))
 
-    def _verdict(self, item: JudgeInput, completion: Any, latency_s: float) -> Verdict:
-        content = (completion.choices[0].message.content or "") if completion.choices else ""
-        parsed = parse_verdict(content)
+    def usage(self, completion: Any) -> tuple[int, int, float]:
+        """(input tokens, output tokens, cost in USD) of a completion."""
         usage = completion.usage
         input_tokens = usage.prompt_tokens if usage else 0
         output_tokens = usage.completion_tokens if usage else 0
         cost = (input_tokens * self._config.usd_per_million_input_tokens
                 + output_tokens * self._config.usd_per_million_output_tokens) / 1e6
+        return input_tokens, output_tokens, cost
+
+    def unjudged_for(self, item: JudgeInput, error: Exception) -> Verdict:
+        """The unjudged verdict for a call that raised `error` (an APIStatusError, timeout or connection error)."""
+        if isinstance(error, openai.APIStatusError):
+            return self._unjudged(item, _status_error_type(error), f"{self._config.base_url}: {error.message}")
+        return self._unjudged(item, type(error).__name__, f"{self._config.base_url}: {error}")
+
+    def _verdict(self, item: JudgeInput, completion: Any, latency_s: float) -> Verdict:
+        content = (completion.choices[0].message.content or "") if completion.choices else ""
+        parsed = parse_verdict(content)
+        input_tokens, output_tokens, cost = self.usage(completion)
         if parsed is None:
             return Verdict(item.metric, None, error_type="parse_error",
                            explanation=f"the judge's answer is not a verdict: {content[:200]!r}", tier=self.tier,
@@ -189,10 +206,10 @@ def _status_error_type(error: openai.APIStatusError) -> str:
     return f"http_{error.status_code}"
 
 
-def _response_format(mode: Mode) -> dict[str, Any]:
+def _response_format(mode: Mode, name: str, schema: dict[str, Any]) -> dict[str, Any]:
     if mode == "json_schema":
         return {"response_format": {"type": "json_schema",
-                                    "json_schema": {"name": "verdict", "schema": _SCHEMA, "strict": True}}}
+                                    "json_schema": {"name": name, "schema": schema, "strict": True}}}
     if mode == "json_object":
         return {"response_format": {"type": "json_object"}}
     return {}

@@ -10,6 +10,7 @@ from tracejudge.processor.errors import ConfigError
 
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
+from .claims import ClaimsJudge
 from .lexical import LexicalJudge
 from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
 from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
@@ -25,8 +26,12 @@ class TierConfig:
     judge: JudgeKind = "embedded"
     server: OpenAiJudgeConfig | None = None
     limits: TierLimits = field(default_factory=TierLimits)
+    # faithfulness claim by claim (two calls: extract the claims, check each against the context); openai only
+    claims: bool = False
 
     def validate(self, path: str) -> None:
+        if self.claims and self.judge != "openai":
+            raise ConfigError(f"{path}.claims: only with judge: openai")
         if self.judge == "openai" and self.server is None:
             raise ConfigError(f"{path}.server: required with judge: openai (base_url and model at least)")
         if self.judge != "openai" and self.server is not None:
@@ -89,5 +94,6 @@ def _judge(tier: str, config: TierConfig) -> Judge | None:
         return None
     if config.judge == "openai":
         assert config.server is not None  # validate() says so
-        return OpenAiJudge(config.server, tier=tier)
+        judge = OpenAiJudge(config.server, tier=tier)
+        return ClaimsJudge(judge) if config.claims else judge
     return LexicalJudge()  # the embedded judge's placeholder until the trained model lands

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tests.support.openai_server import Completion, OpenAiServer
+from tracejudge.judge.claims import ClaimsJudge
 from tracejudge.judge.openai_judge import OpenAiJudge, OpenAiJudgeConfig, parse_verdict
 from tracejudge.judge.verdict import JudgeInput
 
@@ -90,3 +91,47 @@ async def test_faithfulness_without_context_is_not_sent() -> None:
         (verdict,) = await judge.judge([JudgeInput("faithfulness", "q", "Paris.", "")])
         await judge.close()
     assert (verdict.error_type, server.requests) == ("no_context", [])
+
+
+def claims_server_answer(verdicts: list[bool], claims: list[str]) -> Any:
+    """Answers the claims call and the verification call by the schema each asks for."""
+    def answer(body: dict[str, Any]) -> Completion:
+        name = body["response_format"]["json_schema"]["name"]
+        if name == "claims":
+            return Completion(content=json.dumps({"claims": claims}), prompt_tokens=100, completion_tokens=20)
+        document = json.loads(body["messages"][1]["content"])
+        assert document["claims"] == claims and document["context"] == CONTEXT
+        return Completion(content=json.dumps({"verdicts": [{"supported": v, "reason": "scripted"} for v in verdicts]}),
+                          prompt_tokens=200, completion_tokens=30)
+    return answer
+
+
+async def test_claim_level_faithfulness_scores_the_share_of_supported_claims_and_names_the_others() -> None:
+    claims = ["Paris is the capital of France.", "Paris has 90 million inhabitants."]
+    async with OpenAiServer(claims_server_answer([True, False], claims)) as server:
+        judge = ClaimsJudge(judge_for(server))
+        (verdict,) = await judge.judge([JudgeInput("faithfulness", "q", "Paris, 90 million people.", CONTEXT)])
+        await judge.close()
+    assert (verdict.score, verdict.label) == (0.5, "fail")
+    assert verdict.explanation == "1 of 2 claims supported; not supported: Paris has 90 million inhabitants."
+    assert (verdict.input_tokens, verdict.output_tokens, len(server.requests)) == (300, 50, 2)
+    assert verdict.judge_prompt_version.endswith("openai-judge-claims-1")
+    assert abs(verdict.cost_usd - (300 * 1.0 + 50 * 2.0) / 1e6) < 1e-15
+
+
+async def test_claim_level_answers_that_do_not_add_up_are_unjudged() -> None:
+    claims = ["Paris is the capital of France.", "It is big."]
+    async with OpenAiServer(claims_server_answer([True], claims)) as server:  # one verdict for two claims
+        judge = ClaimsJudge(judge_for(server))
+        (verdict,) = await judge.judge([JudgeInput("faithfulness", "q", "Paris. It is big.", CONTEXT)])
+        await judge.close()
+    assert (verdict.score, verdict.error_type) == (None, "parse_error")
+
+
+async def test_a_response_without_claims_is_faithful_and_other_metrics_use_one_call() -> None:
+    async with OpenAiServer(claims_server_answer([], [])) as server:
+        judge = ClaimsJudge(judge_for(server))
+        (verdict,) = await judge.judge([JudgeInput("faithfulness", "q", "Hello!", CONTEXT)])
+        await judge.close()
+    assert (verdict.score, verdict.label, verdict.explanation) == (1.0, "pass", "no factual claims to check")
+    assert len(server.requests) == 1
