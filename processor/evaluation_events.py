@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from .evaluation import EvaluationResult
 
@@ -22,6 +22,7 @@ EVENT_NAME = "gen_ai.evaluation.result"
 EVALUATION_SPAN_NAME = "tracejudge.evaluation"
 SERVICE_NAME = "tracejudge"
 SCOPE_NAME = "tracejudge.judge"
+PHOENIX_PROJECT = "openinference.project.name"  # the judged span's, copied onto its evaluation span's resource
 
 # A plain attribute value for an OTLP attribute: str, bool, int or float.
 Plain = str | bool | int | float
@@ -41,6 +42,9 @@ class JudgedSpan:
     # per metric name: tracejudge.* attributes of its event (tier, judge model, confidence, ...)
     result_attributes: Mapping[str, Mapping[str, Plain]] = field(default_factory=dict)
     version: str = ""  # the judge version: with the ids, it makes the evaluation span id
+    # resource attributes besides service.name, e.g. openinference.project.name: Phoenix files a trace under the
+    # project of its first span, so an evaluation span arriving first must name the judged span's project
+    resource: Mapping[str, Plain] = field(default_factory=dict)
 
     @property
     def evaluation_span_id(self) -> bytes:
@@ -68,22 +72,26 @@ def with_evaluation_events(payload: bytes, evaluations: Mapping[str, tuple[Evalu
 def evaluation_request(judged: Sequence[JudgedSpan], scope_version: str = "") -> ExportTraceServiceRequest:
     """One OTLP request holding an evaluation span per judged span, from service `tracejudge`."""
     request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    _set(resource_spans.resource.attributes.add(key="service.name"), SERVICE_NAME)
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = SCOPE_NAME
-    scope_spans.scope.version = scope_version
+    scopes: dict[tuple[tuple[str, Plain], ...], ScopeSpans] = {}
     for item in judged:
-        span = scope_spans.spans.add(
+        key = tuple(sorted(item.resource.items()))
+        if key not in scopes:
+            resource_spans = request.resource_spans.add()
+            for name, value in (("service.name", SERVICE_NAME), *key):
+                _set(resource_spans.resource.attributes.add(key=name), value)
+            scopes[key] = resource_spans.scope_spans.add()
+            scopes[key].scope.name = SCOPE_NAME
+            scopes[key].scope.version = scope_version
+        span = scopes[key].spans.add(
             trace_id=bytes.fromhex(item.trace_id), span_id=item.evaluation_span_id,
             parent_span_id=bytes.fromhex(item.span_id), name=EVALUATION_SPAN_NAME, kind=Span.SPAN_KIND_INTERNAL,
             start_time_unix_nano=item.start_unix_nano, end_time_unix_nano=item.end_unix_nano)
-        for key, value in item.attributes.items():
-            _set(span.attributes.add(key=key), value)
+        for name, value in item.attributes.items():
+            _set(span.attributes.add(key=name), value)
         for result in item.results:
             event = add_event(span, result, item.response_id, item.end_unix_nano)
-            for key, value in item.result_attributes.get(result.name, {}).items():
-                _set(event.attributes.add(key=key), value)
+            for name, value in item.result_attributes.get(result.name, {}).items():
+                _set(event.attributes.add(key=name), value)
     return request
 
 

@@ -19,6 +19,7 @@ from .consumer import TracesConsumer
 from .decisions import DROPPED, QUEUED, DecisionLog, item_decision, span_decision
 from .errors import ConfigError
 from .evaluation import EvaluationResult
+from .evaluation_events import PHOENIX_PROJECT
 from .judge_worker import JudgeWorker, WorkerConfig
 from .llm_span import LlmSpan
 from .sampling import RateScale, Sample
@@ -26,7 +27,6 @@ from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
 
 
-@dataclass(frozen=True)
 class RouteRule:
     """Sends matching spans straight to the heavy tier: every condition given must hold."""
 
@@ -99,7 +99,7 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "start_unix_nano": span.start_unix_nano,
         "query": span.input_text, "response": span.output_text, "documents": list(span.documents),
         "probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform,
-        "route": route,
+        "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
     }  # fmt: skip
 
 

@@ -28,7 +28,7 @@ from .config_decode import Duration
 from .consumer import TracesConsumer
 from .decisions import JUDGED, UNJUDGED, Decision, DecisionLog, item_decision
 from .errors import ConfigError, PermanentError, RetryableError
-from .evaluation_events import JudgedSpan, Plain, evaluation_request
+from .evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
 from .sampling import RateScale
 from .telemetry import Telemetry
 from .trace_assembly import context_for
@@ -177,7 +177,8 @@ class JudgeWorker:
         }
         return JudgedSpan(first.trace_id, first.span_id, tuple(r.verdict.as_evaluation() for _, r in entries),
                           started, ended, str(body.get("response_id", "")), attributes,
-                          {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version)
+                          {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
+                          {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
 
     def _record(self, final: list[tuple[JudgeItem, CascadeVerdict]]) -> None:
         records: list[Decision] = []

@@ -33,6 +33,7 @@ DOCUMENT = "Paris has been the capital of France since 987."
 def rag_trace() -> tuple[ExportTraceServiceRequest, Span]:
     """A root span, an OpenInference retriever child and an OTel GenAI chat child, in one trace."""
     request = export_request(spans=3, llm_every=0)
+    request.resource_spans[0].resource.attributes.add(key="openinference.project.name").value.string_value = "shop"
     root, retriever, llm = request.resource_spans[0].scope_spans[0].spans
     for child in (retriever, llm):
         child.parent_span_id = root.span_id
@@ -43,12 +44,13 @@ def rag_trace() -> tuple[ExportTraceServiceRequest, Span]:
     return request, llm
 
 
-def evaluation_spans(capture: CaptureServer) -> list[tuple[Span, str]]:
+def evaluation_spans(capture: CaptureServer) -> list[tuple[Span, dict[str, str]]]:
+    """Each evaluation span received, with its resource's attributes."""
     found = []
     for raw in capture.requests:
         for resource_spans in ExportTraceServiceRequest.FromString(raw).resource_spans:
-            service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
-            found += [(span, service) for ss in resource_spans.scope_spans for span in ss.spans
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            found += [(span, resource) for ss in resource_spans.scope_spans for span in ss.spans
                       if span.name == "tracejudge.evaluation"]
     return found
 
@@ -121,8 +123,10 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
             await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
             await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="an evaluation span")
             decisions = await service.decisions.for_trace(llm.trace_id.hex())
-    ((span, service_name),) = evaluation_spans(downstream)
-    assert (span.trace_id, span.parent_span_id, service_name) == (llm.trace_id, llm.span_id, "tracejudge")
+    ((span, resource),) = evaluation_spans(downstream)
+    assert (span.trace_id, span.parent_span_id) == (llm.trace_id, llm.span_id)
+    # from service tracejudge, filed by Phoenix under the judged span's project
+    assert resource == {"service.name": "tracejudge", "openinference.project.name": "shop"}
     events = {attributes(e)["gen_ai.evaluation.name"]: attributes(e) for e in span.events}
     assert set(events) == {"faithfulness", "relevancy"}
     for event in events.values():
