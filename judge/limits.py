@@ -131,12 +131,14 @@ class TierGate:
     # -- one call
 
     @asynccontextmanager
-    async def reserve(self, estimate_usd: float) -> AsyncIterator[Reservation]:
-        """Hold a concurrency slot and a rate token for one call expected to cost `estimate_usd`; raises Unavailable
-        when the tier is paused or the call would take spend past today's budget."""
-        self._check_open(estimate_usd)
+    async def reserve(self, estimate: Callable[[], float]) -> AsyncIterator[Reservation]:
+        """Hold a concurrency slot and a rate token for one call expected to cost `estimate()` USD; raises
+        Unavailable when the tier is paused or the call would take spend past today's budget. The estimate is asked
+        for again once the slot is held: calls finished meanwhile may have taught the judge better."""
+        self._check_open(estimate())
         async with self._slots:
             await self._take_token()
+            estimate_usd = estimate()
             self._check_open(estimate_usd)  # the wait may have been long
             reservation = Reservation(estimate_usd)
             self._reserved_usd += estimate_usd
@@ -211,7 +213,7 @@ class GatedJudge:
 
     async def _judge_one(self, item: JudgeInput) -> Verdict:
         try:
-            async with self.gate.reserve(self._judge.estimate_cost_usd(item)) as reservation:
+            async with self.gate.reserve(lambda: self._judge.estimate_cost_usd(item)) as reservation:
                 (verdict,) = await self._judge.judge([item])
                 reservation.cost_usd = verdict.cost_usd
         except Unavailable as e:

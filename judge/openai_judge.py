@@ -82,6 +82,9 @@ class OpenAiJudge:
     def __init__(self, config: OpenAiJudgeConfig, tier: str = "heavy") -> None:
         self.tier = tier
         self.model = config.model
+        # Input tokens per character sent: starts at 1/3 (English averages 1/4) and rises to the most any answer
+        # reported, so budget estimates stay upper bounds for this server's tokenizer and prompts.
+        self._tokens_per_char = 1 / 3
         self._config = config
         # Our own retries (they honour Retry-After and know auth errors are final), not the client's.
         self._client = openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key, max_retries=0,
@@ -92,8 +95,8 @@ class OpenAiJudge:
         await self._client.close()
 
     def estimate_cost_usd(self, item: JudgeInput) -> float:
-        """An upper estimate: about 3 characters per token (English averages 4) and the full output allowance."""
-        input_tokens = (len(_SYSTEM) + len(item.query) + len(item.context) + len(item.response)) / 3
+        """An upper estimate: the most tokens per character seen so far, and the full output allowance."""
+        input_tokens = (len(_SYSTEM) + len(item.query) + len(item.context) + len(item.response)) * self._tokens_per_char
         return (input_tokens * self._config.usd_per_million_input_tokens
                 + self._config.max_output_tokens * self._config.usd_per_million_output_tokens) / 1e6
 
@@ -126,9 +129,13 @@ class OpenAiJudge:
         while True:
             mode = _MODES[self._mode_index]
             try:
-                return await create(model=self._config.model, messages=messages, temperature=0,
-                                    max_tokens=self._config.max_output_tokens,
-                                    **_response_format(mode, name, schema))
+                completion = await create(model=self._config.model, messages=messages, temperature=0,
+                                          max_tokens=self._config.max_output_tokens,
+                                          **_response_format(mode, name, schema))
+                sent = sum(len(m["content"]) for m in messages)
+                if completion.usage and sent:
+                    self._tokens_per_char = max(self._tokens_per_char, completion.usage.prompt_tokens / sent)
+                return completion
             except openai.BadRequestError:
                 if mode == _MODES[-1]:
                     raise

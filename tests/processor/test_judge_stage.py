@@ -60,7 +60,7 @@ def attributes(holder: Span | Span.Event) -> dict[str, object]:
 
 
 def judging_config(downstream: str, heavy_url: str, data: Path, grpc_endpoint: str = "127.0.0.1:0",
-                   local: str = "embedded", metrics_address: str = "") -> str:
+                   local: str = "embedded", metrics_address: str = "", limits: str = "pause: 0s") -> str:
     return f"""
 receivers:
   otlp:
@@ -90,8 +90,7 @@ processors:
           model: judge-model
           max_retries: 0
           usd_per_million_input_tokens: 1.0
-        limits:
-          pause: 0s
+        limits: {{{limits}}}
       cascade:
         uncertainty_band: [0.0, 1.0]
 exporters:
@@ -220,3 +219,23 @@ async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_n
     scores = {attributes(e)["gen_ai.evaluation.score.value"] for span, _ in evaluation_spans(downstream)
               for e in span.events}
     assert scores == {0.9}  # the auth failure never became a score
+
+
+async def test_a_nearly_spent_heavy_budget_scales_the_sampler_down_and_says_so(tmp_path: Path) -> None:
+    costly = Completion(content=VERDICT.content, prompt_tokens=1000)  # 0.001 USD per call at 1 USD per million
+    async with CaptureServer() as downstream, OpenAiServer(costly) as heavy:
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path,
+                                limits="daily_budget_usd: 0.0015, low_budget_fraction: 0.5, concurrency: 1")
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            first, _ = rag_trace()
+            await channel.unary_unary(EXPORT)(first.SerializeToString(), timeout=10)
+            await eventually(lambda: metric(service, "tracejudge_sampling_scale") < 1, what="the sampler scaled down")
+            scale = metric(service, "tracejudge_sampling_scale")
+            second, llm = rag_trace()
+            await channel.unary_unary(EXPORT)(second.SerializeToString(), timeout=10)
+            decisions = await service.decisions.for_trace(llm.trace_id.hex())
+    # one heavy call spent 0.001 of 0.0015: a third left, under the 0.5 mark, so rates run at (1/3) / 0.5
+    assert abs(scale - 2 / 3) < 1e-6
+    (decided,) = [d for d in decisions if d.decision in ("queued", "sampled out")]
+    detail = json.loads(decided.detail)
+    assert (detail["scale"], detail["probability"]) == (scale, scale)  # the recorded p is the true one
