@@ -1,4 +1,5 @@
-"""tracejudge.judge: deterministic checks, the judge protocol and its tiers, the durable judge queue.
+"""tracejudge.judge: deterministic checks, the judge protocol and its tiers, the cascade and its limits and cache,
+the durable judge queue.
 
 Public names load on first use, so importing one module (say, the checks on the request path) does not import
 every judge client.
@@ -10,10 +11,15 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "CachedJudge": "cache",
+    "Cascade": "cascade", "CascadeConfig": "cascade", "CascadeItem": "cascade", "CascadeVerdict": "cascade",
     "Checks": "checks", "ChecksConfig": "checks",
+    "ClaimsJudge": "claims",
     "LexicalJudge": "lexical",
+    "GatedJudge": "limits", "TierGate": "limits", "TierLimits": "limits",
     "OpenAiJudge": "openai_judge", "OpenAiJudgeConfig": "openai_judge",
     "JudgeQueue": "queue", "JudgeQueueConfig": "queue",
+    "Judges": "tiers", "JudgesConfig": "tiers", "TierConfig": "tiers", "build_judges": "tiers",
     "Judge": "verdict", "JudgeInput": "verdict", "Verdict": "verdict",
 }  # fmt: skip
 

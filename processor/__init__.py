@@ -1,4 +1,5 @@
-"""tracejudge.processor: OTLP in, every span forwarded unchanged, LLM spans recognised on the way.
+"""tracejudge.processor: OTLP in, every span forwarded unchanged, LLM spans recognised, checked, sampled and
+queued for judging on the way; judge results sent back into the traces.
 
 Public names load on first use, so that `judge` and `stats` can import the shared data types
 (`tracejudge.processor.llm_span`, `.evaluation`, `.errors`) without pulling in the whole service.
@@ -18,7 +19,10 @@ _EXPORTS = {
     "Exporter": "exporter", "QueuedExporter": "exporter", "Sender": "exporter",
     "CONVENTIONS": "extract", "LLM_MARKERS": "extract", "AttributeMap": "extract", "Extractor": "extract",
     "may_contain_llm": "extract",
-    "LlmSpan": "llm_span", "Message": "llm_span",
+    "LlmSpan": "llm_span", "Message": "llm_span", "Retrieval": "llm_span",
+    "Decision": "decisions", "DecisionLog": "decisions", "read_decisions": "decisions",
+    "JudgedSpan": "evaluation_events", "evaluation_request": "evaluation_events",
+    "RateScale": "sampling", "Sampler": "sampling", "SamplerConfig": "sampling",
     "Service": "service",
 }  # fmt: skip
 
