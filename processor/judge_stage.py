@@ -27,6 +27,7 @@ from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
 
 
+@dataclass(frozen=True)
 class RouteRule:
     """Sends matching spans straight to the heavy tier: every condition given must hold."""
 

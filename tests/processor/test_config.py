@@ -63,6 +63,29 @@ def test_valid_config_decodes_into_typed_frozen_settings() -> None:
         jaeger.timeout = 1.0  # type: ignore[misc]
 
 
+def test_a_judge_queue_with_tiers_routes_and_limits_decodes() -> None:
+    anchor = "    attributes: {prompt_version: app.prompt.sha}\n"
+    text = VALID.replace(anchor, anchor + """  judge_queue:
+    storage: file_storage
+    routes:
+      - {name: enterprise, attribute: customer.tier, equals: enterprise}
+      - {name: failed, failed_check: true}
+    judges:
+      heavy:
+        judge: openai
+        claims: true
+        server: {base_url: "http://judge:8000/v1", model: m, timeout: 10s}
+        limits: {daily_budget_usd: 5, rate_per_s: 2, pause: 1m}
+""").replace("  health_check:\n", "  health_check:\n  file_storage: {directory: /tmp/d}\n")
+    stage = parse_config(text.replace("extensions: [health_check]", "extensions: [health_check, file_storage]"),
+                         {}).processors["judge_queue"]
+    assert [(r.name, r.attribute, r.equals, r.failed_check) for r in stage.routes] == [
+        ("enterprise", "customer.tier", "enterprise", False), ("failed", "", "", True)]
+    heavy = stage.judges.heavy
+    assert (heavy.judge, heavy.claims, heavy.server.timeout, heavy.limits.pause) == ("openai", True, 10.0, 60.0)
+    assert stage.judges.local.judge == "embedded"
+
+
 def test_env_expansion_with_default_and_typed_result() -> None:
     text = VALID.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: ${env:MIB}\n")
     config = parse_config(text, {"JAEGER": "collector:4317", "MIB": "16"})

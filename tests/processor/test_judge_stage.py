@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import aiohttp
 import grpc
@@ -23,6 +24,9 @@ from tests.support.process import free_port, tracejudge
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
 from tracejudge.processor.decisions import read_decisions
+from tracejudge.processor.evaluation import EvaluationResult
+from tracejudge.processor.judge_stage import RouteRule
+from tracejudge.processor.llm_span import LlmSpan
 
 TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -239,3 +243,16 @@ async def test_a_nearly_spent_heavy_budget_scales_the_sampler_down_and_says_so(t
     (decided,) = [d for d in decisions if d.decision in ("queued", "sampled out")]
     detail = json.loads(decided.detail)
     assert (detail["scale"], detail["probability"]) == (scale, scale)  # the recorded p is the true one
+
+
+def test_route_rules_match_every_condition_they_give() -> None:
+    span = LlmSpan(trace_id="ab" * 16, span_id="01" * 8, parent_span_id="", service="shop", convention="gen_ai",
+                   status="error", attributes=MappingProxyType({"customer.tier": "Enterprise"}))
+    failed = (EvaluationResult("tracejudge.check.pii", 0.0, "fail"),)
+    passed = (EvaluationResult("tracejudge.check.pii", 1.0, "pass"),)
+    assert RouteRule("vip", attribute="customer.tier", equals="enterprise").matches(span, ())
+    assert not RouteRule("vip", attribute="customer.tier", equals="free").matches(span, ())
+    assert RouteRule("any", attribute="customer.tier").matches(span, ())
+    assert RouteRule("checks", failed_check=True).matches(span, failed)
+    assert not RouteRule("checks", failed_check=True).matches(span, passed)
+    assert not RouteRule("both", status="error", failed_check=True).matches(span, passed)
