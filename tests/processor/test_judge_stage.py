@@ -175,6 +175,8 @@ async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
             await eventually(lambda: len(heavy.requests) >= 1, what="a judge call in flight")
+            await downstream.wait_for_requests(1)  # forwarded while the judge hangs: judging never holds it
+            assert downstream.requests[0] == request.SerializeToString()
             process.send_signal(signal.SIGKILL)
         heavy.clear_faults()
         with tracejudge(config) as process:

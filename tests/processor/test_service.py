@@ -14,8 +14,9 @@ import grpc
 import pytest
 
 from tests.support.otlp_capture import CaptureServer
-from tests.support.pipeline import forwarding_config, running
+from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.requests import export_request
+from tests.support.waiting import eventually
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
@@ -54,6 +55,27 @@ def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Pa
     assert process.returncode == 0, "".join(lines) + rest
     assert any("OTLP/gRPC on port" in line for line in lines)
     assert (tmp_path / "data" / "decisions.db").exists() and (tmp_path / "data" / "judge_queue.db").exists()
+
+
+async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_key(tmp_path: Path) -> None:
+    environ = {"TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
+               "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1"}
+    text = (Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
+            .replace("address: 0.0.0.0:8888", "address: 127.0.0.1:0"))
+    request = export_request(spans=1, llm_every=1)  # a root LLM span: the trace is complete once it arrives
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    async with running(text, environ) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+        await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+
+        async def fates() -> set[tuple[str, str]]:
+            return {(d.decision, d.metric) for d in await service.decisions.for_trace(span.trace_id.hex())}
+
+        async def judged() -> bool:
+            return ("judged", "relevancy") in await fates()
+
+        await eventually(judged, timeout_s=20, what="the relevancy of the LLM span judged")
+        # No retrieved documents: faithfulness is recorded as not judgeable rather than guessed.
+        assert ("unjudged: no_context", "faithfulness") in await fates()
 
 
 async def test_health_check_is_200_while_running() -> None:
