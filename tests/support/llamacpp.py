@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support.process import free_port
+from tests.support.process import BackendProcess, free_port
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +39,14 @@ def llamacpp_python() -> str:
     return os.path.abspath(configured)  # not resolve(): the venv's python is a symlink that must stay one
 
 
-class LlamaCppServer:
-    """llamacpp_launcher.py on 127.0.0.1 with its log in `working_dir`; start() returns once /health is OK."""
+class LlamaCppServer(BackendProcess):
+    """llamacpp_launcher.py on 127.0.0.1 with its log in `working_dir`; start() returns once /health is OK (it
+    answers 503 while the model loads)."""
 
     def __init__(self, python: str, working_dir: Path, startup_timeout_s: float = 120.0) -> None:
+        super().__init__("the llama.cpp server", working_dir / "llamacpp.log", startup_timeout_s)
         self.python = python
-        self.log_path = working_dir / "llamacpp.log"
-        self.startup_timeout_s = startup_timeout_s
         self.port = free_port()
-        self.startup_s = 0.0
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -63,64 +57,12 @@ class LlamaCppServer:
         """The URL to give an OpenAI client as `base_url`."""
         return f"{self.address}/v1"
 
-    def start(self) -> None:
-        began = time.monotonic()
-        with open(self.log_path, "wb") as log_file:  # the child keeps its own descriptor
-            self._process = subprocess.Popen(
-                [self.python, str(LAUNCHER), "--port", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = began + self.startup_timeout_s
-        while not self._healthy():  # 503 while the model loads, 200 once it can serve
-            if (code := self._process.poll()) is not None:
-                pytest.fail(f"the llama.cpp server exited with code {code} before /health was OK\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp /health not OK within {self.startup_timeout_s}s\n{self.log_tail()}")
-            time.sleep(0.25)
-        self.startup_s = time.monotonic() - began
-        log.info("llama.cpp server %s healthy after %.1fs", self.address, self.startup_s)
+    @property
+    def health_url(self) -> str:
+        return f"{self.address}/health"
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.address}/health", timeout=1) as response:
-                status: int = response.status
-                return status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        """Idempotent; terminate, then kill if the server has not exited within 10 s."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as e:
-            return f"(no llama.cpp server log at {self.log_path}: {e.strerror})"
-        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> LlamaCppServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def command(self) -> tuple[list[str], dict[str, str] | None, Path | None]:
+        return [self.python, str(LAUNCHER), "--port", str(self.port)], None, None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,18 +10,16 @@ import asyncio
 import logging
 import os
 import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
+
+from tests.support.process import BackendProcess
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +60,25 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-class PhoenixServer:
+class PhoenixServer(BackendProcess):
     """`python -m phoenix.server.main serve` with its state in `working_dir`; start() returns once /healthz is OK."""
 
     def __init__(self, python: str, working_dir: Path, startup_timeout_s: float = 120.0) -> None:
+        super().__init__("Phoenix", working_dir / "phoenix.log", startup_timeout_s)
         self.python = python
         self.working_dir = working_dir
-        self.log_path = working_dir / "phoenix.log"
-        self.startup_timeout_s = startup_timeout_s
         self.port, self.grpc_port = free_ports(2)
-        self.startup_s = 0.0
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.base_url}/healthz"
+
+    def command(self) -> tuple[list[str], dict[str, str] | None, Path | None]:
+        return [self.python, "-m", "phoenix.server.main", "serve"], self.environment(), self.working_dir
 
     def environment(self) -> dict[str, str]:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
@@ -89,49 +91,6 @@ class PhoenixServer:
             "PHOENIX_TELEMETRY_ENABLED": "false",
             "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
         }
-
-    def start(self) -> None:
-        began = time.monotonic()
-        with open(self.log_path, "wb") as log_file:  # the child keeps its own descriptor
-            self._process = subprocess.Popen(
-                [self.python, "-m", "phoenix.server.main", "serve"], cwd=self.working_dir,
-                env=self.environment(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
-        deadline = began + self.startup_timeout_s
-        while not self._healthy():
-            if (code := self._process.poll()) is not None:
-                pytest.fail(f"Phoenix exited with code {code} before /healthz answered\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"Phoenix /healthz not OK within {self.startup_timeout_s}s\n{self.log_tail()}")
-            time.sleep(0.25)
-        self.startup_s = time.monotonic() - began
-        log.info("Phoenix %s healthy after %.1fs (gRPC port %d)", self.base_url, self.startup_s, self.grpc_port)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
-                status: int = response.status
-                return status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        """Idempotent; terminate, then kill if Phoenix has not exited within 10 s."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as e:
-            return f"(no Phoenix log at {self.log_path}: {e.strerror})"
-        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
 
     async def spans(self, project: str, page_size: int = 1000) -> list[dict[str, Any]]:
         """Every span of `project`, newest first: GET /v1/projects/{project}/spans, following next_cursor.
@@ -192,17 +151,6 @@ class PhoenixServer:
             await asyncio.sleep(0.2)
         return annotations
 
-    def __enter__(self) -> PhoenixServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="session", name="phoenix")
