@@ -11,31 +11,55 @@ from tracejudge.processor.errors import ConfigError
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
 from .claims import ClaimsJudge
+from .deepeval_judge import DEFAULT_METRICS, DeepEvalJudge, DeepEvalJudgeConfig
 from .lexical import LexicalJudge
 from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
 from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
-from .verdict import Judge
+from .verdict import METRICS, Judge
 
-JudgeKind = Literal["embedded", "openai", "none"]
+JudgeKind = Literal["embedded", "openai", "deepeval", "none"]
+SERVER_KINDS = ("openai", "deepeval")
+
+
+@dataclass(frozen=True)
+class DeepEvalOptions:
+    metrics: dict[str, str] = field(default_factory=dict)  # metric name -> deepeval class; empty: the defaults
+    threshold: float = 0.5  # a score at or above it passes
+
+    def judge_config(self, server: OpenAiJudgeConfig) -> DeepEvalJudgeConfig:
+        return DeepEvalJudgeConfig(server, dict(self.metrics or DEFAULT_METRICS), self.threshold)
 
 
 @dataclass(frozen=True)
 class TierConfig:
-    """`embedded` runs in this process with no server; `openai` is any OpenAI-compatible server (`server`)."""
+    """`embedded` runs in this process with no server; `openai` is any OpenAI-compatible server (`server`);
+    `deepeval` runs deepeval's metrics on such a server."""
 
     judge: JudgeKind = "embedded"
     server: OpenAiJudgeConfig | None = None
     limits: TierLimits = field(default_factory=TierLimits)
     # faithfulness claim by claim (two calls: extract the claims, check each against the context); openai only
     claims: bool = False
+    deepeval: DeepEvalOptions = field(default_factory=DeepEvalOptions)  # with judge: deepeval
 
     def validate(self, path: str) -> None:
         if self.claims and self.judge != "openai":
             raise ConfigError(f"{path}.claims: only with judge: openai")
-        if self.judge == "openai" and self.server is None:
-            raise ConfigError(f"{path}.server: required with judge: openai (base_url and model at least)")
-        if self.judge != "openai" and self.server is not None:
-            raise ConfigError(f"{path}.server: only used with judge: openai (this tier is {self.judge})")
+        if self.judge in SERVER_KINDS and self.server is None:
+            raise ConfigError(f"{path}.server: required with judge: {self.judge} (base_url and model at least)")
+        if self.judge not in SERVER_KINDS and self.server is not None:
+            raise ConfigError(f"{path}.server: only used with judge: openai or deepeval (this tier is {self.judge})")
+        if self.judge == "deepeval" and self.server is not None:
+            self.deepeval.judge_config(self.server).validate(f"{path}.deepeval")
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        """The metrics this tier can judge."""
+        if self.judge == "none":
+            return frozenset()
+        if self.judge == "deepeval":
+            return frozenset(self.deepeval.metrics or DEFAULT_METRICS)
+        return frozenset(METRICS)
 
 
 @dataclass(frozen=True)
@@ -92,8 +116,10 @@ def build_judges(config: JudgesConfig, store: JudgeStore | None) -> Judges:
 def _judge(tier: str, config: TierConfig) -> Judge | None:
     if config.judge == "none":
         return None
-    if config.judge == "openai":
+    if config.judge in SERVER_KINDS:
         assert config.server is not None  # validate() says so
+        if config.judge == "deepeval":
+            return DeepEvalJudge(config.deepeval.judge_config(config.server), tier=tier)
         judge = OpenAiJudge(config.server, tier=tier)
         return ClaimsJudge(judge) if config.claims else judge
     return LexicalJudge()  # the embedded judge's placeholder until the trained model lands

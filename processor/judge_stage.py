@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.judge.tiers import JudgesConfig, build_judges
-from tracejudge.judge.verdict import METRICS
 
 from .batch import TraceBatch
 from .config_decode import Duration
@@ -76,8 +75,9 @@ class JudgeQueueStageConfig:
         problems = []
         if not self.metrics:
             problems.append(f"{path}.metrics: list at least one metric")
-        problems += [f"{path}.metrics: unknown metric {m!r} (known: {', '.join(METRICS)})"
-                     for m in self.metrics if m not in METRICS]
+        known = self.judges.local.metrics | self.judges.heavy.metrics
+        problems += [f"{path}.metrics: no judge tier judges {m!r} (they judge: {', '.join(sorted(known))})"
+                     for m in self.metrics if m not in known]
         if self.decision_wait > self.max_decision_wait:
             problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
         if self.max_buffered_traces < 1:

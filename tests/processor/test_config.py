@@ -86,6 +86,26 @@ def test_a_judge_queue_with_tiers_routes_and_limits_decodes() -> None:
     assert stage.judges.local.judge == "embedded"
 
 
+def test_deepeval_metrics_a_tier_names_can_be_judged() -> None:
+    anchor = "    attributes: {prompt_version: app.prompt.sha}\n"
+    text = VALID.replace(anchor, anchor + """  judge_queue:
+    storage: file_storage
+    metrics: [faithfulness, hallucination]
+    judges:
+      heavy:
+        judge: deepeval
+        server: {base_url: "http://judge:8000/v1", model: m, max_output_tokens: 1000}
+        deepeval:
+          metrics: {faithfulness: FaithfulnessMetric, hallucination: HallucinationMetric}
+""").replace("  health_check:\n", "  health_check:\n  file_storage: {directory: /tmp/d}\n")
+    text = text.replace("extensions: [health_check]", "extensions: [health_check, file_storage]")
+    assert parse_config(text, {}).processors["judge_queue"].metrics == ("faithfulness", "hallucination")
+    assert problems(text.replace("HallucinationMetric", "GEval")) == [
+        "processors.judge_queue.judges.heavy.deepeval.metrics.hallucination: 'GEval' is not a deepeval metric this "
+        "judge runs; use one of AnswerRelevancyMetric, BiasMetric, ContextualRelevancyMetric, FaithfulnessMetric, "
+        "HallucinationMetric, PIILeakageMetric, ToxicityMetric"]
+
+
 def test_env_expansion_with_default_and_typed_result() -> None:
     text = VALID.replace("      grpc:\n", "      grpc:\n        max_recv_msg_size_mib: ${env:MIB}\n")
     config = parse_config(text, {"JAEGER": "collector:4317", "MIB": "16"})
@@ -159,7 +179,7 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {heavy: {judge: openai}}\n  llm_extract:\n",
      "processors.judge_queue.judges.heavy.server: required with judge: openai"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    metrics: [toxicity]\n  llm_extract:\n",
-     "processors.judge_queue.metrics: unknown metric 'toxicity'"),
+     "processors.judge_queue.metrics: no judge tier judges 'toxicity'"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {cascade: {uncertainty_band: [0.8, 0.2]}}\n"
      "  llm_extract:\n", "processors.judge_queue.judges.cascade.uncertainty_band: give [low, high]"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {heavy: {judge: openai, limits: "
