@@ -19,7 +19,7 @@ from .exporter_otlphttp import HttpSender, OtlpHttpExporterConfig
 from .exporter_phoenix import AnnotationSender, PhoenixExporter, PhoenixExporterConfig
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck, HealthCheckConfig
-from .judge_stage import JudgeEnqueueProcessor, JudgeQueueStageConfig
+from .judge_stage import JudgeQueueProcessor, JudgeQueueStageConfig
 from .llm_checks import LlmChecksProcessor
 from .llm_extract import LlmExtractConfig, LlmExtractProcessor
 from .llm_sampler import LlmSamplerProcessor
@@ -70,9 +70,9 @@ def _queued(name: str, sender: Sender, config: ExporterSettings, context: BuildC
 
 
 def _judge_queue(name: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
-                 context: BuildContext) -> JudgeEnqueueProcessor:
+                 context: BuildContext) -> JudgeQueueProcessor:
     path = context.extensions[config.storage].path_for(name)
-    return JudgeEnqueueProcessor(path, config, next_consumer, context.telemetry, context.decisions,
+    return JudgeQueueProcessor(path, config, next_consumer, context.telemetry, context.decisions,
                                  context.sampling_scale)
 
 

@@ -104,7 +104,7 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class JudgeEnqueueProcessor:
+class JudgeQueueProcessor:
     """Place it after `sampler`. If the queue is full, the configured policy decides what is dropped; that is
     counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
     the pipeline's exporters) once judged."""

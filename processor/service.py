@@ -16,7 +16,7 @@ from .exporter import Exporter
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck
 from .http_site import HttpSite
-from .judge_stage import JudgeEnqueueProcessor
+from .judge_stage import JudgeQueueProcessor
 from .receiver import OtlpReceiver
 from .sampling import RateScale
 from .telemetry import CONTENT_TYPE_LATEST, Telemetry
@@ -110,7 +110,7 @@ class Service:
 
         async def resume(request: web.Request) -> web.Response:
             tier = request.match_info["tier"]
-            resumed = [p for p in self.processors if isinstance(p, JudgeEnqueueProcessor) and p.resume(tier)]
+            resumed = [p for p in self.processors if isinstance(p, JudgeQueueProcessor) and p.resume(tier)]
             if not resumed:
                 return web.json_response({"error": f"no judge tier {tier!r} in this configuration"}, status=404)
             return web.json_response({"resumed": tier})
