@@ -16,8 +16,8 @@ from pathlib import Path
 import openai
 
 from tracejudge.judge.limits import TierLimits
-from tracejudge.judge.openai_judge import OpenAiJudgeConfig
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.tiers import JudgesConfig, TierConfig, build_judges
 from tracejudge.processor.batch import TraceBatch
 from tracejudge.processor.decisions import DecisionLog

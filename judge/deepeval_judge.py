@@ -17,7 +17,6 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -26,27 +25,12 @@ from openai.lib._pydantic import to_strict_json_schema  # what the client's own 
 
 from tracejudge.processor.errors import ConfigError
 
-from .openai_judge import CALL_ERRORS, OpenAiJudge, OpenAiJudgeConfig
+from .openai_judge import CALL_ERRORS, OpenAiJudge
+from .server_config import DeepEvalJudgeConfig
 from .verdict import JudgeInput, Verdict, unjudged
 
 log = logging.getLogger(__name__)
 
-# The deepeval metrics this tier runs: judged by an LLM, single-turn, and determined by the query, the response and
-# the context alone (no expected output, tools or required arguments). In deepeval 4 every one of them scores
-# 1 = pass, so no score is inverted here: Hallucination, Bias and Toxicity used to score the share of violations,
-# and deepeval 4 turned them round itself (with a one-time DeprecationWarning, which `_metric` silences).
-METRIC_CLASSES = frozenset(
-    {
-        "AnswerRelevancyMetric",
-        "BiasMetric",
-        "ContextualRelevancyMetric",
-        "FaithfulnessMetric",
-        "HallucinationMetric",
-        "PIILeakageMetric",
-        "ToxicityMetric",
-    }
-)
-DEFAULT_METRICS = {"faithfulness": "FaithfulnessMetric", "relevancy": "AnswerRelevancyMetric"}
 # deepeval reads `[DEEPEVAL:IMAGE:<path or URL>]` (or PDF) in any text as media to load; span text must stay text.
 _MEDIA_MARKER, _DEFUSED_MARKER = "[DEEPEVAL:", "[DEEPEVAL :"
 _CONTEXT_PARAMS = frozenset({"context", "retrieval_context"})
@@ -56,32 +40,6 @@ _CALLS_PER_MEASURE = 4
 _TEMPLATE_TOKENS = 1000
 _FLIPPED_SCORE_NOTICE = ".*now scores in the same direction as every other deepeval metric"
 Schema = TypeVar("Schema", bound=pydantic.BaseModel)
-
-
-@dataclass(frozen=True)
-class DeepEvalJudgeConfig:
-    """deepeval's steps answer with lists (claims, truths, one verdict and reason each): give `server` a
-    `max_output_tokens` of 1000 or more, or long answers are cut short and end unjudged (parse_error)."""
-
-    server: OpenAiJudgeConfig
-    # our metric name -> the deepeval metric class that judges it (one of METRIC_CLASSES); replaces the defaults
-    metrics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_METRICS))
-    threshold: float = 0.5  # a score at or above it passes
-
-    def validate(self, path: str) -> None:
-        problems = []
-        if not self.metrics:
-            problems.append(f"{path}.metrics: name at least one metric, e.g. faithfulness: FaithfulnessMetric")
-        for name, class_name in self.metrics.items():
-            if class_name not in METRIC_CLASSES:
-                problems.append(
-                    f"{path}.metrics.{name}: {class_name!r} is not a deepeval metric this judge runs; "
-                    f"use one of {', '.join(sorted(METRIC_CLASSES))}"
-                )
-        if not 0 <= self.threshold <= 1:
-            problems.append(f"{path}.threshold: must be in [0, 1]")
-        if problems:
-            raise ConfigError(problems)
 
 
 class AnswerNotParsed(Exception):

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from .cascade import Cascade, CascadeConfig, CascadeItem, CascadeVerdict
-from .openai_judge import OpenAiJudgeConfig
+from .server_config import OpenAiJudgeConfig
 from .tiers import JudgesConfig, TierConfig, build_judges
 from .verdict import JudgeInput
 

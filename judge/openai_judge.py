@@ -14,14 +14,11 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
 
-from tracejudge.processor.config_decode import Duration
-from tracejudge.processor.errors import ConfigError
-
+from .server_config import OpenAiJudgeConfig
 from .verdict import JudgeInput, Verdict, unjudged
 
 PROMPT_VERSION = "openai-judge-1"
@@ -49,29 +46,6 @@ Mode = Literal["json_schema", "json_object", "text"]
 # What a call may raise once its retries are spent; each becomes an unjudged verdict (`unjudged_for`).
 CALL_ERRORS = (openai.APIStatusError, openai.APITimeoutError, openai.APIConnectionError)
 _MODES: tuple[Mode, ...] = ("json_schema", "json_object", "text")
-
-
-@dataclass(frozen=True)
-class OpenAiJudgeConfig:
-    base_url: str
-    model: str
-    api_key: str = "none"  # local servers usually ignore it
-    timeout: Duration = 30.0
-    max_retries: int = 3  # for 429, 5xx and timeouts; auth and billing errors are never retried
-    max_output_tokens: int = 400  # bounds each verdict's cost; a verdict needs well under 200
-    usd_per_million_input_tokens: float = 0.0
-    usd_per_million_output_tokens: float = 0.0
-
-    def validate(self, path: str) -> None:
-        problems = []
-        if not self.base_url.startswith(("http://", "https://")):
-            problems.append(f"{path}.base_url: must start with http:// or https://")
-        if self.max_output_tokens < 16:
-            problems.append(f"{path}.max_output_tokens: must be at least 16 (a verdict is a JSON object)")
-        if self.max_retries < 0:
-            problems.append(f"{path}.max_retries: must not be negative")
-        if problems:
-            raise ConfigError(problems)
 
 
 class OpenAiJudge:

@@ -10,11 +10,9 @@ from tracejudge.processor.errors import ConfigError
 
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
-from .claims import ClaimsJudge
-from .deepeval_judge import DEFAULT_METRICS, DeepEvalJudge, DeepEvalJudgeConfig
 from .lexical import LexicalJudge
 from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
-from .openai_judge import OpenAiJudge, OpenAiJudgeConfig
+from .server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from .verdict import METRICS, Judge
 
 JudgeKind = Literal["embedded", "openai", "deepeval", "none"]
@@ -118,8 +116,14 @@ def _judge(tier: str, config: TierConfig) -> Judge | None:
         return None
     if config.judge in SERVER_KINDS:
         assert config.server is not None  # validate() says so
+        # imported here: the openai client (and deepeval) load only when a server tier is configured
         if config.judge == "deepeval":
+            from .deepeval_judge import DeepEvalJudge
+
             return DeepEvalJudge(config.deepeval.judge_config(config.server), tier=tier)
+        from .claims import ClaimsJudge
+        from .openai_judge import OpenAiJudge
+
         judge = OpenAiJudge(config.server, tier=tier)
         return ClaimsJudge(judge) if config.claims else judge
     return LexicalJudge()  # the embedded judge's placeholder until the trained model lands

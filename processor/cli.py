@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tracejudge.judge import offline
 from tracejudge.judge.cascade import CascadeConfig
-from tracejudge.judge.openai_judge import OpenAiJudgeConfig
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
 from .config import Config, load_config

@@ -48,6 +48,7 @@ QUEUED = "queued"
 JUDGED = "judged"
 UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
 DROPPED = "dropped"  # written "dropped: <reason>"
+WAITING = "waiting"  # written "waiting: tier_paused" or "waiting: budget_exhausted": no tier could answer yet
 
 _BATCH = 512
 FLUSH_INTERVAL_S = 0.5

@@ -26,7 +26,7 @@ from tracejudge.judge.verdict import JudgeInput
 from .batch import TraceBatch
 from .config_decode import Duration
 from .consumer import TracesConsumer
-from .decisions import JUDGED, UNJUDGED, Decision, DecisionLog, item_decision
+from .decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionLog, item_decision
 from .errors import ConfigError, PermanentError, RetryableError
 from .evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
 from .sampling import RateScale
@@ -124,17 +124,7 @@ class JudgeWorker:
         started = time.time_ns()
         verdicts = await self._judges.cascade.judge(inputs)
         ended = time.time_ns()
-        final: list[tuple[JudgeItem, CascadeVerdict]] = []
-        again: list[JudgeItem] = []
-        for item, result in zip(items, verdicts, strict=True):
-            error = result.verdict.error_type
-            if error in WAITING_ERRORS or (error and error not in FINAL_ERRORS
-                                           and item.attempts < self._config.max_attempts):
-                again.append(item)
-            else:
-                final.append((item, result))
-        for item in again:
-            self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10))
+        final = self._retry_transient(list(zip(items, verdicts, strict=True)))
         if final and not await self._send(final, started, ended):
             return len(items)
         self._queue.complete(item.key for item, _ in final)
@@ -144,6 +134,23 @@ class JudgeWorker:
             self._queue.forget_documents()
         self._update_state()
         return len(items)
+
+    def _retry_transient(self, results: list[tuple[JudgeItem, CascadeVerdict]]
+                         ) -> list[tuple[JudgeItem, CascadeVerdict]]:
+        """Give items that failed for a passing reason back to the queue (with a backoff); return the others."""
+        final = []
+        for item, result in results:
+            error = result.verdict.error_type
+            if error in WAITING_ERRORS or (error and error not in FINAL_ERRORS
+                                           and item.attempts < self._config.max_attempts):
+                self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10))
+            else:
+                final.append((item, result))
+        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body,
+                                              f"{WAITING}: {result.verdict.error_type}", item.metric,
+                                              json.dumps({"explanation": result.verdict.explanation[:300]}))
+                                for item, result in results if result.verdict.error_type in WAITING_ERRORS])
+        return final
 
     async def _send(self, final: list[tuple[JudgeItem, CascadeVerdict]], started: int, ended: int) -> bool:
         by_span: dict[tuple[str, str], list[tuple[JudgeItem, CascadeVerdict]]] = defaultdict(list)

@@ -11,8 +11,8 @@ from typing import Any
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import CascadeConfig, CascadeItem
 from tracejudge.judge.limits import TierLimits, utc_day
-from tracejudge.judge.openai_judge import OpenAiJudgeConfig
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.tiers import Judges, JudgesConfig, TierConfig, build_judges
 from tracejudge.judge.verdict import JudgeInput
 

@@ -22,8 +22,8 @@ import pytest
 
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import CascadeConfig, CascadeItem
-from tracejudge.judge.deepeval_judge import DEFAULT_METRICS, DeepEvalJudge, DeepEvalJudgeConfig
-from tracejudge.judge.openai_judge import OpenAiJudgeConfig
+from tracejudge.judge.deepeval_judge import DeepEvalJudge
+from tracejudge.judge.server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from tracejudge.judge.tiers import JudgesConfig, TierConfig, build_judges
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.errors import ConfigError
@@ -250,8 +250,8 @@ def test_deepeval_loads_only_for_a_judge_and_reads_no_dotenv_and_writes_no_files
     (tmp_path / ".env").write_text("TRACEJUDGE_DOTENV_PROBE=read\n")
     script = """
 import os, sys
-from tracejudge.judge.deepeval_judge import DeepEvalJudge, DeepEvalJudgeConfig
-from tracejudge.judge.openai_judge import OpenAiJudgeConfig
+from tracejudge.judge.deepeval_judge import DeepEvalJudge
+from tracejudge.judge.server_config import DeepEvalJudgeConfig, OpenAiJudgeConfig
 assert "deepeval" not in sys.modules
 DeepEvalJudge(DeepEvalJudgeConfig(OpenAiJudgeConfig(base_url="http://127.0.0.1:1/v1", model="m")))
 from deepeval.telemetry import telemetry_opt_out

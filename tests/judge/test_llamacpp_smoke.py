@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.llamacpp import Exchange, LlamaCppServer, RecordingProxy, llamacpp_python
-from tracejudge.judge.openai_judge import OpenAiJudge, OpenAiJudgeConfig
+from tracejudge.judge.openai_judge import OpenAiJudge
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import JudgeInput, Verdict
 
 CONTEXT = "Paris is the capital and largest city of France."

@@ -8,7 +8,8 @@ from typing import Any
 
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.claims import ClaimsJudge
-from tracejudge.judge.openai_judge import OpenAiJudge, OpenAiJudgeConfig, parse_verdict
+from tracejudge.judge.openai_judge import OpenAiJudge, parse_verdict
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import JudgeInput
 
 CONTEXT = "Paris is the capital of France."

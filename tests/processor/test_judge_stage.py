@@ -213,6 +213,13 @@ async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_n
             calls = len(heavy.requests)
             await eventually(lambda: metric(service, "tracejudge_judge_queue_waiting") == 2, what="items waiting")
             assert evaluation_spans(downstream) == [] and len(heavy.requests) == calls  # retried, not sent
+
+            async def waiting() -> bool:
+                records = await service.decisions.for_trace(llm.trace_id.hex())
+                return {(d.decision, d.metric) for d in records} >= {
+                    ("waiting: tier_paused", "faithfulness"), ("waiting: tier_paused", "relevancy")}
+
+            await eventually(waiting, what="explain shows the items waiting for the paused tier")
             async with aiohttp.ClientSession() as session:
                 url = f"http://127.0.0.1:{service.metrics_port}/judge/tiers/heavy/resume"
                 async with session.post(url) as response:
