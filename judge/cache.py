@@ -39,7 +39,6 @@ class CachedJudge:
         self.tier = judge.tier
         self.model = judge.model
         self.prompt_version = judge.prompt_version
-        self.hits = 0
 
     def estimate_cost_usd(self, item: JudgeInput) -> float:
         return self._judge.estimate_cost_usd(item)
@@ -57,7 +56,6 @@ class CachedJudge:
             if key in found:
                 verdicts[i] = dataclasses.replace(Verdict(**json.loads(found[key])), cached=True, cost_usd=0.0,
                                                   latency_s=0.0, input_tokens=0, output_tokens=0)
-                self.hits += 1
         for i, verdict in zip(missing, fresh, strict=True):
             verdicts[i] = verdict
         keep = {keys[i]: json.dumps(dataclasses.asdict(v)) for i, v in zip(missing, fresh, strict=True) if v.judged}

@@ -43,6 +43,8 @@ class TierConfig:
     def validate(self, path: str) -> None:
         if self.claims and self.judge != "openai":
             raise ConfigError(f"{path}.claims: only with judge: openai")
+        if self.deepeval != DeepEvalOptions() and self.judge != "deepeval":
+            raise ConfigError(f"{path}.deepeval: only with judge: deepeval (this tier is {self.judge})")
         if self.judge in SERVER_KINDS and self.server is None:
             raise ConfigError(f"{path}.server: required with judge: {self.judge} (base_url and model at least)")
         if self.judge not in SERVER_KINDS and self.server is not None:

@@ -204,6 +204,8 @@ class JudgeWorker:
                 self._telemetry.judge_escalations.labels(result.escalation.split(":")[0]).inc()
             if verdict.cost_usd:
                 self._telemetry.judge_cost_usd.labels(verdict.tier).inc(verdict.cost_usd)
+            if verdict.cached:
+                self._telemetry.judge_cache_hits.labels(verdict.tier).inc()
         self._decisions.record(records)
 
     def _update_state(self) -> None:

@@ -67,6 +67,9 @@ class Telemetry:
         self.judge_cost_usd = Counter(
             "tracejudge_judge_cost_usd", "What judging cost, from token usage and the configured prices.", ["tier"],
             registry=r)
+        self.judge_cache_hits = Counter(
+            "tracejudge_judge_cache_hits", "Final verdicts taken from the verdict cache (they cost nothing).",
+            ["tier"], registry=r)
         self.judge_spent_usd = Gauge(
             "tracejudge_judge_spent_usd", "Spend of a judge tier today (UTC), against its daily budget.", ["tier"],
             registry=r)
