@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Protocol
 
-from .verdict import Judge, JudgeInput, Verdict
+from .verdict import Judge, JudgeInput, JudgeWrapper, Verdict
 
 
 class VerdictStore(Protocol):
@@ -29,22 +29,13 @@ def cache_key(judge: Judge, item: JudgeInput) -> str:
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
 
-class CachedJudge:
+class CachedJudge(JudgeWrapper):
     """A judge in front of which the cache sits; its identity is the wrapped judge's."""
 
     def __init__(self, judge: Judge, store: VerdictStore, ttl_s: float) -> None:
-        self._judge = judge
+        super().__init__(judge)
         self._store = store
         self._ttl_s = ttl_s
-        self.tier = judge.tier
-        self.model = judge.model
-        self.prompt_version = judge.prompt_version
-
-    def estimate_cost_usd(self, item: JudgeInput) -> float:
-        return self._judge.estimate_cost_usd(item)
-
-    async def close(self) -> None:
-        await self._judge.close()
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         keys = [cache_key(self._judge, item) for item in inputs]

@@ -20,7 +20,7 @@ from typing import Protocol
 from tracejudge.processor.config_decode import Duration
 from tracejudge.processor.errors import ConfigError
 
-from .verdict import Judge, JudgeInput, Verdict, unjudged
+from .verdict import Judge, JudgeInput, JudgeWrapper, Verdict, unjudged
 
 log = logging.getLogger(__name__)
 
@@ -191,22 +191,13 @@ class Reservation:
     cost_usd: float = 0.0  # set by the caller once the call has answered
 
 
-class GatedJudge:
+class GatedJudge(JudgeWrapper):
     """A judge whose every call goes through its tier's gate: one item per call, so concurrency, rate and budget
     count calls. A call the gate refuses is an unjudged verdict saying why; auth and billing errors pause the tier."""
 
     def __init__(self, judge: Judge, gate: TierGate) -> None:
-        self._judge = judge
+        super().__init__(judge)
         self.gate = gate
-        self.tier = judge.tier
-        self.model = judge.model
-        self.prompt_version = judge.prompt_version
-
-    def estimate_cost_usd(self, item: JudgeInput) -> float:
-        return self._judge.estimate_cost_usd(item)
-
-    async def close(self) -> None:
-        await self._judge.close()
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
         return list(await asyncio.gather(*(self._judge_one(item) for item in inputs)))

@@ -66,6 +66,22 @@ class Judge(Protocol):
     async def close(self) -> None: ...
 
 
+class JudgeWrapper:
+    """A judge in front of another (a cache, a gate): the same identity and cost estimates, closed together."""
+
+    def __init__(self, judge: Judge) -> None:
+        self._judge = judge
+        self.tier = judge.tier
+        self.model = judge.model
+        self.prompt_version = judge.prompt_version
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        return self._judge.estimate_cost_usd(item)
+
+    async def close(self) -> None:
+        await self._judge.close()
+
+
 def unjudged(item: JudgeInput, error_type: str, explanation: str, tier: str, judge_model: str) -> Verdict:
     return Verdict(item.metric, None, error_type=error_type, explanation=explanation, tier=tier,
                    judge_model=judge_model)
