@@ -192,23 +192,29 @@ class Reservation:
 
 
 class GatedJudge(JudgeWrapper):
-    """A judge whose every call goes through its tier's gate: one item per call, so concurrency, rate and budget
-    count calls. A call the gate refuses is an unjudged verdict saying why; auth and billing errors pause the tier."""
+    """A judge whose every call goes through its tier's gate. A server judge is called one item per call, so
+    concurrency, rate and budget count calls; an in-process judge (`batched`) gets each batch as one call, since it
+    infers a batch at once. A call the gate refuses is an unjudged verdict saying why; auth and billing errors pause
+    the tier."""
 
-    def __init__(self, judge: Judge, gate: TierGate) -> None:
+    def __init__(self, judge: Judge, gate: TierGate, batched: bool = False) -> None:
         super().__init__(judge)
         self.gate = gate
+        self._batched = batched
 
     async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
-        return list(await asyncio.gather(*(self._judge_one(item) for item in inputs)))
+        if self._batched:
+            return await self._call(list(inputs))
+        return [v for verdicts in await asyncio.gather(*(self._call([item]) for item in inputs)) for v in verdicts]
 
-    async def _judge_one(self, item: JudgeInput) -> Verdict:
+    async def _call(self, items: list[JudgeInput]) -> list[Verdict]:
         try:
-            async with self.gate.reserve(lambda: self._judge.estimate_cost_usd(item)) as reservation:
-                (verdict,) = await self._judge.judge([item])
-                reservation.cost_usd = verdict.cost_usd
+            async with self.gate.reserve(lambda: sum(self._judge.estimate_cost_usd(i) for i in items)) as reservation:
+                verdicts = await self._judge.judge(items)
+                reservation.cost_usd = sum(v.cost_usd for v in verdicts)
         except Unavailable as e:
-            return unjudged(item, e.error_type, str(e), self.tier, self.model)
-        if verdict.error_type in PAUSING_ERRORS:
-            self.gate.pause(f"{verdict.error_type}: {verdict.explanation}")
-        return verdict
+            return [unjudged(item, e.error_type, str(e), self.tier, self.model) for item in items]
+        for verdict in verdicts:
+            if verdict.error_type in PAUSING_ERRORS:
+                self.gate.pause(f"{verdict.error_type}: {verdict.explanation}")
+        return verdicts

@@ -105,7 +105,7 @@ def build_judges(config: JudgesConfig, store: JudgeStore | None) -> Judges:
         tiers.append(judge)
         gate = TierGate(tier, tier_config.limits, store)
         gates[tier] = gate
-        gated: Judge = GatedJudge(judge, gate)
+        gated: Judge = GatedJudge(judge, gate, batched=tier_config.judge == "embedded")
         if tier == "heavy":
             uncached_heavy = gated
         built[tier] = CachedJudge(gated, store, config.cache_ttl) if store is not None and config.cache_ttl else gated

@@ -4,17 +4,17 @@ tier is asked, budgets that hold, pauses that stop calls until resumed, the verd
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import CascadeConfig, CascadeItem
-from tracejudge.judge.limits import TierLimits, utc_day
+from tracejudge.judge.limits import GatedJudge, TierGate, TierLimits, utc_day
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.tiers import Judges, JudgesConfig, TierConfig, build_judges
-from tracejudge.judge.verdict import JudgeInput
+from tracejudge.judge.verdict import JudgeInput, Verdict
 
 CONTEXT = "Paris is the capital of France. It has 2.1 million inhabitants."
 SURE = JudgeInput("faithfulness", "Capital of France?", "Paris is the capital of France.", CONTEXT)  # local: 1.0
@@ -160,3 +160,30 @@ async def test_the_rate_limit_spaces_calls_out() -> None:
     assert [r.verdict.score for r in results] == [0.2, 0.2, 0.2]
     gaps = [b - a for a, b in zip(server.received_at, server.received_at[1:], strict=False)]
     assert len(gaps) == 2 and min(gaps) >= 0.045  # a token every 50 ms (a lower bound: sleeps never end early)
+
+
+class RecordingLocalJudge:
+    """An in-process judge that records the batches it is given."""
+
+    tier, model, prompt_version = "local", "recording", "recording-1"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        return None
+
+    async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
+        self.batches.append(len(inputs))
+        return [Verdict(item.metric, 1.0, "pass", tier="local") for item in inputs]
+
+
+async def test_an_in_process_judge_gets_whole_batches_and_a_server_judge_one_item_per_call() -> None:
+    local = RecordingLocalJudge()
+    batched = GatedJudge(local, TierGate("local", TierLimits(concurrency=1)), batched=True)
+    assert len(await batched.judge([SURE] * 32)) == 32 and local.batches == [32]
+    per_call = GatedJudge(local, TierGate("local", TierLimits(concurrency=1)))
+    assert len(await per_call.judge([SURE] * 3)) == 3 and local.batches == [32, 1, 1, 1]
