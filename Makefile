@@ -68,6 +68,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m bench.forwarding
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging
+	$(PY) -m bench.judge_quality
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) $(LLAMA_VENV) build *.egg-info
