@@ -11,41 +11,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tracejudge.judge.lexical import THRESHOLD, LexicalJudge, content_words
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
+from tracejudge.judge.training.data import LabelledRecord, read_records
 from tracejudge.judge.verdict import Judge, JudgeInput
 
 DATA = Path(os.environ.get("TRACEJUDGE_JUDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    query: str
-    context: str
-    response: str
-    label: int  # 1 = bad
-
-
-def read(path: Path) -> list[Record]:
-    with path.open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [Record(r.get("query") or "", r.get("context") or "", r["response"], int(r["label"])) for r in rows]
-
-
-def length_floor(records: Sequence[Record]) -> list[float]:
+def length_floor(records: Sequence[LabelledRecord]) -> list[float]:
     """Shorter responses score higher: 1 / (1 + words)."""
     return [1 / (1 + len(r.response.split())) for r in records]
 
 
-def overlap_floor(records: Sequence[Record]) -> list[float]:
+def overlap_floor(records: Sequence[LabelledRecord]) -> list[float]:
     """The share of the response's content words found in the context (or the query, without a context)."""
     scores = []
     for r in records:
@@ -55,7 +40,7 @@ def overlap_floor(records: Sequence[Record]) -> list[float]:
     return scores
 
 
-async def judge_scores(judge: Judge, records: Sequence[Record]) -> tuple[list[float | None], float]:
+async def judge_scores(judge: Judge, records: Sequence[LabelledRecord]) -> tuple[list[float | None], float]:
     """The judge's faithfulness scores (relevancy where there is no context), and judgements per second."""
     inputs = [JudgeInput("faithfulness" if r.context.strip() else "relevancy", r.query, r.response, r.context)
               for r in records]
@@ -89,14 +74,14 @@ async def run(directory: Path, judge: Judge, judge_name: str) -> None:
         print("\nsets with a context (faithfulness)" if with_context else
               "\nsets without a context (world-knowledge truthfulness: judged on relevancy, not expected to work)")
         for path in files:
-            records = read(path)
+            records = read_records(path)
             if any(r.context.strip() for r in records) != with_context:
                 continue
             labels = [r.label for r in records]
             scores, per_s = await judge_scores(judge, records)
             print(f"  {path.name} (n={len(records)}, bad {sum(labels) / len(labels):.0%}); "
                   f"{judge_name}: {per_s:,.0f} judgements/s")
-            floors: list[tuple[str, Callable[[Sequence[Record]], list[float]]]] = [
+            floors: list[tuple[str, Callable[[Sequence[LabelledRecord]], list[float]]]] = [
                 ("response length", length_floor), ("word overlap", overlap_floor)]
             for name, floor in floors:
                 print(row(name, floor(records), labels, sorted(floor(records))[len(records) // 2], False))

@@ -1,0 +1,87 @@
+"""Labelled records for training and benchmarking judges: reading, a group-wise split, and length matching.
+
+Records are (query, context, response, label) with label 1 = bad (hallucinated / unfaithful), as in
+../shared/data/judge-train and judge-dev. Two dangers in such data, handled here:
+- *Leakage between splits*: records of one group (source document, question, dialogue turn) must fall on one side,
+  so the split hashes the group, not the record.
+- *Shortcuts*: where one class is systematically longer (HaluEval QA: gold answers are short names), a classifier
+  learns length. `length_matched` keeps, per response-length bucket, as many bad as good records, so length alone
+  carries no signal in what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledRecord:
+    id: str
+    source: str
+    group: str
+    query: str
+    context: str
+    response: str
+    label: int  # 1 = bad
+
+    @property
+    def has_context(self) -> bool:
+        return bool(self.context.strip())
+
+
+def read_records(path: Path) -> list[LabelledRecord]:
+    """One file of the labelled sets; a line without the required fields is an error naming the line."""
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                records.append(LabelledRecord(str(row["id"]), str(row.get("source") or path.stem.split(".")[0]),
+                                              str(row.get("group") or row["id"]), str(row.get("query") or ""),
+                                              str(row.get("context") or ""), str(row["response"]),
+                                              int(row["label"])))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{number}: not a labelled record ({e})") from e
+    return records
+
+
+def split_by_group(records: Iterable[LabelledRecord], fraction: float, seed: int
+                   ) -> tuple[list[LabelledRecord], list[LabelledRecord]]:
+    """(rest, held out): about `fraction` of the groups, chosen by a seeded hash of the group, are held out."""
+    rest: list[LabelledRecord] = []
+    held: list[LabelledRecord] = []
+    for record in records:
+        digest = hashlib.blake2b(f"{seed}/{record.source}/{record.group}".encode(), digest_size=8).digest()
+        (held if int.from_bytes(digest, "big") / 2**64 < fraction else rest).append(record)
+    return rest, held
+
+
+def length_bucket(text: str) -> int:
+    """Words, on a log2 scale: 0, 1, 2-3, 4-7, 8-15, ..."""
+    words = len(text.split())
+    return 0 if words == 0 else int(math.log2(words)) + 1
+
+
+def length_matched(records: Sequence[LabelledRecord], seed: int) -> list[LabelledRecord]:
+    """Per response-length bucket, as many bad as good records (the surplus of the larger class dropped at
+    random, seeded); order kept."""
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        buckets[(length_bucket(record.response), record.label)].append(index)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    for bucket in {b for b, _ in buckets}:
+        good, bad = buckets.get((bucket, 0), []), buckets.get((bucket, 1), [])
+        n = min(len(good), len(bad))
+        keep.update(rng.sample(good, n))
+        keep.update(rng.sample(bad, n))
+    return [record for index, record in enumerate(records) if index in keep]

@@ -1,0 +1,54 @@
+"""Training data preparation: group-wise splits never leak a group, and length matching removes the length shortcut."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tracejudge.judge.quality import auroc
+from tracejudge.judge.training.data import LabelledRecord, length_matched, read_records, split_by_group
+
+
+def record(i: int, label: int, words: int, group: str = "") -> LabelledRecord:
+    return LabelledRecord(f"r{i}", "set", group or f"g{i}", "q", "context", " ".join(["w"] * words), label)
+
+
+def test_records_are_read_and_a_bad_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "halueval_qa.dev.jsonl"
+    path.write_text(json.dumps({"id": "a", "query": "q", "context": "c", "response": "r", "label": 1,
+                                "group": "g1", "source": "halueval_qa"}) + "\n\n"
+                    + json.dumps({"id": "b", "response": "r", "label": 0}) + "\n")
+    first, second = read_records(path)
+    assert (first.source, first.group, first.label, first.has_context) == ("halueval_qa", "g1", 1, True)
+    assert (second.source, second.group, second.has_context) == ("halueval_qa", "b", False)
+    path.write_text('{"id": "a", "response": "r"}\n')
+    with pytest.raises(ValueError, match=r"halueval_qa.dev.jsonl:1: not a labelled record"):
+        read_records(path)
+
+
+def test_the_group_split_keeps_every_group_on_one_side_and_is_seeded() -> None:
+    records = [record(i, i % 2, 5, group=f"g{i // 3}") for i in range(3000)]
+    rest, held = split_by_group(records, 0.2, seed=1)
+    assert not {r.group for r in rest} & {r.group for r in held}
+    assert abs(len(held) / len(records) - 0.2) < 0.04
+    assert split_by_group(records, 0.2, seed=1) == (rest, held)
+    assert split_by_group(records, 0.2, seed=2)[1] != held
+
+
+def test_length_matching_leaves_length_no_signal() -> None:
+    rng = random.Random(3)
+    # Bad responses are long, good ones short, as in HaluEval QA: length alone separates them.
+    records = ([record(i, 0, rng.randint(1, 12)) for i in range(2000)]
+               + [record(2000 + i, 1, rng.randint(4, 40)) for i in range(2000)])
+
+    def length_auroc(rs: list[LabelledRecord]) -> float:
+        return auroc([-len(r.response.split()) for r in rs], [r.label for r in rs])
+
+    assert length_auroc(records) > 0.85
+    matched = length_matched(records, seed=0)
+    assert sum(r.label for r in matched) * 2 == len(matched) > 1000
+    assert abs(length_auroc(matched) - 0.5) < 0.1  # what is left: the same length mix in both classes
+    assert length_matched(records, seed=0) == matched
