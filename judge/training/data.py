@@ -65,10 +65,14 @@ def split_by_group(records: Iterable[LabelledRecord], fraction: float, seed: int
     return rest, held
 
 
+EXACT_WORDS = 24  # up to this many words, every length is a bucket of its own; beyond, powers of two
+
+
 def length_bucket(text: str) -> int:
-    """Words, on a log2 scale: 0, 1, 2-3, 4-7, 8-15, ..."""
+    """The response's length in words: exact up to EXACT_WORDS (log2 buckets there left HaluEval QA's length
+    shortcut at 0.69 AUROC; exact ones take it to 0.50), then 25-31, 32-63, ..."""
     words = len(text.split())
-    return 0 if words == 0 else int(math.log2(words)) + 1
+    return words if words <= EXACT_WORDS else EXACT_WORDS + int(math.log2(words))
 
 
 def length_matched(records: Sequence[LabelledRecord], seed: int) -> list[LabelledRecord]:
