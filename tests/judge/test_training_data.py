@@ -49,6 +49,6 @@ def test_length_matching_leaves_length_no_signal() -> None:
 
     assert length_auroc(records) > 0.85
     matched = length_matched(records, seed=0)
-    assert sum(r.label for r in matched) * 2 == len(matched) > 1000
+    assert sum(r.label for r in matched) * 2 == len(matched) > 800
     assert abs(length_auroc(matched) - 0.5) < 0.1  # what is left: the same length mix in both classes
     assert length_matched(records, seed=0) == matched
