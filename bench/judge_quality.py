@@ -1,24 +1,38 @@
-"""How well the embedded judge separates good from bad responses on every judge-dev file, next to trivial floors.
+"""How well the embedded judge separates good from bad responses on every judge-dev file, next to trivial floors;
+its speed and memory; and what the cascade buys with a heavy judge behind it.
 
-Per file (context-free sets apart): AUROC, balanced accuracy and F1 at the judge's pass threshold (detecting bad
-responses), expected calibration error, and judgements/s. Floors: response length (shorter = better, the shortcut
-the data's README warns about) and word overlap with the context, their threshold at the file's median score (they
-have no threshold of their own; the median flatters them). Reads ../shared/data/judge-dev (or
-$TRACEJUDGE_JUDGE_DATA/judge-dev); never trains on it. Run: `python -m bench.judge_quality`.
+1. Per file (context-free sets apart): AUROC, balanced accuracy and F1 at the judge's pass threshold (detecting bad
+   responses), expected calibration error, and judgements/s. Floors: response length (shorter = better, the shortcut
+   the data's README warns about) and word overlap with the context, their threshold at the file's median score
+   (they have no threshold of their own; the median flatters them).
+2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
+3. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
+   time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
+   the heavy tier against the final AUROC and balanced accuracy.
+Reads ../shared/data/judge-dev (or $TRACEJUDGE_JUDGE_DATA/judge-dev); never trains on it. Leave-one-dataset-out is
+`bench.judge_lodo`. Run: `python -m bench.judge_quality`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from tracejudge.judge.lexical import THRESHOLD, LexicalJudge, content_words
+from tests.support.openai_server import Completion, OpenAiServer
+from tracejudge.judge.cascade import Cascade, CascadeConfig, CascadeItem
+from tracejudge.judge.embedded import EmbeddedJudge
+from tracejudge.judge.lexical import content_words
+from tracejudge.judge.openai_judge import OpenAiJudge
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
+from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.training.data import LabelledRecord, read_records
 from tracejudge.judge.verdict import Judge, JudgeInput
 
@@ -65,11 +79,9 @@ def row(name: str, scores: Sequence[float | None], labels: Sequence[int], thresh
             f"ECE {ece}{unjudged}")
 
 
-async def run(directory: Path, judge: Judge, judge_name: str) -> None:
-    files = sorted(directory.glob("*.jsonl"))
-    if not files:
-        sys.exit(f"no judge-dev files in {directory}: set TRACEJUDGE_JUDGE_DATA to the directory holding judge-dev/")
-    print(f"judge quality on {directory} (label 1 = bad; scores 1 = good; threshold {THRESHOLD} for {judge_name})")
+async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str) -> None:
+    print(f"judge quality on {files[0].parent} (label 1 = bad; scores 1 = good; threshold {judge.threshold} for "
+          f"{judge_name})")
     for with_context in (True, False):
         print("\nsets with a context (faithfulness)" if with_context else
               "\nsets without a context (world-knowledge truthfulness: judged on relevancy, not expected to work)")
@@ -85,14 +97,112 @@ async def run(directory: Path, judge: Judge, judge_name: str) -> None:
                 ("response length", length_floor), ("word overlap", overlap_floor)]
             for name, floor in floors:
                 print(row(name, floor(records), labels, sorted(floor(records))[len(records) // 2], False))
-            print(row(judge_name, scores, labels, THRESHOLD, True))
+            print(row(judge_name, scores, labels, judge.threshold, True))
+
+
+def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:
+    """`n` records drawn evenly from the context-bearing files, seeded."""
+    per_file = [[r for r in read_records(path) if r.has_context] for path in files]
+    per_file = [records for records in per_file if records]
+    rng = random.Random(seed)
+    mix = [r for records in per_file for r in rng.sample(records, min(len(records), n // len(per_file)))]
+    rng.shuffle(mix)
+    return mix
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set of this process, MB."""
+    field = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(field["VmRSS"].split()[0]) / 1024, int(field["VmHWM"].split()[0]) / 1024
+
+
+def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
+    inputs = [JudgeInput("faithfulness", r.query, r.response, r.context) for r in records]
+    judge.judge_now(inputs[:32])  # warm up
+    print(f"\nlatency on {len(inputs)} context-bearing records (all files mixed; ONNX Runtime on 2 threads)")
+    for batch in (1, 32):
+        times = []
+        started = time.perf_counter()
+        for start in range(0, len(inputs), batch):
+            t = time.perf_counter()
+            judge.judge_now(inputs[start:start + batch])
+            times.append(time.perf_counter() - t)
+        rate = len(inputs) / (time.perf_counter() - started)
+        print(f"  batch {batch:>2}: {rate:6.0f} judgements/s, per call p50 {percentile(times, 0.5) * 1000:6.1f} ms "
+              f"p99 {percentile(times, 0.99) * 1000:6.1f} ms", flush=True)
+    relevancy = [JudgeInput("relevancy", r.query or r.context[:200], r.response) for r in records]
+    started = time.perf_counter()
+    for start in range(0, len(relevancy), 32):
+        judge.judge_now(relevancy[start:start + 32])
+    print(f"  relevancy, batch 32: {len(relevancy) / (time.perf_counter() - started):6.0f} judgements/s")
+    now, peak = rss_mb()
+    print(f"  RSS {now:.0f} MB (peak {peak:.0f} MB) with the model loaded and the dev files read")
+
+
+HEAVY_ACCURACY = 0.9
+
+
+def simulated_heavy(labels: dict[str, int], seed: int) -> Callable[[dict[str, Any]], Completion]:
+    """An OpenAI-compatible judge's answers that are right with probability HEAVY_ACCURACY, seeded per response."""
+    def answer(request: dict[str, Any]) -> Completion:
+        document = json.loads(request["messages"][-1]["content"])
+        response = document["response"]
+        bad = labels[response]
+        right = random.Random(f"{seed}/{response}").random() < HEAVY_ACCURACY
+        score = (0.1 if bad else 0.9) if right else (0.9 if bad else 0.1)
+        label = "pass" if score >= 0.5 else "fail"
+        return Completion(content=json.dumps({"score": score, "label": label, "explanation": "simulated"}))
+    return answer
+
+
+async def cascade_sweep(records: Sequence[LabelledRecord], judge: EmbeddedJudge, seed: int) -> None:
+    labels = {r.response: r.label for r in records}
+    items = [CascadeItem(JudgeInput("faithfulness", r.query, r.response, r.context)) for r in records]
+    y = [labels[item.input.response] for item in items]
+    print(f"\ncascade on {len(items)} context-bearing records: embedded judge, then a loopback heavy judge that is "
+          f"right {HEAVY_ACCURACY:.0%} of the time, for items the embedded judge scores inside the band")
+    async with OpenAiServer(simulated_heavy(labels, seed)) as server:
+        heavy = OpenAiJudge(OpenAiJudgeConfig(base_url=server.base_url, model="simulated-heavy"), tier="heavy")
+        try:
+            for band in ((1.0, 0.0), (0.45, 0.55), (0.4, 0.6), (0.3, 0.7), (0.2, 0.8), (0.1, 0.9), (0.0, 1.0)):
+                cascade = Cascade(judge, heavy, CascadeConfig(uncertainty_band=band))
+                verdicts: list[Any] = []
+                for start in range(0, len(items), 32):
+                    verdicts += await cascade.judge(items[start:start + 32])
+                scores = [v.verdict.score for v in verdicts]
+                heavy_share = sum(v.verdict.tier == "heavy" for v in verdicts) / len(verdicts)
+                at = at_threshold(scores, y, judge.threshold)
+                name = "no band (embedded only)" if band[0] > band[1] else f"band [{band[0]:.2f}, {band[1]:.2f}]"
+                print(f"  {name:<26} heavy calls {heavy_share:6.1%}   AUROC {auroc(scores, y):.3f}  "
+                      f"bal.acc {at.balanced_accuracy:.3f}  F1 {at.f1:.3f}", flush=True)
+        finally:
+            await heavy.close()
+
+
+async def run(directory: Path, seed: int) -> None:
+    files = sorted(directory.glob("*.jsonl"))
+    if not files:
+        sys.exit(f"no judge-dev files in {directory}: set TRACEJUDGE_JUDGE_DATA to the directory holding judge-dev/")
+    judge = EmbeddedJudge()
+    try:
+        await quality(files, judge, f"embedded judge ({judge.model})")
+        latency(context_mix(files, 640, seed), judge)
+        await cascade_sweep(context_mix(files, 1000, seed + 1), judge, seed)
+    finally:
+        await judge.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA / "judge-dev")
+    parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    asyncio.run(run(args.data, LexicalJudge(), "embedded judge"))
+    asyncio.run(run(args.data, args.seed))
 
 
 if __name__ == "__main__":

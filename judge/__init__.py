@@ -15,7 +15,7 @@ _EXPORTS = {
     "Cascade": "cascade", "CascadeConfig": "cascade", "CascadeItem": "cascade", "CascadeVerdict": "cascade",
     "Checks": "checks", "ChecksConfig": "checks",
     "ClaimsJudge": "claims",
-    "LexicalJudge": "lexical",
+    "EmbeddedJudge": "embedded",
     "GatedJudge": "limits", "TierGate": "limits", "TierLimits": "limits",
     "DeepEvalJudge": "deepeval_judge",
     "OpenAiJudge": "openai_judge",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from tracejudge.processor.config_decode import Duration
@@ -10,7 +11,6 @@ from tracejudge.processor.errors import ConfigError
 
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
-from .lexical import LexicalJudge
 from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
 from .server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from .verdict import METRICS, Judge
@@ -30,10 +30,11 @@ class DeepEvalOptions:
 
 @dataclass(frozen=True)
 class TierConfig:
-    """`embedded` runs in this process with no server; `openai` is any OpenAI-compatible server (`server`);
-    `deepeval` runs deepeval's metrics on such a server."""
+    """`embedded` runs the trained model in this process with no server; `openai` is any OpenAI-compatible server
+    (`server`); `deepeval` runs deepeval's metrics on such a server."""
 
     judge: JudgeKind = "embedded"
+    model: str = ""  # with judge: embedded, a model directory from `make train-judge`; empty: the shipped model
     server: OpenAiJudgeConfig | None = None
     limits: TierLimits = field(default_factory=TierLimits)
     # faithfulness claim by claim (two calls: extract the claims, check each against the context); openai only
@@ -43,6 +44,12 @@ class TierConfig:
     def validate(self, path: str) -> None:
         if self.claims and self.judge != "openai":
             raise ConfigError(f"{path}.claims: only with judge: openai")
+        if self.model and self.judge != "embedded":
+            raise ConfigError(f"{path}.model: only with judge: embedded (this tier is {self.judge}; a server's "
+                              "model goes in server.model)")
+        if self.model and not (Path(self.model) / "model.json").is_file():
+            raise ConfigError(f"{path}.model: {self.model!r} holds no model.json (a directory written by "
+                              "`make train-judge TRAIN_ARGS='--out DIR'`)")
         if self.deepeval != DeepEvalOptions() and self.judge != "deepeval":
             raise ConfigError(f"{path}.deepeval: only with judge: deepeval (this tier is {self.judge})")
         if self.judge in SERVER_KINDS and self.server is None:
@@ -128,4 +135,6 @@ def _judge(tier: str, config: TierConfig) -> Judge | None:
 
         judge = OpenAiJudge(config.server, tier=tier)
         return ClaimsJudge(judge) if config.claims else judge
-    return LexicalJudge()  # the embedded judge's placeholder until the trained model lands
+    from .embedded import EmbeddedJudge  # onnxruntime loads only when an embedded tier is configured
+
+    return EmbeddedJudge(Path(config.model), tier=tier) if config.model else EmbeddedJudge(tier=tier)

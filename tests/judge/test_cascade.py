@@ -8,8 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import CascadeConfig, CascadeItem
+from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.limits import GatedJudge, TierGate, TierLimits, utc_day
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
 from tracejudge.judge.server_config import OpenAiJudgeConfig
@@ -17,8 +20,8 @@ from tracejudge.judge.tiers import Judges, JudgesConfig, TierConfig, build_judge
 from tracejudge.judge.verdict import JudgeInput, Verdict
 
 CONTEXT = "Paris is the capital of France. It has 2.1 million inhabitants."
-SURE = JudgeInput("faithfulness", "Capital of France?", "Paris is the capital of France.", CONTEXT)  # local: 1.0
-UNSURE = JudgeInput("faithfulness", "Population of Paris?", "Paris has 3 million tourists.", CONTEXT)  # local: 0.5
+SURE = JudgeInput("faithfulness", "Capital of France?", "Paris is the capital of France.", CONTEXT)
+UNSURE = JudgeInput("faithfulness", "Population of Paris?", "Paris has 3 million tourists.", CONTEXT)
 NO_CONTEXT = JudgeInput("faithfulness", "Capital of France?", "Paris.", "")
 
 
@@ -41,15 +44,28 @@ def store(tmp_path: Path, clock: Callable[[], float] | None = None) -> JudgeQueu
     return JudgeQueue(str(tmp_path / "judge.db"), JudgeQueueConfig(), "1", **({"clock": clock} if clock else {}))
 
 
+async def local_scores(*items: JudgeInput) -> list[float]:
+    """What the embedded judge scores `items`, to set a band around."""
+    judge = EmbeddedJudge()
+    scores = [v.score for v in await judge.judge(items)]
+    await judge.close()
+    assert all(score is not None for score in scores)
+    return [score for score in scores if score is not None]
+
+
 async def test_the_local_tier_decides_what_it_is_sure_of_and_escalates_the_rest() -> None:
+    sure_score, unsure_score = await local_scores(SURE, UNSURE)
+    middle = (sure_score + unsure_score) / 2  # a band holding UNSURE's score and not SURE's
+    band = (unsure_score - 0.01, middle) if unsure_score < sure_score else (middle, unsure_score + 0.01)
     async with OpenAiServer(verdict(0.1)) as server:
-        built = judges(server)
+        built = judges(server, band=band)
         sure, unsure, no_context = await built.cascade.judge([CascadeItem(SURE), CascadeItem(UNSURE),
                                                               CascadeItem(NO_CONTEXT)])
         await built.close()
-    assert (sure.verdict.tier, sure.verdict.score, sure.escalation) == ("local", 1.0, "")
+    assert (sure.verdict.tier, sure.escalation) == ("local", "")
+    assert sure.verdict.score == pytest.approx(sure_score)
     assert (unsure.verdict.tier, unsure.verdict.score, unsure.escalation) == ("heavy", 0.1, "uncertain")
-    assert unsure.local is not None and unsure.local.score == 0.5
+    assert unsure.local is not None and unsure.local.score == pytest.approx(unsure_score)
     # No context: no tier could do better, so nobody is asked and nothing is guessed.
     assert (no_context.verdict.score, no_context.verdict.error_type) == (None, "no_context")
     assert len(server.requests) == 1
@@ -64,12 +80,13 @@ async def test_a_routing_rule_sends_an_item_to_the_heavy_tier_whatever_the_local
 
 
 async def test_when_the_heavy_tier_fails_the_local_verdict_stands_and_says_it_was_degraded() -> None:
+    (local_score,) = await local_scores(UNSURE)
     async with OpenAiServer(verdict(0.1)) as server:
         server.fail_next(500, times=10)
-        built = judges(server)
+        built = judges(server, band=(0.0, 1.0))
         (result,) = await built.cascade.judge([CascadeItem(UNSURE)])
         await built.close()
-    assert (result.verdict.tier, result.verdict.score) == ("local", 0.5)
+    assert result.verdict.tier == "local" and result.verdict.score == pytest.approx(local_score)
     assert (result.escalation, result.degraded) == ("uncertain", "http_500")
 
 
@@ -83,13 +100,15 @@ async def test_with_no_local_tier_a_failed_heavy_call_is_unjudged_not_scored() -
 
 
 async def test_self_consistency_asks_again_on_a_large_disagreement_and_averages() -> None:
-    answers = iter([0.9, 0.7])
+    (local_score,) = await local_scores(UNSURE)
+    first = 0.95 if local_score < 0.6 else 0.05  # at least 0.35 from the local score: ask again
+    answers = iter([first, 0.7])
     async with OpenAiServer(lambda body: verdict(next(answers))) as server:
         built = judges(server, band=(0.0, 1.0), disagreement=0.3)
-        (result,) = await built.cascade.judge([CascadeItem(UNSURE)])  # local 0.5, heavy 0.9: ask again
+        (result,) = await built.cascade.judge([CascadeItem(UNSURE)])
         await built.close()
     assert len(server.requests) == 2
-    assert result.verdict.score is not None and abs(result.verdict.score - 0.8) < 1e-9
+    assert result.verdict.score is not None and abs(result.verdict.score - (first + 0.7) / 2) < 1e-9
     assert result.heavy_calls == 2 and "mean of two heavy verdicts" in result.verdict.explanation
 
 

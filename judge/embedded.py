@@ -1,0 +1,129 @@
+"""The embedded judge: the trained faithfulness cross-encoder and relevancy embeddings, in this process, on the CPU.
+
+- faithfulness: P(the response is supported by the context), from the cross-encoder's logit and the cheap features
+  (`embedded_text.FEATURES`) through the logistic calibration fitted at training. No context: unjudged
+  (`no_context`), never a guess.
+- relevancy: P(the response answers this query rather than another one), from the cosine of the bi-encoder's
+  embeddings, calibrated on matched vs mismatched pairs.
+Scores are those probabilities (1 = good), pass at `threshold`; confidence is the distance from the threshold, scaled
+to [0, 1]. Inference runs on one dedicated thread (ONNX Runtime uses `threads` cores inside it), at most `max_batch`
+items per call, so memory stays bounded whatever the queue holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .embedded_model import DEFAULT_DIR, EmbeddedModel
+from .embedded_text import context_budget, features, select_context, unsupported
+from .verdict import JudgeInput, Verdict, unjudged
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0))))
+
+
+class EmbeddedJudge:
+    def __init__(self, directory: Path = DEFAULT_DIR, *, tier: str = "local", threads: int = 2,
+                 max_batch: int = 32) -> None:
+        self._model = EmbeddedModel(directory, threads=threads)
+        settings = self._model.settings
+        self.tier = tier
+        self.model = self._model.name
+        # what keys the verdict cache: a retrained model is a new judge
+        self.prompt_version = f"{self._model.name}@{settings['sha256']['cross.onnx'][:12]}"
+        self.threshold = float(settings["threshold"])
+        self._window_words = int(settings["window_words"])
+        self._min_context_words = int(settings["min_context_words"])
+        calibration = settings["calibration"]
+        self._weights = np.asarray(calibration["weights"], dtype=np.float64)
+        self._bias = float(calibration["bias"])
+        self._relevancy = (float(settings["relevancy"]["weight"]), float(settings["relevancy"]["bias"]))
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-judge")
+
+    def estimate_cost_usd(self, item: JudgeInput) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def judge(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
+        loop = asyncio.get_running_loop()
+        verdicts: list[Verdict] = []
+        for start in range(0, len(inputs), self._max_batch):
+            chunk = list(inputs[start:start + self._max_batch])
+            verdicts += await loop.run_in_executor(self._executor, self.judge_now, chunk)
+        return verdicts
+
+    def judge_now(self, inputs: Sequence[JudgeInput]) -> list[Verdict]:
+        """Synchronous scoring of one batch (what `judge` runs on its thread)."""
+        started = time.perf_counter()
+        out: list[Verdict | None] = [None] * len(inputs)
+        faithful: list[int] = []
+        relevant: list[int] = []
+        for i, item in enumerate(inputs):
+            if item.metric == "faithfulness":
+                if not item.context.strip():
+                    out[i] = self._unjudged(item, "no_context",
+                                            "faithfulness needs retrieved or grounding context: not judgeable")
+                elif not item.response.strip():
+                    out[i] = self._unjudged(item, "no_content", "the response is empty")
+                else:
+                    faithful.append(i)
+            elif item.metric == "relevancy":
+                if not item.query.strip() or not item.response.strip():
+                    out[i] = self._unjudged(item, "no_content", "relevancy needs both a query and a response")
+                else:
+                    relevant.append(i)
+            else:
+                out[i] = self._unjudged(item, "unsupported_metric", f"{item.metric!r} is not a metric of {self.model}")
+        if faithful:
+            self._faithfulness(inputs, faithful, out)
+        if relevant:
+            self._relevancy_scores(inputs, relevant, out)
+        latency = (time.perf_counter() - started) / max(1, len(faithful) + len(relevant))
+        return [v if v.error_type else replace(v, latency_s=latency) for v in out if v is not None]
+
+    def _faithfulness(self, inputs: Sequence[JudgeInput], indices: list[int], out: list[Verdict | None]) -> None:
+        pairs = []
+        for i in indices:
+            item = inputs[i]
+            budget = context_budget(item.response, self._window_words, self._min_context_words)
+            pairs.append((select_context(item.context, item.response, budget), item.response))
+        logits = self._model.faithfulness_logits(pairs)
+        for i, logit in zip(indices, logits, strict=True):
+            item = inputs[i]
+            row = np.asarray([float(logit), *features(item.context, item.response)])
+            supported = 1.0 - _sigmoid(float(row @ self._weights) + self._bias)
+            missing = unsupported(item.context, item.response)
+            explanation = f"P(supported by the context) = {supported:.2f}"
+            if missing:
+                explanation += f"; not found in the context: {', '.join(missing[:5])}"
+            out[i] = self._verdict(item, supported, explanation)
+
+    def _relevancy_scores(self, inputs: Sequence[JudgeInput], indices: list[int], out: list[Verdict | None]) -> None:
+        vectors = self._model.embeddings([inputs[i].query for i in indices] + [inputs[i].response for i in indices])
+        queries, responses = vectors[:len(indices)], vectors[len(indices):]
+        weight, bias = self._relevancy
+        for i, q, r in zip(indices, queries, responses, strict=True):
+            cosine = float(np.dot(q, r))
+            relevant = _sigmoid(weight * cosine + bias)
+            out[i] = self._verdict(inputs[i], relevant,
+                                   f"P(answers this query) = {relevant:.2f} (embedding cosine {cosine:.2f})")
+
+    def _verdict(self, item: JudgeInput, score: float, explanation: str) -> Verdict:
+        margin = max(self.threshold, 1.0 - self.threshold)
+        return Verdict(item.metric, score, "pass" if score >= self.threshold else "fail", explanation,
+                       tier=self.tier, judge_model=self.model, judge_prompt_version=self.prompt_version,
+                       confidence=min(1.0, abs(score - self.threshold) / margin))
+
+    def _unjudged(self, item: JudgeInput, error_type: str, explanation: str) -> Verdict:
+        return unjudged(item, error_type, explanation, self.tier, self.model)
