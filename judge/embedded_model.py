@@ -54,9 +54,12 @@ class Tokens:
     def __init__(self, path: Path, max_tokens: int, text_max_tokens: int) -> None:
         from tokenizers import Tokenizer
 
+        # tokenizer.json as shipped pads every input to 128 tokens: padding is ours to do (to the batch's longest)
         self._tokenizer = Tokenizer.from_file(str(path))
+        self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_tokens, strategy="longest_first")
         self._text_tokenizer = Tokenizer.from_file(str(path))
+        self._text_tokenizer.no_padding()
         self._text_tokenizer.enable_truncation(max_length=text_max_tokens)
 
     def pairs(self, pairs: Sequence[tuple[str, str]]) -> Batch:

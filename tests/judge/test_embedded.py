@@ -105,3 +105,12 @@ async def test_scores_do_not_depend_on_what_else_is_in_the_batch(judge: Embedded
 async def test_large_inputs_are_judged_in_bounded_batches(judge: EmbeddedJudge) -> None:
     verdicts = await judge.judge([SUPPORTED] * 70)  # three model calls of at most 32
     assert len(verdicts) == 70 and len({round(v.score or 0, 5) for v in verdicts}) == 1
+
+
+def test_short_inputs_are_not_padded_to_the_tokenizer_files_fixed_length() -> None:
+    # the shipped tokenizer.json pads to 128: computing on padding would cost as much as text
+    model = EmbeddedModel()
+    (text,) = model.tokens.each_text(["How tall is it?"])
+    (pair,) = model.tokens.each_pair([("It is 330 metres tall.", "330 metres.")])
+    assert text.input_ids.shape == (1, 7) and pair.input_ids.shape[1] < 20
+    assert model.tokens.pairs([("a b c", "d"), ("a", "b")]).input_ids.shape == (2, 7)  # to the longest member
