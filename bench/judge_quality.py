@@ -4,7 +4,9 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
 1. Per file (context-free sets apart): AUROC, balanced accuracy and F1 at the judge's pass threshold (detecting bad
    responses), expected calibration error, and judgements/s. Floors: response length (shorter = better, the shortcut
    the data's README warns about) and word overlap with the context, their threshold at the file's median score
-   (they have no threshold of their own; the median flatters them).
+   (they have no threshold of their own; the median flatters them). And the judge again with each response set
+   against another record's context: how much of its AUROC comes from reading the context (a judge of the
+   response's style alone keeps it).
 2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
 3. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
    time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -98,6 +101,13 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str) 
             for name, floor in floors:
                 print(row(name, floor(records), labels, sorted(floor(records))[len(records) // 2], False))
             print(row(judge_name, scores, labels, judge.threshold, True))
+            if with_context:
+                # the same responses against the next record's context: a judge that reads the context falls
+                # towards 0.5 here; one that judges the response's style alone keeps its AUROC
+                swapped = [dataclasses.replace(r, context=records[(i + 1) % len(records)].context)
+                           for i, r in enumerate(records)]
+                print(row("  ...wrong context", (await judge_scores(judge, swapped))[0], labels, judge.threshold,
+                          False))
 
 
 def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:
