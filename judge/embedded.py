@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .embedded_model import DEFAULT_DIR, EmbeddedModel
-from .embedded_text import context_budget, features, select_context, unsupported
+from .embedded_text import features, unsupported, window
 from .verdict import JudgeInput, Verdict, unjudged
 
 
@@ -93,12 +93,9 @@ class EmbeddedJudge:
         return [v if v.error_type else replace(v, latency_s=latency) for v in out if v is not None]
 
     def _faithfulness(self, inputs: Sequence[JudgeInput], indices: list[int], out: list[Verdict | None]) -> None:
-        pairs = []
-        for i in indices:
-            item = inputs[i]
-            budget = context_budget(item.response, self._window_words, self._min_context_words)
-            pairs.append((select_context(item.context, item.response, budget), item.response))
-        logits = self._model.faithfulness_logits(pairs)
+        logits = self._model.faithfulness_logits([
+            window(inputs[i].context, inputs[i].response, self._window_words, self._min_context_words)
+            for i in indices])
         for i, logit in zip(indices, logits, strict=True):
             item = inputs[i]
             row = np.asarray([float(logit), *features(item.context, item.response)])

@@ -79,6 +79,11 @@ def context_budget(response: str, window_words: int, min_context_words: int) -> 
     return max(min_context_words, window_words - words(response))
 
 
+def window(context: str, response: str, window_words: int, min_context_words: int) -> tuple[str, str]:
+    """The (context, response) pair the cross-encoder reads: the context cut to fit beside the response."""
+    return select_context(context, response, context_budget(response, window_words, min_context_words)), response
+
+
 FEATURES = ("unsupported_numbers", "unsupported_names", "word_support")
 
 

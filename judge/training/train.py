@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import random
 import shutil
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from ..embedded_model import FILES, Tokens, quantize_rows, sha256
-from ..embedded_text import FEATURES, context_budget, context_windows, feature_rows, select_context, words
+from ..embedded_text import FEATURES, context_budget, context_windows, feature_rows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
 from .calibrate import fit_logistic, sigmoid
 from .data import LabelledRecord, length_matched, read_records, split_by_group
@@ -111,8 +112,7 @@ class Encoder:
 
 
 def window_pair(record: LabelledRecord, settings: dict[str, Any]) -> tuple[str, str]:
-    budget = context_budget(record.response, settings["window_words"], settings["min_context_words"])
-    return select_context(record.context, record.response, budget), record.response
+    return window(record.context, record.response, settings["window_words"], settings["min_context_words"])
 
 
 def load(data: Path, leave_out: Sequence[str], seed: int, length_shortcut: float
@@ -263,8 +263,6 @@ def cross_fitted(x: np.ndarray, y: np.ndarray, groups: Sequence[str], columns: l
 
 
 def hash_fold(group: str) -> int:
-    import hashlib
-
     return hashlib.blake2b(group.encode(), digest_size=1).digest()[0] % 2
 
 
@@ -387,9 +385,9 @@ def main() -> None:
     groups = [f"{r.source}/{r.group}" for r in holdout]
     logit_only = cross_fitted(x, y, groups, [0])
     with_features = cross_fitted(x, y, groups, list(range(x.shape[1])))
+    holdout_labels = [r.label for r in holdout]
     report["holdout (cross-fitted)"] = {
-        "logit only": {"all": quality(logit_only, holdout_labels := [r.label for r in holdout]),
-                       **per_source(holdout, 1 - logit_only)},
+        "logit only": {"all": quality(logit_only, holdout_labels), **per_source(holdout, 1 - logit_only)},
         "logit + features": {"all": quality(with_features, holdout_labels), **per_source(holdout, 1 - with_features)},
     }
     columns = list(range(x.shape[1]))
