@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tracejudge.processor.config import parse_config
@@ -104,6 +106,22 @@ def test_deepeval_metrics_a_tier_names_can_be_judged() -> None:
         "processors.judge_queue.judges.heavy.deepeval.metrics.hallucination: 'GEval' is not a deepeval metric this "
         "judge runs; use one of AnswerRelevancyMetric, BiasMetric, ContextualRelevancyMetric, FaithfulnessMetric, "
         "HallucinationMetric, PIILeakageMetric, ToxicityMetric"]
+
+
+def test_an_embedded_tier_takes_a_trained_model_directory(tmp_path: Path) -> None:
+    anchor = "    attributes: {prompt_version: app.prompt.sha}\n"
+    text = VALID.replace(anchor, anchor + """  judge_queue:
+    storage: file_storage
+    judges:
+      local: {judge: embedded, model: MODEL}
+""").replace("  health_check:\n", "  health_check:\n  file_storage: {directory: /tmp/d}\n")
+    text = text.replace("extensions: [health_check]", "extensions: [health_check, file_storage]")
+    (tmp_path / "model.json").write_text("{}")
+    assert parse_config(text.replace("MODEL", str(tmp_path)), {}).processors["judge_queue"].judges.local.model == (
+        str(tmp_path))
+    assert problems(text.replace("MODEL", str(tmp_path / "nowhere"))) == [
+        f"processors.judge_queue.judges.local.model: '{tmp_path / 'nowhere'}' holds no model.json (a directory "
+        "written by `make train-judge TRAIN_ARGS='--out DIR'`)"]
 
 
 def test_env_expansion_with_default_and_typed_result() -> None:
