@@ -96,18 +96,16 @@ class EmbeddedModel:
     """The loaded model directory. `faithfulness_logits` and `embeddings` are synchronous CPU work (run them in an
     executor); ONNX Runtime is limited to `threads` intra-op threads."""
 
-    def __init__(self, directory: Path = DEFAULT_DIR, threads: int = 2, verify: bool = True) -> None:
+    def __init__(self, directory: Path = DEFAULT_DIR, threads: int = 2) -> None:
         settings_path = directory / "model.json"
         try:
             self.settings: dict[str, Any] = json.loads(settings_path.read_text())
         except FileNotFoundError as e:
             raise ConfigError(f"embedded judge model: no {settings_path} (train one with `make train-judge`)") from e
-        if verify:
-            for name in FILES:
-                expected = self.settings["sha256"][name]
-                if sha256(directory / name) != expected:
-                    raise ConfigError(f"embedded judge model: {directory / name} does not match the sha256 in "
-                                      f"{settings_path} (a partial copy, or a Git LFS pointer?)")
+        for name in FILES:
+            if sha256(directory / name) != self.settings["sha256"][name]:
+                raise ConfigError(f"embedded judge model: {directory / name} does not match the sha256 in "
+                                  f"{settings_path} (a partial copy, or a Git LFS pointer?)")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
