@@ -32,6 +32,7 @@ from typing import Any
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import Cascade, CascadeConfig, CascadeItem
 from tracejudge.judge.embedded import EmbeddedJudge
+from tracejudge.judge.embedded_model import DEFAULT_DIR
 from tracejudge.judge.lexical import content_words
 from tracejudge.judge.openai_judge import OpenAiJudge
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
@@ -194,11 +195,11 @@ async def cascade_sweep(records: Sequence[LabelledRecord], judge: EmbeddedJudge,
             await heavy.close()
 
 
-async def run(directory: Path, seed: int) -> None:
+async def run(directory: Path, seed: int, model: Path) -> None:
     files = sorted(directory.glob("*.jsonl"))
     if not files:
         sys.exit(f"no judge-dev files in {directory}: set TRACEJUDGE_JUDGE_DATA to the directory holding judge-dev/")
-    judge = EmbeddedJudge()
+    judge = EmbeddedJudge(model)
     try:
         await quality(files, judge, f"embedded judge ({judge.model})")
         latency(context_mix(files, 640, seed), judge)
@@ -211,8 +212,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA / "judge-dev")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model", type=Path, default=DEFAULT_DIR, help="embedded model directory (make train-judge)")
     args = parser.parse_args()
-    asyncio.run(run(args.data, args.seed))
+    asyncio.run(run(args.data, args.seed, args.model))
 
 
 if __name__ == "__main__":

@@ -68,3 +68,14 @@ def test_logistic_fit_recovers_the_generating_coefficients() -> None:
     y = (rng.random(20_000) < 1 / (1 + np.exp(-(2.0 * x[:, 0] - 0.5 * x[:, 1] - 1.0)))).astype(float)
     w, b = fit_logistic(x, y, l2=0.0)
     assert np.allclose(w, [2.0, -0.5], atol=0.1) and abs(b + 1.0) < 0.1
+
+
+def test_logistic_sample_weights_count_like_repeated_rows() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 2))
+    y = (rng.random(300) < 1 / (1 + np.exp(-x[:, 0]))).astype(float)
+    repeats = rng.integers(1, 4, size=300)
+    weighted = fit_logistic(x, y, sample_weight=repeats.astype(float))
+    repeated = fit_logistic(np.repeat(x, repeats, axis=0), np.repeat(y, repeats))
+    assert np.allclose(weighted[0], repeated[0], atol=1e-8) and abs(weighted[1] - repeated[1]) < 1e-8
+    assert not np.allclose(weighted[0], fit_logistic(x, y)[0], atol=1e-3)
