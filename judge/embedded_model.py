@@ -92,6 +92,47 @@ def quantize_rows(table: FloatArray) -> tuple[npt.NDArray[np.int8], FloatArray]:
     return q, scale
 
 
+def session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Embedder:
+    """Token ids to input embeddings through the int8 table (dequantised row by row)."""
+
+    def __init__(self, q: npt.NDArray[np.int8], scale: FloatArray) -> None:
+        self.q, self.scale = q, scale
+
+    def __call__(self, ids: IntArray) -> FloatArray:
+        vectors: FloatArray = self.q[ids].astype(np.float32) * self.scale[ids][..., None]
+        return vectors
+
+
+# Inputs go through the graphs one at a time. Int8 dynamic quantization scales activations per tensor, so in a
+# padded batch one input's score would depend on its neighbours (by ~0.01); alone, a text always gets the same
+# score. On 2 cores batching gains nothing (measured: bench.judge_quality), and there is no padding to compute.
+
+class CrossGraph:
+    """`cross.onnx`: one logit per (context, response) pair, high = the response is not supported by the context.
+    Training scores its held-out records through this class too, so the calibration sees what serving computes."""
+
+    def __init__(self, path: Path, tokens: Tokens, embed: Embedder, threads: int) -> None:
+        self._session, self._tokens, self._embed = session(path, threads), tokens, embed
+
+    def logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
+        out = np.zeros(len(pairs), dtype=np.float32)
+        for i, batch in enumerate(self._tokens.each_pair(pairs)):
+            (logit,) = self._session.run(["logit"], {"inputs_embeds": self._embed(batch.input_ids),
+                                                     "attention_mask": batch.attention_mask,
+                                                     "token_type_ids": batch.token_type_ids})
+            out[i] = float(np.asarray(logit).reshape(-1)[0])
+        return out
+
+
 class EmbeddedModel:
     """The loaded model directory. `faithfulness_logits` and `embeddings` are synchronous CPU work (run them in an
     executor); ONNX Runtime is limited to `threads` intra-op threads."""
@@ -106,37 +147,17 @@ class EmbeddedModel:
             if sha256(directory / name) != self.settings["sha256"][name]:
                 raise ConfigError(f"embedded judge model: {directory / name} does not match the sha256 in "
                                   f"{settings_path} (a partial copy, or a Git LFS pointer?)")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
-        self._cross = ort.InferenceSession(str(directory / "cross.onnx"), options, providers=providers)
-        self._bi = ort.InferenceSession(str(directory / "bi.onnx"), options, providers=providers)
         with np.load(directory / "embeddings.npz") as table:
-            self._table_q, self._table_scale = table["q"], table["scale"]
+            self._embed = Embedder(table["q"], table["scale"])
         self.tokens = Tokens(directory / "tokenizer.json", int(self.settings["max_tokens"]),
                              int(self.settings["text_max_tokens"]))
+        self._cross = CrossGraph(directory / "cross.onnx", self.tokens, self._embed, threads)
+        self._bi = session(directory / "bi.onnx", threads)
         self.name = str(self.settings["name"])
-
-    def _embed(self, ids: IntArray) -> FloatArray:
-        vectors: FloatArray = self._table_q[ids].astype(np.float32) * self._table_scale[ids][..., None]
-        return vectors
-
-    # Inputs go through the graphs one at a time. Int8 dynamic quantization scales activations per tensor, so in a
-    # padded batch one input's score would depend on its neighbours (by ~0.01); alone, a text always gets the same
-    # score. On 2 cores batching gains nothing (measured: bench.judge_quality), and there is no padding to compute.
 
     def faithfulness_logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """One logit per (context, response) pair: high = the response is not supported by the context."""
-        out = np.zeros(len(pairs), dtype=np.float32)
-        for i, batch in enumerate(self.tokens.each_pair(pairs)):
-            (logit,) = self._cross.run(["logit"], {"inputs_embeds": self._embed(batch.input_ids),
-                                                   "attention_mask": batch.attention_mask,
-                                                   "token_type_ids": batch.token_type_ids})
-            out[i] = float(np.asarray(logit).reshape(-1)[0])
-        return out
+        return self._cross.logits(pairs)
 
     def embeddings(self, texts: Sequence[str]) -> FloatArray:
         """L2-normalised sentence embeddings, one row per text."""
