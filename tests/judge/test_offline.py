@@ -25,10 +25,13 @@ async def test_judge_file_writes_one_verdict_per_record() -> None:
                {"id": "b", "query": "Capital of France?", "context": "", "response": "Paris."}]
     source = io.StringIO("\n".join(json.dumps(r) for r in records) + "\n")
     sink, progress = io.StringIO(), io.StringIO()
-    local_only = Cascade(EmbeddedJudge(), None, CascadeConfig())
+    embedded = EmbeddedJudge()
+    local_only = Cascade(embedded, None, CascadeConfig())
     assert await judge_file(source, sink, "faithfulness", local_only, progress) == (2, 1)
     out = [json.loads(line) for line in sink.getvalue().splitlines()]
-    assert [(o["id"], o["label"], o["error.type"]) for o in out] == [("a", "pass", None), ("b", "", "no_context")]
+    (direct,) = await embedded.judge([JudgeInput("faithfulness", "Capital of France?", "Paris.", CONTEXT)])
+    assert [(o["id"], o["label"], o["error.type"]) for o in out] == [("a", direct.label, None), ("b", "", "no_context")]
+    assert out[0]["score"] == direct.score and direct.label in ("pass", "fail")
     assert out[0]["judge_model"] == "tracejudge-minilm-faithfulness"
     assert "judged 2 record(s), 1 unjudged" in progress.getvalue()
 
