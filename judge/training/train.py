@@ -480,9 +480,10 @@ def main() -> None:
             print("RESULT " + json.dumps(result), flush=True)
         return
 
-    report["relevancy"] = relevancy_calibration(BiEncoder(base), encoder, everything, args.seed)
+    bi = BiEncoder(base)
+    report["relevancy"] = relevancy_calibration(bi, encoder, everything, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    export(model, BiEncoder(base), encoder, args.out)
+    export(model, bi, encoder, args.out)
     np.savez_compressed(args.out / "embeddings.npz", q=q, scale=scale)
     shutil.copyfile(base_dir / "tokenizer.json", args.out / "tokenizer.json")
     write_settings(args.out, settings, calibration, report)
