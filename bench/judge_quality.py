@@ -6,7 +6,9 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
    the data's README warns about) and word overlap with the context, their threshold at the file's median score
    (they have no threshold of their own; the median flatters them). And the judge again with each response set
    against another record's context: how much of its AUROC comes from reading the context (a judge of the
-   response's style alone keeps it).
+   response's style alone keeps it). And claim pairs built from the file's own contexts (`training.synthetic`: a
+   copied context sentence, and the same sentence with one number, name or negation changed): the share of copied
+   sentences that pass, and the AUROC of copied against edited — the basic skill of a RAG faithfulness judge.
 2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
 3. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
    time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
@@ -38,6 +40,7 @@ from tracejudge.judge.openai_judge import OpenAiJudge
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.training.data import LabelledRecord, read_records
+from tracejudge.judge.training.synthetic import claim_pairs
 from tracejudge.judge.verdict import Judge, JudgeInput
 
 DATA = Path(os.environ.get("TRACEJUDGE_JUDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -83,7 +86,7 @@ def row(name: str, scores: Sequence[float | None], labels: Sequence[int], thresh
             f"ECE {ece}{unjudged}")
 
 
-async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str) -> None:
+async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str, seed: int) -> None:
     print(f"judge quality on {files[0].parent} (label 1 = bad; scores 1 = good; threshold {judge.threshold} for "
           f"{judge_name})")
     for with_context in (True, False):
@@ -109,6 +112,12 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str) 
                            for i, r in enumerate(records)]
                 print(row("  ...wrong context", (await judge_scores(judge, swapped))[0], labels, judge.threshold,
                           False))
+                pairs = claim_pairs(records[:400], 1.0, seed)
+                pair_scores = (await judge_scores(judge, pairs))[0]
+                copied = [s for s, p in zip(pair_scores, pairs, strict=True) if p.label == 0 and s is not None]
+                print(row("  ...claim pairs", pair_scores, [p.label for p in pairs], judge.threshold, False)
+                      + f"  ({len(copied)} copied sentences, "
+                        f"{sum(s >= judge.threshold for s in copied) / max(1, len(copied)):.0%} pass)")
 
 
 def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:
@@ -201,7 +210,7 @@ async def run(directory: Path, seed: int, model: Path) -> None:
         sys.exit(f"no judge-dev files in {directory}: set TRACEJUDGE_JUDGE_DATA to the directory holding judge-dev/")
     judge = EmbeddedJudge(model)
     try:
-        await quality(files, judge, f"embedded judge ({judge.model})")
+        await quality(files, judge, f"embedded judge ({judge.model})", seed)
         latency(context_mix(files, 640, seed), judge)
         await cascade_sweep(context_mix(files, 1000, seed + 1), judge, seed)
     finally:

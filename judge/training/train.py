@@ -49,6 +49,7 @@ from ..embedded_text import FEATURES, context_budget, context_windows, feature_r
 from ..quality import at_threshold, auroc, expected_calibration_error
 from .calibrate import fit_logistic, sigmoid
 from .data import LabelledRecord, length_matched, read_records, split_by_group
+from .synthetic import claim_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "tracejudge-minilm-faithfulness"
@@ -199,9 +200,11 @@ def logits(model: CrossEncoder, encoder: Encoder, pairs: Sequence[tuple[str, str
 
 def fit(base: Any, encoder: Encoder, records: Sequence[LabelledRecord], settings: dict[str, Any], seed: int
         ) -> tuple[CrossEncoder, dict[str, Any]]:
-    """A cross-encoder trained on `records` plus their swapped-context negatives."""
+    """A cross-encoder trained on `records` plus their swapped-context negatives and synthetic claim pairs."""
     torch.manual_seed(seed)
-    records = [*records, *swapped_contexts(records, settings["swapped_share"], seed)]
+    pairs = claim_pairs(records, settings["synthetic_share"], seed)
+    print(f"  {len(pairs)} synthetic claim records", flush=True)
+    records = [*records, *swapped_contexts(records, settings["swapped_share"], seed), *pairs]
     model = CrossEncoder(base, settings["cross_layers"])
     return model, train(model, encoder, records, settings, seed)
 
@@ -389,6 +392,9 @@ def main() -> None:
     parser.add_argument("--window-words", type=int, default=140)
     parser.add_argument("--swapped-share", type=float, default=0.3,
                         help="share of good records also used with another record's context, as unsupported")
+    parser.add_argument("--synthetic-share", type=float, default=0.0,
+                        help="share of records that also give a copied context sentence (supported) and the same "
+                             "sentence with one number, name or negation changed (unsupported)")
     parser.add_argument("--length-shortcut", type=float, default=0.7,
                         help="length-match a file when response length alone reaches this AUROC on it")
     parser.add_argument("--min-context-words", type=int, default=40)
@@ -418,6 +424,7 @@ def main() -> None:
     settings: dict[str, Any] = {
         "name": NAME, "max_tokens": args.max_tokens, "text_max_tokens": args.text_max_tokens,
         "window_words": args.window_words, "swapped_share": args.swapped_share,
+        "synthetic_share": args.synthetic_share,
         "length_shortcut": args.length_shortcut, "balance": args.balance, "folds": args.folds,
         "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,

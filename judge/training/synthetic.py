@@ -1,0 +1,74 @@
+"""Synthetic claim pairs for training (after FactCC, Kryściński et al. 2020): a sentence copied from the context is a
+supported response; the same sentence with one number changed, one name swapped for a name the context never
+mentions, or a negation inserted is an unsupported one.
+
+The two responses of a pair differ by one edit, so only reading the context separates them: this teaches what the
+labelled sets do not (their good and bad responses differ in style), e.g. that a near-verbatim answer is supported.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ..embedded_text import sentences
+from .data import LabelledRecord
+
+SOURCE = "synthetic"
+MIN_WORDS, MAX_WORDS = 6, 40
+_NUMBER = re.compile(r"\b\d+\b")
+_NAME = re.compile(r"(?<=\s)[A-Z][a-z]{2,}\b")  # capitalised, not the first word of the sentence
+_NEGATABLE = re.compile(r"\b(is|was|are|were|can|will)\b")
+
+
+def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int) -> list[LabelledRecord]:
+    """For `share` of the records with a context, a (copied sentence, label 0) record and, when the sentence can be
+    edited, an (edited sentence, label 1) record; same query, context and group as the record they come from."""
+    rng = random.Random(seed + 2)
+    names: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        names[r.source].update(_NAME.findall(r.context))
+    out: list[LabelledRecord] = []
+    for r in records:
+        if not r.has_context or rng.random() >= share:
+            continue
+        candidates = [s for s in sentences(r.context) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
+        if not candidates:
+            continue
+        sentence = rng.choice(candidates)
+        base = LabelledRecord(f"{r.id}/copied", SOURCE, r.group, r.query, r.context, sentence, 0)
+        out.append(base)
+        edited = edit(sentence, r.context, sorted(names[r.source]), rng)
+        if edited is not None:
+            out.append(LabelledRecord(f"{r.id}/edited", SOURCE, r.group, r.query, r.context, edited, 1))
+    return out
+
+
+def edit(sentence: str, context: str, names: Sequence[str], rng: random.Random) -> str | None:
+    """`sentence` with one unsupported change, or None when it has no number, name or verb to change."""
+    lowered = context.lower()
+    strangers = [n for n in names if n.lower() not in lowered]
+    options = []
+    if _NUMBER.search(sentence):
+        options.append("number")
+    if _NAME.search(sentence) and strangers:
+        options.append("name")
+    if _NEGATABLE.search(sentence):
+        options.append("negation")
+    if not options:
+        return None
+    kind = rng.choice(options)
+    if kind == "number":
+        match = rng.choice(list(_NUMBER.finditer(sentence)))
+        value = int(match.group())
+        changed = value + rng.choice([-1, 1]) * rng.randint(1, max(2, value // 4))
+        while str(changed) in context or changed < 0:
+            changed += rng.randint(1, 9)
+        return sentence[:match.start()] + str(changed) + sentence[match.end():]
+    if kind == "name":
+        match = rng.choice(list(_NAME.finditer(sentence)))
+        return sentence[:match.start()] + rng.choice(strangers) + sentence[match.end():]
+    match = rng.choice(list(_NEGATABLE.finditer(sentence)))
+    return sentence[:match.end()] + " not" + sentence[match.end():]
