@@ -1,6 +1,7 @@
-"""Synthetic claim pairs for training (after FactCC, Kryściński et al. 2020): a sentence copied from the context is a
-supported response; the same sentence with one number changed, one name swapped for a name the context never
-mentions, or a negation inserted is an unsupported one.
+"""Synthetic claim pairs for training (after FactCC, Kryściński et al. 2020): a sentence copied from the context (as
+is, cut after its first clause, or joined with the next sentence) is a supported response; the same text with one
+number changed, one name swapped for another name (one the context never mentions, or one it mentions elsewhere), or
+a negation inserted is an unsupported one.
 
 The two responses of a pair differ by one edit, so only reading the context separates them: this teaches what the
 labelled sets do not (their good and bad responses differ in style), e.g. that a near-verbatim answer is supported.
@@ -37,7 +38,7 @@ def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int) -> l
         candidates = [s for s in sentences(r.context) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
         if not candidates:
             continue
-        sentence = rng.choice(candidates)
+        sentence = supported_form(rng.choice(candidates), r.context, rng)
         base = LabelledRecord(f"{r.id}/copied", SOURCE, r.group, r.query, r.context, sentence, 0)
         out.append(base)
         edited = edit(sentence, r.context, sorted(names[r.source]), rng)
@@ -46,15 +47,32 @@ def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int) -> l
     return out
 
 
+def supported_form(sentence: str, context: str, rng: random.Random) -> str:
+    """The copied `sentence` as is (half the time), cut at its first comma, or joined with the sentence after it."""
+    choice = rng.random()
+    head, _, tail = sentence.partition(", ")
+    if choice < 0.25 and tail and len(head.split()) >= MIN_WORDS // 2 + 1:
+        return head.rstrip(".") + "."
+    if choice >= 0.75:
+        following = sentences(context[context.find(sentence) + len(sentence):])
+        if following and len(sentence.split()) + len(following[0].split()) <= MAX_WORDS:
+            return f"{sentence} {following[0]}"
+    return sentence
+
+
 def edit(sentence: str, context: str, names: Sequence[str], rng: random.Random) -> str | None:
     """`sentence` with one unsupported change, or None when it has no number, name or verb to change."""
     lowered = context.lower()
     strangers = [n for n in names if n.lower() not in lowered]
+    in_sentence = set(_NAME.findall(sentence))
+    neighbours = sorted(set(_NAME.findall(context)) - in_sentence)
     options = []
     if _NUMBER.search(sentence):
         options.append("number")
-    if _NAME.search(sentence) and strangers:
+    if in_sentence and strangers:
         options.append("name")
+    if in_sentence and neighbours:
+        options.append("swap")  # a name from elsewhere in the context: only reading the relation tells
     if _NEGATABLE.search(sentence):
         options.append("negation")
     if not options:
@@ -67,8 +85,9 @@ def edit(sentence: str, context: str, names: Sequence[str], rng: random.Random) 
         while str(changed) in context or changed < 0:
             changed += rng.randint(1, 9)
         return sentence[:match.start()] + str(changed) + sentence[match.end():]
-    if kind == "name":
+    if kind in ("name", "swap"):
         match = rng.choice(list(_NAME.finditer(sentence)))
-        return sentence[:match.start()] + rng.choice(strangers) + sentence[match.end():]
+        replacement = rng.choice(strangers if kind == "name" else neighbours)
+        return sentence[:match.start()] + replacement + sentence[match.end():]
     match = rng.choice(list(_NEGATABLE.finditer(sentence)))
     return sentence[:match.end()] + " not" + sentence[match.end():]

@@ -1,4 +1,4 @@
-"""Synthetic claim pairs: a copied context sentence is supported; one edit (number, name, negation) makes it not."""
+"""Synthetic claim pairs: copied context text is supported; one edit (number, name, negation) makes it not."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 from tracejudge.judge.embedded_text import sentences
 from tracejudge.judge.training.data import LabelledRecord
-from tracejudge.judge.training.synthetic import SOURCE, claim_pairs, edit
+from tracejudge.judge.training.synthetic import SOURCE, claim_pairs, edit, supported_form
 
 CONTEXT = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It is named after Gustave Eiffel, "
            "whose company designed and built the tower. Nothing here.")
@@ -16,13 +16,17 @@ def record(i: int, context: str = CONTEXT) -> LabelledRecord:
     return LabelledRecord(f"r{i}", "wiki", f"g{i}", "Tell me about it.", context, "A response.", i % 2)
 
 
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
 def test_pairs_copy_a_context_sentence_and_edit_it_once() -> None:
     records = [record(i) for i in range(20)] + [record(99, "Berlin and Rome are far apart, says Mr Smith.")]
     pairs = claim_pairs(records, 1.0, seed=5)
     copied = [p for p in pairs if p.label == 0]
     edited = [p for p in pairs if p.label == 1]
     assert len(copied) == 21 and 0 < len(edited) <= 21
-    assert all(p.source == SOURCE and p.response in sentences(p.context) for p in copied)
+    assert all(p.source == SOURCE and flat(p.response.rstrip(".")) in flat(p.context) for p in copied)
     for p in edited:
         original = next(c for c in copied if c.id == p.id.replace("/edited", "/copied"))
         assert p.response != original.response and p.response not in p.context
@@ -40,8 +44,17 @@ def test_an_edit_changes_a_number_a_name_or_the_polarity() -> None:
         if "1889" not in changed:
             seen.add("number")
         elif "Berlin" in changed:
-            seen.add("name")  # never "Paris": the context mentions it
+            seen.add("name")  # never "Paris" from the list: the context mentions it
+        elif "Gustave" in changed:
+            seen.add("swap")  # a name from another sentence of the context
         elif "was not completed" in changed:
             seen.add("negation")
-    assert seen == {"number", "name", "negation"}
+    assert seen == {"number", "name", "swap", "negation"}
     assert edit("nothing to change here at all", CONTEXT, ["Berlin"], random.Random(0)) is None
+
+
+def test_the_supported_text_is_a_sentence_its_first_clause_or_two_sentences() -> None:
+    first, second = sentences(CONTEXT)[:2]
+    forms = {supported_form(second, CONTEXT, random.Random(seed)) for seed in range(40)}
+    assert forms == {second, "It is named after Gustave Eiffel.", f"{second} Nothing here."}
+    assert {supported_form(first, CONTEXT, random.Random(seed)) for seed in range(40)} == {first, f"{first} {second}"}
