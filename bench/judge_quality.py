@@ -10,6 +10,8 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
    copied context sentence, and the same sentence with one number, name or negation changed): the share of copied
    sentences that pass, and the AUROC of copied against edited — the basic skill of a RAG faithfulness judge.
 2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
+   Speeds swing with the machine's load, so each is also printed per GFLOP/s of a float32 matrix-product reference
+   measured in the same run (before and after): that ratio is what to compare between runs and machines.
 3. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
    time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
    the heavy tier against the final AUROC and balanced accuracy.
@@ -30,6 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import Cascade, CascadeConfig, CascadeItem
@@ -141,9 +145,23 @@ def rss_mb() -> tuple[float, float]:
     return int(field["VmRSS"].split()[0]) / 1024, int(field["VmHWM"].split()[0]) / 1024
 
 
+def reference_gflops(seconds: float = 1.0) -> float:
+    """This machine's float32 matrix-product speed right now: 192x384 by 384x1536, a feed-forward layer's shape."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((192, 384), dtype=np.float32)
+    b = rng.standard_normal((384, 1536), dtype=np.float32)
+    products, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        a @ b
+        products += 1
+    return products * 2 * 192 * 384 * 1536 / elapsed / 1e9
+
+
 def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
     inputs = [JudgeInput("faithfulness", r.query, r.response, r.context) for r in records]
     judge.judge_now(inputs[:32])  # warm up
+    before = reference_gflops()
+    rates: list[tuple[str, float]] = []
     print(f"\nlatency on {len(inputs)} context-bearing records (all files mixed; ONNX Runtime on 2 threads)")
     for batch in (1, 32):
         times = []
@@ -153,13 +171,18 @@ def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
             judge.judge_now(inputs[start:start + batch])
             times.append(time.perf_counter() - t)
         rate = len(inputs) / (time.perf_counter() - started)
+        rates.append((f"batch {batch}", rate))
         print(f"  batch {batch:>2}: {rate:6.0f} judgements/s, per call p50 {percentile(times, 0.5) * 1000:6.1f} ms "
               f"p99 {percentile(times, 0.99) * 1000:6.1f} ms", flush=True)
     relevancy = [JudgeInput("relevancy", r.query or r.context[:200], r.response) for r in records]
     started = time.perf_counter()
     for start in range(0, len(relevancy), 32):
         judge.judge_now(relevancy[start:start + 32])
-    print(f"  relevancy, batch 32: {len(relevancy) / (time.perf_counter() - started):6.0f} judgements/s")
+    rates.append(("relevancy, batch 32", len(relevancy) / (time.perf_counter() - started)))
+    print(f"  relevancy, batch 32: {rates[-1][1]:6.0f} judgements/s")
+    gflops = (before + reference_gflops()) / 2
+    print(f"  same-run reference: float32 matrix products at {gflops:.1f} GFLOP/s (before {before:.1f}); per GFLOP/s: "
+          + ", ".join(f"{name} {rate / gflops:.2f}" for name, rate in rates) + " judgements/s")
     now, peak = rss_mb()
     print(f"  RSS {now:.0f} MB (peak {peak:.0f} MB) with the model loaded and the dev files read")
 

@@ -87,7 +87,7 @@ def edit(sentence: str, context: str, names: Sequence[str], rng: random.Random) 
         return sentence[:match.start()] + str(changed) + sentence[match.end():]
     if kind in ("name", "swap"):
         match = rng.choice(list(_NAME.finditer(sentence)))
-        replacement = rng.choice(strangers if kind == "name" else neighbours)
+        replacement: str = rng.choice(strangers if kind == "name" else neighbours)
         return sentence[:match.start()] + replacement + sentence[match.end():]
     match = rng.choice(list(_NEGATABLE.finditer(sentence)))
     return sentence[:match.end()] + " not" + sentence[match.end():]

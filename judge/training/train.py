@@ -265,12 +265,16 @@ def per_source(records: Sequence[LabelledRecord], good_scores: np.ndarray) -> di
 
 
 def context_strategies(model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord],
-                       settings: dict[str, Any]) -> dict[str, dict[str, float]]:
+                       settings: dict[str, Any], per_file: int = 150) -> dict[str, dict[str, float]]:
     """AUROC per file of three ways to fit a long context into the window: the selected sentences (trained), the
-    head of the context, and the best-supported of consecutive windows; on the records whose context does not fit
-    (for the others the three are the same)."""
-    records = [r for r in records if words(r.context) > context_budget(r.response, settings["window_words"],
-                                                                        settings["min_context_words"])]
+    head of the context, and the best-supported of consecutive windows; on the first `per_file` records of each file
+    whose context does not fit (for the others the three are the same; every window costs a model call)."""
+    by_file: dict[str, list[LabelledRecord]] = defaultdict(list)
+    for r in records:
+        fits = words(r.context) <= context_budget(r.response, settings["window_words"], settings["min_context_words"])
+        if not fits and len(by_file[r.source]) < per_file:
+            by_file[r.source].append(r)
+    records = [r for rs in by_file.values() for r in rs]
     budget = [context_budget(r.response, settings["window_words"], settings["min_context_words"]) for r in records]
     selected = logits(model, encoder, [window_pair(r, settings) for r in records])
     head = logits(model, encoder, [(" ".join(r.context.split()[:b]), r.response) for r, b in zip(records, budget,
