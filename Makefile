@@ -93,6 +93,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging
 	$(PY) -m bench.judge_quality
+	$(PY) -m bench.stats
 	$(MAKE) bench-lodo
 
 # Leave-one-dataset-out: retrains without each context-bearing set and scores it (~50 minutes on 2 cores).

@@ -125,9 +125,15 @@ def _truncated(span: LlmSpan) -> EvaluationResult:
 
 
 def _refusal(answer: str) -> EvaluationResult:
+    match = refusal(answer)
+    return check_result("refusal", match is None, f"refusal: {match!r}" if match else "")
+
+
+def refusal(answer: str) -> str | None:
+    """The refusing phrase of `answer`, or None."""
     lower = answer.lower()
     match = _REFUSAL.search(answer) if any(hint in lower for hint in _REFUSAL_HINTS) else None
-    return check_result("refusal", match is None, f"refusal: {match.group(0)!r}" if match else "")
+    return match.group(0) if match else None
 
 
 def _pii(answer: str) -> EvaluationResult:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedded_model import DEFAULT_DIR, EmbeddedModel
+from .embedded_model import DEFAULT_DIR, loaded
 from .embedded_text import features, unsupported, window
 from .verdict import JudgeInput, Verdict, unjudged
 
@@ -33,7 +33,7 @@ def _sigmoid(x: float) -> float:
 class EmbeddedJudge:
     def __init__(self, directory: Path = DEFAULT_DIR, *, tier: str = "local", threads: int = 2,
                  max_batch: int = 32) -> None:
-        self._model = EmbeddedModel(directory, threads=threads)
+        self._model = loaded(directory, threads)
         settings = self._model.settings
         self.tier = tier
         self.model = self._model.name

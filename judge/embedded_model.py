@@ -12,6 +12,7 @@ Files in a model directory (`judge/model` ships one):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -165,3 +166,10 @@ class EmbeddedModel:
                                              "attention_mask": batch.attention_mask})[0]
                 for batch in self.tokens.each_text(texts)]
         return np.asarray(np.concatenate(rows), dtype=np.float32).reshape(len(texts), -1)
+
+
+@functools.lru_cache(maxsize=4)
+def loaded(directory: Path = DEFAULT_DIR, threads: int = 2) -> EmbeddedModel:
+    """One EmbeddedModel per directory and thread count in the process: the judge and the drift projection share
+    it (ONNX Runtime sessions are safe to run from several threads)."""
+    return EmbeddedModel(directory, threads)

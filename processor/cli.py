@@ -1,4 +1,5 @@
-"""The `tracejudge` command: serve a config, check one, judge a file, or explain what happened to a trace."""
+"""The `tracejudge` command: serve a config, check one, judge a file, explain what happened to a trace, and read
+the statistics (series, alerts, replay)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tracejudge.judge.cascade import CascadeConfig
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
+from . import stats_cli
 from .config import Config, load_config
 from .errors import ConfigError
 from .explain import explain
@@ -51,6 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     why.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with, to find "
                      "its decision records (default: %(default)s)")
     why.add_argument("--json", action="store_true", help="one JSON record per line instead of a table")
+    for name, help_text in (("series", "per series: the current estimate with its CI and n, the last comparisons"),
+                            ("alerts", "the alerts raised so far, with their causes and example traces"),
+                            ("replay", "re-run the statistics over the stored evaluations and print the alerts "
+                                       "(exit 1 if they differ from the stored ones)")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
+                             "(default: %(default)s)")
+        if name != "replay":
+            command.add_argument("--json", action="store_true", help="JSON lines instead of text")
+        if name == "alerts":
+            command.add_argument("--trace", default="", help="only alerts linking to this trace id")
     args = parser.parse_args(argv)
     if args.command == "judge":
         heavy = None
@@ -77,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         return explain(decisions_path(config), args.trace_id, args.json, sys.stdout)
+    if args.command == "series":
+        return stats_cli.series(config, args.json, sys.stdout)
+    if args.command == "alerts":
+        return stats_cli.alerts(config, args.trace, args.json, sys.stdout)
+    if args.command == "replay":
+        return stats_cli.replay_alerts(config, sys.stdout)
     logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -78,7 +78,7 @@ def evaluation_request(judged: Sequence[JudgedSpan], scope_version: str = "") ->
         if key not in scopes:
             resource_spans = request.resource_spans.add()
             for name, value in (("service.name", SERVICE_NAME), *key):
-                _set(resource_spans.resource.attributes.add(key=name), value)
+                set_value(resource_spans.resource.attributes.add(key=name), value)
             scopes[key] = resource_spans.scope_spans.add()
             scopes[key].scope.name = SCOPE_NAME
             scopes[key].scope.version = scope_version
@@ -87,11 +87,11 @@ def evaluation_request(judged: Sequence[JudgedSpan], scope_version: str = "") ->
             parent_span_id=bytes.fromhex(item.span_id), name=EVALUATION_SPAN_NAME, kind=Span.SPAN_KIND_INTERNAL,
             start_time_unix_nano=item.start_unix_nano, end_time_unix_nano=item.end_unix_nano)
         for name, value in item.attributes.items():
-            _set(span.attributes.add(key=name), value)
+            set_value(span.attributes.add(key=name), value)
         for result in item.results:
             event = add_event(span, result, item.response_id, item.end_unix_nano)
             for name, value in item.result_attributes.get(result.name, {}).items():
-                _set(event.attributes.add(key=name), value)
+                set_value(event.attributes.add(key=name), value)
     return request
 
 
@@ -112,7 +112,7 @@ def add_event(span: Span, result: EvaluationResult, response_id: str, time_unix_
     return event
 
 
-def _set(attribute: KeyValue, value: Plain) -> None:
+def set_value(attribute: KeyValue, value: Plain) -> None:
     if isinstance(value, bool):
         attribute.value.bool_value = value
     elif isinstance(value, int):

@@ -7,10 +7,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.judge.tiers import JudgesConfig, build_judges
+from tracejudge.stats.config import StatsConfig
+from tracejudge.stats.projection import QueryProjection
 
 from .batch import TraceBatch
 from .config_decode import Duration
@@ -22,6 +26,7 @@ from .evaluation_events import PHOENIX_PROJECT
 from .judge_worker import JudgeWorker, WorkerConfig
 from .llm_span import LlmSpan
 from .sampling import RateScale, Sample
+from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
 
@@ -70,6 +75,7 @@ class JudgeQueueStageConfig:
     decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
     max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
     max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
+    stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
 
     def validate(self, path: str) -> None:
         problems = []
@@ -89,6 +95,11 @@ class JudgeQueueStageConfig:
             raise ConfigError(problems)
 
 
+def stats_path(queue_path: str) -> Path:
+    """The statistics' database beside the judge queue's: judge_queue.db -> judge_queue.stats.db."""
+    return Path(queue_path).with_suffix(".stats.db")
+
+
 def item_body(sample: Sample, route: str) -> dict[str, Any]:
     """What a judge needs, and what makes its score attributable and weightable."""
     span, decision = sample.span, sample.decision
@@ -97,7 +108,8 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "request_model": span.request_model, "response_model": span.response_model,
         "model_fingerprint": span.model_fingerprint, "prompt_name": span.prompt_name,
         "prompt_version": span.prompt_version, "response_id": span.response_id,
-        "start_unix_nano": span.start_unix_nano,
+        "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
+        "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
         "query": span.input_text, "response": span.output_text, "documents": list(span.documents),
         "probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform,
         "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
@@ -121,6 +133,7 @@ class JudgeQueueProcessor:
         self._clock = clock
         self._queue: JudgeQueue | None = None
         self.worker: JudgeWorker | None = None
+        self.stats: StatsRecorder | None = None
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
         self._enqueued = telemetry.judge_queue_enqueued
         self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
@@ -173,14 +186,22 @@ class JudgeQueueProcessor:
     async def start(self) -> None:
         self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
         judges = build_judges(self._config.judges, self._queue)
+        stats = self._config.stats
+        if stats.enabled:
+            projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
+            self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
+                                       projection)
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
-                                  self._telemetry, self._scale, self._config.judge_version)
+                                  self._telemetry, self._scale, self._config.judge_version, self.stats)
         await self.worker.start()
 
     async def shutdown(self) -> None:
         if self.worker is not None:
             await self.worker.shutdown()
             self.worker = None
+        if self.stats is not None:
+            await self.stats.close()
+            self.stats = None
         if self._queue is not None:
             self._queue.close()
             self._queue = None

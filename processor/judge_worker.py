@@ -1,5 +1,5 @@
 """The judge workers: lease items from the judge queue, run the cascade, send the results into the traces as
-evaluation spans, record each span's fate, and complete the items.
+evaluation spans, hand them to the statistics, record each span's fate, and complete the items.
 
 An item is completed only after its evaluation span is in every exporter's queue, so a crash (or full exporter
 queues) means it is judged again later; the verdict cache makes that cheap and the evaluation span id is
@@ -30,6 +30,7 @@ from .decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionLog, item_de
 from .errors import ConfigError, PermanentError, RetryableError
 from .evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
 from .sampling import RateScale
+from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
 from .trace_assembly import context_for
 
@@ -63,7 +64,8 @@ class WorkerConfig:
 
 class JudgeWorker:
     def __init__(self, queue: JudgeQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
-                 decisions: DecisionLog, telemetry: Telemetry, scale: RateScale, judge_version: str) -> None:
+                 decisions: DecisionLog, telemetry: Telemetry, scale: RateScale, judge_version: str,
+                 stats: StatsRecorder | None = None) -> None:
         self._queue = queue
         self._judges = judges
         self._config = config
@@ -72,6 +74,7 @@ class JudgeWorker:
         self._telemetry = telemetry
         self._scale = scale
         self._judge_version = judge_version
+        self._stats = stats
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._rounds = 0
@@ -127,6 +130,8 @@ class JudgeWorker:
         final = self._retry_transient(list(zip(items, verdicts, strict=True)))
         if final and not await self._send(final, started, ended):
             return len(items)
+        if self._stats is not None:
+            await self._stats.record(final)  # committed before the items complete: a crash cannot lose a score
         self._queue.complete(item.key for item, _ in final)
         self._record(final)
         self._rounds += 1

@@ -3,11 +3,11 @@ request path with their trace's retrieved documents as context, and the results 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from types import MappingProxyType
 
@@ -20,7 +20,7 @@ from tests.support.metrics import metric
 from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import grpc_target, running
-from tests.support.process import free_port, tracejudge
+from tests.support.process import TRACEJUDGE, free_port, tracejudge
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
 from tracejudge.processor.decisions import read_decisions
@@ -28,7 +28,6 @@ from tracejudge.processor.evaluation import EvaluationResult
 from tracejudge.processor.judge_stage import RouteRule
 from tracejudge.processor.llm_span import LlmSpan
 
-TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 VERDICT = Completion(content='{"score": 0.9, "label": "pass", "explanation": "supported by the context"}')
 DOCUMENT = "Paris has been the capital of France since 987."
@@ -125,6 +124,11 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
         async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
             await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
             await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="an evaluation span")
+
+            async def judged() -> bool:
+                found = await service.decisions.for_trace(llm.trace_id.hex())
+                return sum(d.decision == "judged" for d in found) == 2
+            await eventually(judged, what="judged decisions")
             decisions = await service.decisions.for_trace(llm.trace_id.hex())
     ((span, resource),) = evaluation_spans(downstream)
     assert (span.trace_id, span.parent_span_id) == (llm.trace_id, llm.span_id)
@@ -160,6 +164,11 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
     assert downstream.requests[0] == request.SerializeToString()
 
 
+def item_states(path: Path) -> list[tuple[str, int]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT state, count(*) FROM items GROUP BY state").fetchall()
+
+
 async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp_path: Path) -> None:
     port = free_port()
     request = export_request(spans=4, llm_every=2)  # two LLM spans: four items
@@ -182,11 +191,11 @@ async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp
         with tracejudge(config) as process:
             await eventually(lambda: results(downstream) == expected, timeout_s=20,
                              what="evaluation results for every item after the restart")
+            # an item completes after its results are sent and its scores stored
+            await eventually(lambda: item_states(tmp_path / "data" / "judge_queue.db") == [("done", 4)],
+                             what="every item done")
             process.send_signal(signal.SIGTERM)  # a clean stop flushes the decision log
             process.wait(timeout=20)
-    states = sqlite3.connect(tmp_path / "data" / "judge_queue.db").execute(
-        "SELECT state, count(*) FROM items GROUP BY state").fetchall()
-    assert states == [("done", 4)]
     records = read_decisions(str(tmp_path / "data" / "decisions.db"), llm_spans[0].trace_id.hex())
     # No retriever and no documents: faithfulness is not judgeable, and says so instead of guessing.
     assert sorted((d.decision, d.metric) for d in records if d.metric) == [

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -15,11 +14,11 @@ import pytest
 
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
+from tests.support.process import TRACEJUDGE
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]
 
 
 def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:

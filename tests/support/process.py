@@ -18,6 +18,8 @@ from typing import Self
 
 import pytest
 
+TRACEJUDGE = [sys.executable, "-m", "tracejudge.processor.cli"]  # the CLI, as a user runs it
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ def free_port() -> int:
 
 @contextmanager
 def tracejudge(config: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen([sys.executable, "-m", "tracejudge.processor.cli", "serve", "--config", str(config)],
+    process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(config)],
                                stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None

@@ -1,0 +1,134 @@
+"""`tracejudge series`, `tracejudge alerts` and `tracejudge replay`: read the statistics of a config's judge stages
+from their stores (judge_queue.stats.db beside the judge queue), while the processor runs or after it stopped."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from tracejudge.stats.config import StatsConfig
+from tracejudge.stats.replay import recover, replay
+from tracejudge.stats.store import SqliteStore
+
+from .config import Config
+from .file_storage import FileStorage, FileStorageConfig
+from .judge_stage import JudgeQueueStageConfig, stats_path
+
+
+def stats_stores(config: Config) -> Iterator[tuple[str, Path, StatsConfig]]:
+    """(stage name, stats database, stats settings) of every judge stage with statistics on."""
+    for name, settings in config.processors.items():
+        if not isinstance(settings, JudgeQueueStageConfig) or not settings.stats.enabled:
+            continue
+        storage = config.extensions.get(settings.storage)
+        if isinstance(storage, FileStorageConfig):
+            yield name, stats_path(FileStorage(storage).path_for(name)), settings.stats
+
+
+def _open(path: Path) -> SqliteStore | None:
+    return SqliteStore(path) if path.exists() else None
+
+
+def series(config: Config, as_json: bool, out: IO[str]) -> int:
+    found = 0
+    for name, path, settings in stats_stores(config):
+        store = _open(path)
+        if store is None:
+            continue
+        try:
+            monitor, _ = recover(store, settings)
+            for key in sorted(monitor.series):
+                found += 1
+                status = {"stage": name, **monitor.series[key].status()}
+                print(json.dumps(status, sort_keys=True) if as_json else _table(status), file=out)
+        finally:
+            store.close()
+    if not found:
+        print("no series yet: nothing has been judged (or statistics are off); see `tracejudge explain`", file=out)
+    return 0
+
+
+def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:
+    count = 0
+    for _, path, _ in stats_stores(config):
+        store = _open(path)
+        if store is None:
+            continue
+        try:
+            for alert in store.alerts(trace_id):
+                count += 1
+                if as_json:
+                    print(alert.to_json(), file=out)
+                else:
+                    ci = (f", 95% CI {alert.ci_low:+.3f}..{alert.ci_high:+.3f}"
+                          if alert.ci_low is not None and alert.ci_high is not None else "")
+                    print(f"[{alert.cause}] {alert.series} via {alert.detector}: {alert.summary}{ci}", file=out)
+                    for trace, span in alert.examples:
+                        print(f"    example: trace {trace} span {span}", file=out)
+        finally:
+            store.close()
+    if not count and not as_json:
+        print("no alerts", file=out)
+    return 0
+
+
+def replay_alerts(config: Config, out: IO[str]) -> int:
+    """Prints the replayed alerts as JSON lines; exit 1 if they differ from the stored ones."""
+    differ = False
+    for name, path, settings in stats_stores(config):
+        store = _open(path)
+        if store is None:
+            continue
+        try:
+            replayed = [alert.to_json() for alert in replay(store, settings)]
+            stored = [alert.to_json() for alert in store.alerts()]
+        finally:
+            store.close()
+        for line in replayed:
+            print(line, file=out)
+        if replayed != stored:
+            differ = True
+            print(f"{name}: replay gave {len(replayed)} alerts, the store holds {len(stored)} that differ "
+                  "(settings changed since they were raised?)", file=out)
+    return 1 if differ else 0
+
+
+def _table(status: dict[str, Any]) -> str:
+    def number(x: Any) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+    lines = [f"{status['series']}  (stage {status['stage']})"]
+    ci = status["ci95 (weighted)"]
+    lines.append(f"  score {number(status['mean_score (weighted, all judged)'])} "
+                 f"[{number(ci[0])}, {number(ci[1])}] weighted over n={status['n']}; "
+                 f"uniform stratum {number(status['mean_score (uniform stratum)'])} n={status['n_uniform']}; "
+                 f"pass rate {number(status['pass_rate (weighted)'])}")
+    lines.append(f"  CUSUM {number(status['cusum'])} / h={status['cusum_limit']:g} (reference: "
+                 f"{status['cusum_reference']}); variant {status['variant']}"
+                 + (f" (was {status['previous_variant']})" if status["previous_variant"] else ""))
+    for detector, result in sorted(status["comparisons"].items()):
+        lines.append(f"  {detector}: {_comparison(result)}")
+    return "\n".join(lines)
+
+
+def _comparison(result: dict[str, Any]) -> str:
+    welch = result.get("welch")
+    if welch:
+        verdict = "REGRESSED" if welch["regressed"] else "no significant drop"
+        return (f"{verdict}: {welch['baseline']:.3f} -> {welch['current']:.3f} ({welch['effect']:+.3f}, 95% CI "
+                f"{welch['ci_low']:+.3f}..{welch['ci_high']:+.3f}, p={welch['p_value']:.2g}, n "
+                f"{welch['n_baseline']} vs {welch['n_current']}); minimum detectable drop "
+                f"{welch['minimum_detectable_drop']:.3f}, n per arm for the configured drop "
+                f"{welch['n_needed_per_arm']}")
+    if "verdict" in result:
+        return f"canary {result['verdict']}"
+    if "shifted_mean" in result:
+        when = datetime.fromtimestamp(result["at_unix_nano"] / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return (f"last alarm {result['direction']} at {when} UTC: mean about {result['shifted_mean']:.3f} over "
+                f"{result['n']} scores against a reference of {result['reference_mean']:.3f} "
+                f"(sd {result['reference_sd']:.3f}, {result['reference']})")
+    return json.dumps(result, sort_keys=True)
