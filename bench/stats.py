@@ -27,10 +27,11 @@ from tracejudge.stats.tracker import QualityTracker
 from .judge_quality import rss_mb
 
 
-def traffic(n: int, seed: int) -> list[Evaluation]:
+def traffic(n: int, seed: int, first: int = 0) -> list[Evaluation]:
+    """Evaluations `first` .. `first + n - 1` of a stream (ids and times follow the index)."""
     rng = random.Random(seed)
     out = []
-    for i in range(n):
+    for i in range(first, first + n):
         service, model = f"svc{i % 2}", f"model{(i // 2) % 5}"
         late = i > n // 2
         prompt = "v2" if late and model == "model0" else "v1"
@@ -75,7 +76,7 @@ def replay_time(n: int) -> None:
         store = SqliteStore(Path(directory) / "stats.db")
         started = time.perf_counter()
         for start in range(0, n, 50_000):
-            store.save(traffic(min(50_000, n - start), seed=start), [])
+            store.save(traffic(min(50_000, n - start), seed=start, first=start), [])
         filled = time.perf_counter() - started
         started = time.perf_counter()
         scanned = sum(len(batch) for batch in store.evaluations())

@@ -49,11 +49,14 @@ class StatsRecorder:
         """Store the judged results of one batch and update the series; returns the alerts they raised."""
         judged = [(item, result) for item, result in final if result.verdict.score is not None]
         queries = [str(item.body.get("query", "")) for item, _ in judged]
-        projections: list[tuple[float, ...]] = [()] * len(judged)
-        if self._projection is not None and judged:
-            projections = await asyncio.get_running_loop().run_in_executor(None, self._projection, queries)
-        evaluations = [self._evaluation(item, result, query, projection)
-                       for (item, result), query, projection in zip(judged, queries, projections, strict=True)]
+        # drift reads the uniform stratum only; a span judged on two metrics has one query
+        wanted = sorted({q for (item, _), q in zip(judged, queries, strict=True) if item.body.get("in_uniform")})
+        projected: dict[str, tuple[float, ...]] = {}
+        if self._projection is not None and wanted:
+            points = await asyncio.get_running_loop().run_in_executor(None, self._projection, wanted)
+            projected = dict(zip(wanted, points, strict=True))
+        evaluations = [self._evaluation(item, result, query, projected.get(query, ()))
+                       for (item, result), query in zip(judged, queries, strict=True)]
         alerts = self.tracker.record(evaluations)
         for alert in alerts:
             log.warning("alert [%s] %s (%s): %s", alert.cause, alert.series, alert.detector, alert.summary)
