@@ -29,24 +29,26 @@ def stats_stores(config: Config) -> Iterator[tuple[str, Path, StatsConfig]]:
             yield name, stats_path(FileStorage(storage).path_for(name)), settings.stats
 
 
-def _open(path: Path) -> SqliteStore | None:
-    return SqliteStore(path) if path.exists() else None
+def _opened(config: Config) -> Iterator[tuple[str, SqliteStore, StatsConfig]]:
+    """Each judge stage's store that exists, closed after use."""
+    for name, path, settings in stats_stores(config):
+        if not path.exists():
+            continue
+        store = SqliteStore(path)
+        try:
+            yield name, store, settings
+        finally:
+            store.close()
 
 
 def series(config: Config, as_json: bool, out: IO[str]) -> int:
     found = 0
-    for name, path, settings in stats_stores(config):
-        store = _open(path)
-        if store is None:
-            continue
-        try:
-            monitor, _ = recover(store, settings)
-            for key in sorted(monitor.series):
-                found += 1
-                status = {"stage": name, **monitor.series[key].status()}
-                print(json.dumps(status, sort_keys=True) if as_json else _table(status), file=out)
-        finally:
-            store.close()
+    for name, store, settings in _opened(config):
+        monitor, _ = recover(store, settings)
+        for key in sorted(monitor.series):
+            found += 1
+            status = {"stage": name, **monitor.series[key].status()}
+            print(json.dumps(status, sort_keys=True) if as_json else _table(status), file=out)
     if not found:
         print("no series yet: nothing has been judged (or statistics are off); see `tracejudge explain`", file=out)
     return 0
@@ -54,23 +56,17 @@ def series(config: Config, as_json: bool, out: IO[str]) -> int:
 
 def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:
     count = 0
-    for _, path, _ in stats_stores(config):
-        store = _open(path)
-        if store is None:
-            continue
-        try:
-            for alert in store.alerts(trace_id):
-                count += 1
-                if as_json:
-                    print(alert.to_json(), file=out)
-                else:
-                    ci = (f", 95% CI {alert.ci_low:+.3f}..{alert.ci_high:+.3f}"
-                          if alert.ci_low is not None and alert.ci_high is not None else "")
-                    print(f"[{alert.cause}] {alert.series} via {alert.detector}: {alert.summary}{ci}", file=out)
-                    for trace, span in alert.examples:
-                        print(f"    example: trace {trace} span {span}", file=out)
-        finally:
-            store.close()
+    for _, store, _ in _opened(config):
+        for alert in store.alerts(trace_id):
+            count += 1
+            if as_json:
+                print(alert.to_json(), file=out)
+                continue
+            ci = (f", 95% CI {alert.ci_low:+.3f}..{alert.ci_high:+.3f}"
+                  if alert.ci_low is not None and alert.ci_high is not None else "")
+            print(f"[{alert.cause}] {alert.series} via {alert.detector}: {alert.summary}{ci}", file=out)
+            for trace, span in alert.examples:
+                print(f"    example: trace {trace} span {span}", file=out)
     if not count and not as_json:
         print("no alerts", file=out)
     return 0
@@ -79,15 +75,9 @@ def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:
 def replay_alerts(config: Config, out: IO[str]) -> int:
     """Prints the replayed alerts as JSON lines; exit 1 if they differ from the stored ones."""
     differ = False
-    for name, path, settings in stats_stores(config):
-        store = _open(path)
-        if store is None:
-            continue
-        try:
-            replayed = [alert.to_json() for alert in replay(store, settings)]
-            stored = [alert.to_json() for alert in store.alerts()]
-        finally:
-            store.close()
+    for name, store, settings in _opened(config):
+        replayed = [alert.to_json() for alert in replay(store, settings)]
+        stored = [alert.to_json() for alert in store.alerts()]
         for line in replayed:
             print(line, file=out)
         if replayed != stored:
