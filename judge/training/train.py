@@ -396,9 +396,9 @@ def main() -> None:
     parser.add_argument("--window-words", type=int, default=140)
     parser.add_argument("--swapped-share", type=float, default=0.3,
                         help="share of good records also used with another record's context, as unsupported")
-    parser.add_argument("--synthetic-share", type=float, default=0.0,
-                        help="share of records that also give a copied context sentence (supported) and the same "
-                             "sentence with one number, name or negation changed (unsupported)")
+    parser.add_argument("--synthetic-share", type=float, default=0.5,
+                        help="share of records that also give copied context text (supported) and the same text "
+                             "with one number, name or negation changed (unsupported); see training/synthetic.py")
     parser.add_argument("--length-shortcut", type=float, default=0.7,
                         help="length-match a file when response length alone reaches this AUROC on it")
     parser.add_argument("--min-context-words", type=int, default=40)
