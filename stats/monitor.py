@@ -2,7 +2,7 @@
 
 Detectors (uniform-stratum scores only): a CUSUM per series; Welch and two-proportion tests of a new prompt version
 against the previous one, and of a new variant (response model or fingerprint) against the previous variant, at
-min_n and each doubling of n after it; sequential tests with guardrails while a candidate and its baseline both get
+min_n and each doubling of n after it (alpha spent over the looks); sequential tests with guardrails while a candidate and its baseline both get
 traffic; PSI drift on query length, query embeddings and the score distribution.
 
 The cause is the first that applies: a new prompt version (its CUSUM's reference is the previous version's, or the
@@ -125,21 +125,23 @@ class QualityMonitor:
             return series.previous_variant, series.variant
         return "", series.variant
 
-    def _scheduled(self, series: Series, detector: str, n: int) -> bool:
-        """Fixed-n tests run at min_n and at each doubling after it, not after every observation."""
-        due = series.next_comparison.get(detector, self._config.min_n)
+    def _look(self, series: Series, detector: str, n: int) -> int:
+        """Fixed-n tests look at min_n and at each doubling of n after it; returns the look's number (1, 2, ...),
+        0 when none is due."""
+        due, looks = series.next_comparison.get(detector, (self._config.min_n, 0))
         if n < due:
-            return False
-        series.next_comparison[detector] = 2 * n
-        return True
+            return 0
+        series.next_comparison[detector] = (2 * n, looks + 1)
+        return looks + 1
 
     def _versions(self, series: Series, e: Evaluation) -> list[Alert | None]:
         baseline = self._named.get(series.baseline)
         if baseline is None or baseline.uniform.n < self._config.min_n:
             return []
-        if not self._scheduled(series, "versions", series.uniform.n):
+        look = self._look(series, "versions", series.uniform.n)
+        if not look:
             return []
-        return [self._compare(series, e, "versions", PROMPT_CHANGE, baseline.uniform, series.uniform,
+        return [self._compare(series, e, "versions", look, PROMPT_CHANGE, baseline.uniform, series.uniform,
                               series.baseline, series.name)]
 
     def _variants(self, series: Series, e: Evaluation) -> list[Alert | None]:
@@ -149,25 +151,30 @@ class QualityMonitor:
         if before.n < self._config.min_n or now.n < self._config.min_n:
             return []
         detector = f"variants:{series.previous_variant}->{series.variant}"
-        if not self._scheduled(series, detector, now.n):
+        look = self._look(series, detector, now.n)
+        if not look:
             return []
-        return [self._compare(series, e, detector, MODEL_CHANGE, before, now, series.previous_variant,
+        return [self._compare(series, e, detector, look, MODEL_CHANGE, before, now, series.previous_variant,
                               series.variant)]
 
-    def _compare(self, series: Series, e: Evaluation, detector: str, cause: str, before: Arm, now: Arm,
+    def _compare(self, series: Series, e: Evaluation, detector: str, look: int, cause: str, before: Arm, now: Arm,
                  baseline: str, current: str) -> Alert | None:
+        """Welch on scores and the two-proportion test on pass rates. Repeated looks spend alpha: alpha/2 at the
+        first, alpha/4 at the second, ..., split between the two tests, so over every look of a comparison the
+        chance of a false alert stays under alpha."""
         config = self._config
+        alpha = config.alpha / 2**look / 2
         try:
-            means = welch(Summary.of(before.scores), Summary.of(now.scores), config.alpha, config.power, config.drop)
+            means = welch(Summary.of(before.scores), Summary.of(now.scores), alpha, config.power, config.drop)
         except ValueError as error:
             series.comparisons[detector] = {"error": str(error), "n": [before.n, now.n]}
             return None
         rates: Comparison | None = None
         with contextlib.suppress(ValueError):  # every item passed in both: only the means say anything
-            rates = two_proportions(before.passed, before.n, now.passed, now.n, config.alpha, config.power,
-                                    config.drop)
+            rates = two_proportions(before.passed, before.n, now.passed, now.n, alpha, config.power, config.drop)
         series.comparisons[detector] = {"welch": _plain(means), "two_proportions": _plain(rates) if rates else None,
-                                        "baseline": baseline, "current": current, "at_unix_nano": e.time_unix_nano}
+                                        "baseline": baseline, "current": current, "look": look,
+                                        "at_unix_nano": e.time_unix_nano}
         worst = means if means.regressed or rates is None or not rates.regressed else rates
         if not worst.regressed:
             return None

@@ -71,16 +71,19 @@ class Series:
         self.cusum_since_unix_nano = 0  # when the current CUSUM run started (creation, or the last restart)
         self.cusum_reference = "warm-up"  # or "baseline:<series>": taken from the previous version
         self.baseline = ""  # the previous prompt version's series, str(key), when this one replaced it
-        self.variants: dict[str, Arm] = {}
-        self.variant = ""  # the latest
-        self.previous_variant = ""
+        self.variants: dict[str, Arm] = {}  # uniform-stratum arms
+        # A change is a variant never seen in this series: providers rotate among a few fingerprints, and going
+        # back and forth between known ones is not news.
+        self.known_variants: list[str] = []
+        self.variant = ""  # the newest
+        self.previous_variant = ""  # the newest before it
         self.variant_changed_unix_nano = 0
         self.drift: dict[str, Psi] = {}  # score, query_words, query_embedding_<i>
         self.input_drift_unix_nano = 0  # the last input drift alarm
         self.drift_since: dict[str, int] = {}  # drift detector -> when its reference window began
-        self.lowest: list[tuple[float, int, str, str]] = []  # (score, time, trace, span) since the CUSUM run began
+        self.lowest: list[tuple[float, int, str, str]] = []  # (-score, time, trace, span) since the CUSUM run began
         self.comparisons: dict[str, dict[str, Any]] = {}  # detector -> the last comparison's result
-        self.next_comparison: dict[str, int] = {}  # detector -> the n at which it runs again
+        self.next_comparison: dict[str, tuple[int, int]] = {}  # detector -> (n at which it looks again, looks so far)
         self.last_alert: dict[str, int] = {}  # cause -> time of the last alert, for the cooldown
         self.updated_unix_nano = 0
 
@@ -92,11 +95,12 @@ class Series:
         self.latency.update(e.latency_s)
         self.tokens.update(float(e.tokens))
         self.updated_unix_nano = max(self.updated_unix_nano, e.time_unix_nano)
-        if e.variant != self.variant:
+        if e.variant not in self.known_variants:
             if self.variant:
                 self.previous_variant = self.variant
                 self.variant_changed_unix_nano = e.time_unix_nano
             self.variant = e.variant
+            self.known_variants.append(e.variant)
         if not e.in_uniform:
             return
         self.uniform.update(e)
@@ -167,7 +171,7 @@ class Series:
             "cusum_since_unix_nano": self.cusum_since_unix_nano, "cusum_reference": self.cusum_reference,
             "baseline": self.baseline, "variants": {v: arm.state() for v, arm in self.variants.items()},
             "variant": self.variant, "previous_variant": self.previous_variant,
-            "variant_changed_unix_nano": self.variant_changed_unix_nano,
+            "variant_changed_unix_nano": self.variant_changed_unix_nano, "known_variants": self.known_variants,
             "drift": {name: d.state() for name, d in self.drift.items()},
             "input_drift_unix_nano": self.input_drift_unix_nano, "drift_since": self.drift_since,
             "lowest": self.lowest,
@@ -182,9 +186,10 @@ class Series:
         self.cusum.restore(state["cusum"])  # k, h, block and warm-up from the config: tuning applies to running series
         self.canary.restore(state["canary"])
         for name in ("cusum_since_unix_nano", "cusum_reference", "baseline", "variant", "previous_variant",
-                     "variant_changed_unix_nano", "input_drift_unix_nano", "drift_since", "comparisons",
-                     "next_comparison", "last_alert", "updated_unix_nano"):
+                     "variant_changed_unix_nano", "known_variants", "input_drift_unix_nano", "drift_since",
+                     "comparisons", "next_comparison", "last_alert", "updated_unix_nano"):
             setattr(self, name, state[name])
+        self.next_comparison = {detector: (due, looks) for detector, (due, looks) in self.next_comparison.items()}
         self.lowest = [(entry[0], entry[1], entry[2], entry[3]) for entry in state["lowest"]]
         for variant, arm_state in state["variants"].items():
             self.variants[variant] = Arm()

@@ -52,6 +52,17 @@ def test_a_silent_fingerprint_change_is_a_model_change() -> None:
     assert status["variant"] == "gpt-4o-2024-08-06|fp_b" and status["n"] == 500
 
 
+def test_a_provider_rotating_among_known_fingerprints_is_not_a_model_change() -> None:
+    rotating = [dataclasses.replace(e, fingerprint=("fp_a", "fp_b", "fp_c")[i % 3])
+                for i, e in enumerate(stream(1500, seed=5))]
+    monitor, alerts = run(rotating)
+    assert alerts == []
+    status = monitor.series[rotating[0].key].status()
+    assert status["previous_variant"] == "gpt-4o-2024-08-06|fp_b" and status["variant"] == "gpt-4o-2024-08-06|fp_c"
+    # the three turned up within the first three calls, then only alternated
+    assert monitor.series[rotating[0].key].variant_changed_unix_nano == 2 * SECOND
+
+
 def test_a_worse_prompt_version_is_a_prompt_change() -> None:
     _, alerts = run(stream(300) + stream(200, start=300, good=0.6, prompt="v2", seed=1))
     assert alerts and {a.cause for a in alerts} == {PROMPT_CHANGE}
