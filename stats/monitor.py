@@ -2,13 +2,15 @@
 
 Detectors (uniform-stratum scores only): a CUSUM per series; Welch and two-proportion tests of a new prompt version
 against the previous one, and of a new variant (response model or fingerprint) against the previous variant, at
-min_n and each doubling of n after it (alpha spent over the looks); sequential tests with guardrails while a candidate and its baseline both get
-traffic; PSI drift on query length, query embeddings and the score distribution.
+min_n and each doubling of n after it (alpha spent over the looks); sequential tests with guardrails while a
+candidate and its baseline both get traffic; PSI drift on query length, query embeddings and the score
+distribution.
 
 The cause is the first that applies: a new prompt version (its CUSUM's reference is the previous version's, or the
-comparison is between versions) → prompt_change; a variant change since the CUSUM run began → model_change; input
-drift since then → input_drift; else unexplained. An alert for a series and cause is suppressed for `cooldown` of
-traffic time after the last one. Deterministic: the same evaluations in the same order give the same alerts.
+comparison is between versions) → prompt_change; a new variant since the detector's reference began →
+model_change; input drift since then → input_drift; else unexplained. An alert for a series and cause is suppressed
+for `cooldown` of traffic time after the last one. Deterministic: the same evaluations in the same order give the
+same alerts.
 """
 
 from __future__ import annotations
