@@ -1,5 +1,7 @@
 """The `tracejudge` command: serve a config, check one, judge a file, explain what happened to a trace, and read
-the statistics (series, alerts, replay)."""
+the statistics (series, alerts, replay). Further commands live in modules of their own (`COMMANDS`): each has
+`add_parser(commands)`, which registers its subcommand with `set_defaults(run=...)`, a function of the parsed
+arguments returning the exit status."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Protocol
 
 from tracejudge.judge import offline
 from tracejudge.judge.cascade import CascadeConfig
@@ -23,6 +26,13 @@ from .explain import explain
 from .service import Service, decisions_path
 
 log = logging.getLogger("tracejudge")
+
+
+class CommandModule(Protocol):
+    def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+# Modules with an `add_parser(commands)` (see the module docstring).
+COMMANDS: tuple[CommandModule, ...] = ()
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
@@ -64,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("--json", action="store_true", help="JSON lines instead of text")
         if name == "alerts":
             command.add_argument("--trace", default="", help="only alerts linking to this trace id")
+    for module in COMMANDS:
+        module.add_parser(commands)
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        return int(args.run(args))
     if args.command == "judge":
         heavy = None
         if args.tier != "local":
@@ -78,12 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as e:
             parser.error(str(e))
         return offline.run(args.input, args.output, args.metric, args.tier, heavy, band)
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"{args.config}: invalid configuration:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
+    config = config_or_report(args.config)
+    if config is None:
         return 2
     if args.command == "validate":
         print(f"{args.config}: valid ({len(config.service.pipelines)} pipeline(s))")
@@ -108,6 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracejudge could not start: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def config_or_report(path: str) -> Config | None:
+    """The config at `path`, or None after printing its problems to stderr (the command then exits 2)."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
 
 
 async def _serve(config: Config) -> None:
