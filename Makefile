@@ -7,7 +7,7 @@ CONFIG ?= otel-config.yaml
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_VERSION ?= 20.26.1
 
-.PHONY: serve test lint typecheck bench bench-lodo phoenix-venv llama-venv test-llama train-judge clean
+.PHONY: serve demo proto test lint typecheck bench bench-lodo phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/tracejudge serve --config $(CONFIG)
+
+# The whole loop in a minute, no app of your own needed: see the README's quick start.
+demo: $(VENV)/.installed
+	$(VENV)/bin/tracejudge demo
+
+# Regenerates proto/gen from proto/*.proto (grpcio-tools pinned in the dev extras); commit the result.
+proto: $(VENV)/.installed-dev
+	$(PY) proto/generate.py
 
 $(PHOENIX_VENV)/.installed:
 	test -x $(PHOENIX_VENV)/bin/python || $(PYTHON) -m venv $(PHOENIX_VENV)

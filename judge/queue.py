@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,13 @@ _MIGRATIONS = (
     # retrieved documents of traces with queued items: the context of their LLM spans
     """CREATE TABLE documents (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, position INTEGER NOT NULL,
         start_unix_nano INTEGER NOT NULL, content TEXT NOT NULL, PRIMARY KEY (trace_id, span_id, position))""",
+    # LLM spans not sampled, kept a while so that feedback arriving later can still have them judged
+    """CREATE TABLE kept (span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, body TEXT NOT NULL,
+        kept_unix_s REAL NOT NULL)""",
+    "CREATE INDEX kept_trace ON kept (trace_id)",
+    "CREATE INDEX kept_time ON kept (kept_unix_s)",
+    # the context a judged item was judged against (golden datasets are built from judged items)
+    "ALTER TABLE items ADD COLUMN context TEXT",
 )
 
 
@@ -69,6 +76,15 @@ class NewItem:
     metric: str
     body: dict[str, Any]
     ready_unix_s: float = 0.0  # not to be leased before (its trace may still be arriving)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptSpan:
+    """An LLM span that was not sampled: what a judge would need, should feedback ask for it to be judged."""
+
+    span_id: str
+    trace_id: str
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +131,12 @@ class JudgeQueue:
         (count,) = self._db.execute("SELECT count(*) FROM items WHERE state IN ('queued', 'leased')").fetchone()
         return int(count)
 
-    def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = ()) -> Enqueued:
-        """Commit `items` (already known ones are ignored) and the `documents` of their traces, and say how many
-        items were new and which were turned away because the queue is full: the newest under drop_new; under
-        drop_oldest, the oldest waiting ones."""
-        if not items and not documents:
+    def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
+                kept: Sequence[KeptSpan] = ()) -> Enqueued:
+        """Commit `items` (already known ones are ignored), the `documents` of their traces and the `kept` spans,
+        and say how many items were new and which were turned away because the queue is full: the newest under
+        drop_new; under drop_oldest, the oldest waiting ones."""
+        if not items and not documents and not kept:
             return Enqueued(0, [])
         now = self._clock()
         turned_away: list[NewItem] = []
@@ -142,7 +159,34 @@ class JudgeQueue:
             self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
                                  [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content)
                                   for d in documents])
+            self._db.executemany("INSERT OR IGNORE INTO kept VALUES (?, ?, ?, ?)",
+                                 [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
         return Enqueued(inserted, turned_away)
+
+    def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]:
+        """The kept (unsampled) LLM spans of these traces."""
+        ids = sorted(set(trace_ids))
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT span_id, trace_id, body FROM kept WHERE trace_id IN ({marks}) "
+                                "ORDER BY kept_unix_s, span_id", ids).fetchall() if ids else []
+        return [KeptSpan(span, trace, json.loads(body)) for span, trace, body in rows]
+
+    def traces_with_items(self, trace_ids: Iterable[str]) -> set[str]:
+        """Those of these traces with items in the queue (waiting, judged or dropped)."""
+        ids = sorted(set(trace_ids))
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT DISTINCT trace_id FROM items WHERE trace_id IN ({marks})", ids) if ids else []
+        return {row[0] for row in rows}
+
+    def forget_kept(self, older_than_s: float, max_kept: int) -> int:
+        """Drop kept spans older than `older_than_s`, and the oldest beyond `max_kept`; returns how many."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.execute("DELETE FROM kept WHERE kept_unix_s < ?", (self._clock() - older_than_s,))
+            self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept ORDER BY kept_unix_s DESC "
+                             "LIMIT -1 OFFSET ?)", (max_kept,))
+            return self._db.total_changes - before
 
     def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]:
         """The stored documents of these traces, by trace, in start order."""
@@ -157,11 +201,12 @@ class JudgeQueue:
         return found
 
     def forget_documents(self) -> None:
-        """Drop the documents of traces with nothing left to judge."""
+        """Drop the documents of traces with nothing left to judge and no kept span."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM documents WHERE trace_id NOT IN "
-                             "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased'))")
+                             "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased')) "
+                             "AND trace_id NOT IN (SELECT trace_id FROM kept)")
 
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]:
         """Up to `limit` ready items nobody holds (never leased, or their lease ran out), held for `lease_s`."""
@@ -177,13 +222,15 @@ class JudgeQueue:
         return [JudgeItem(key, span, trace, metric, version, json.loads(body), attempts + 1)
                 for key, span, trace, metric, version, body, attempts in rows]
 
-    def complete(self, keys: Iterable[int]) -> None:
-        """Mark items judged (or given up on, with the reason recorded by the caller). Idempotent."""
+    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None) -> None:
+        """Mark items judged (or given up on, with the reason recorded by the caller), keeping the context each
+        was judged against (`contexts`, by key). Idempotent."""
         now = self._clock()
+        contexts = contexts or {}
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("UPDATE items SET state = 'done', done_unix_s = ? WHERE id = ?",
-                                 [(now, key) for key in keys])
+            self._db.executemany("UPDATE items SET state = 'done', done_unix_s = ?, context = ? WHERE id = ?",
+                                 [(now, contexts.get(key), key) for key in keys])
 
     def release(self, keys: Iterable[int], delay_s: float) -> None:
         """Give leased items back, to be leased again after `delay_s` (a retry after a transient failure)."""

@@ -8,6 +8,8 @@ from types import MappingProxyType
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tracejudge.stats.records import Feedback
+
 from .evaluation import EvaluationResult
 from .llm_span import LlmSpan, Retrieval
 from .sampling import Sample
@@ -32,3 +34,4 @@ class TraceBatch:
     evaluations: Mapping[str, tuple[EvaluationResult, ...]] = field(default_factory=lambda: NO_EVALUATIONS)
     samples: tuple[Sample, ...] = ()  # LLM spans picked for judging, with their sampling decisions
     retrievals: tuple[Retrieval, ...] = ()  # retriever spans, whose documents are context for LLM spans
+    feedback: tuple[Feedback, ...] = ()  # feedback the app recorded in span attributes

@@ -12,6 +12,7 @@ from tracejudge.judge.checks import ChecksConfig
 from .auth import BearerTokenAuth, BearerTokenAuthConfig
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
+from .eval_service import EvalService, EvalServiceConfig
 from .exporter import ExporterSettings, QueuedExporter, Sender
 from .exporter_debug import DebugExporter, DebugExporterConfig
 from .exporter_otlp import GrpcSender, OtlpExporterConfig
@@ -105,5 +106,6 @@ FACTORIES: dict[Kind, dict[str, Factory]] = {
         "health_check": Factory(HealthCheckConfig, lambda name, config, context: HealthCheck(config)),
         "bearertokenauth": Factory(BearerTokenAuthConfig, lambda name, config, context: BearerTokenAuth(config)),
         "file_storage": Factory(FileStorageConfig, lambda name, config, context: FileStorage(config)),
+        "eval_service": Factory(EvalServiceConfig, lambda name, config, context: EvalService(config)),
     },
 }

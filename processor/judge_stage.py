@@ -15,6 +15,7 @@ from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.judge.tiers import JudgesConfig, build_judges
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.projection import QueryProjection
+from tracejudge.stats.records import Alert, Evaluation, Feedback
 
 from .batch import TraceBatch
 from .config_decode import Duration
@@ -23,9 +24,10 @@ from .decisions import DROPPED, QUEUED, DecisionLog, item_decision, span_decisio
 from .errors import ConfigError
 from .evaluation import EvaluationResult
 from .evaluation_events import PHOENIX_PROJECT
+from .feedback_trigger import NOT_SAMPLED, FeedbackConfig, FeedbackTrigger, triggered
 from .judge_worker import JudgeWorker, WorkerConfig
 from .llm_span import LlmSpan
-from .sampling import RateScale, Sample
+from .sampling import RateScale, Sample, SamplingDecision
 from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
@@ -76,6 +78,7 @@ class JudgeQueueStageConfig:
     max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
     max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
     stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
 
     def validate(self, path: str) -> None:
         problems = []
@@ -100,6 +103,10 @@ def stats_path(queue_path: str) -> Path:
     return Path(queue_path).with_suffix(".stats.db")
 
 
+def _decision_fields(decision: SamplingDecision) -> dict[str, Any]:
+    return {"probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform}
+
+
 def item_body(sample: Sample, route: str) -> dict[str, Any]:
     """What a judge needs, and what makes its score attributable and weightable."""
     span, decision = sample.span, sample.decision
@@ -111,9 +118,19 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
         "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
         "query": span.input_text, "response": span.output_text, "documents": list(span.documents),
-        "probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform,
-        "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
+        **_decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
     }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    accepted: int  # feedback records stored now (repeats of stored ones are not counted)
+    queued: int  # judge items queued because of them
+    awaiting_trace: int  # traces with negative feedback that have not arrived yet
+
+
+class FeedbackUnavailable(Exception):
+    """Feedback is stored with the statistics, which this judge stage has turned off."""
 
 
 class JudgeQueueProcessor:
@@ -137,6 +154,8 @@ class JudgeQueueProcessor:
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
         self._enqueued = telemetry.judge_queue_enqueued
         self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
+        self._trigger = FeedbackTrigger(config.feedback, clock)
+        self._kept_forgotten_at = 0.0
 
     async def consume(self, batch: TraceBatch) -> None:
         if self._queue is not None:
@@ -146,38 +165,83 @@ class JudgeQueueProcessor:
     def _enqueue(self, batch: TraceBatch) -> None:
         assert self._queue is not None
         now = self._clock()
-        arrival = self._assembly.arrive(batch, {s.span.trace_id for s in batch.samples}, now)
+        samples = [*batch.samples, *self._trigger.samples(batch)]
+        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, ""))
+        arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
         items = []
-        for sample in batch.samples:
+        for sample in samples:
             checks = batch.evaluations.get(sample.span.span_id, ())
             route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
             body = item_body(sample, route)
             ready = self._assembly.ready_at(sample.span.trace_id, now)
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]
-        if items or arrival.documents:
-            result = self._queue.enqueue(items, arrival.documents)
+        if items or arrival.documents or kept:
+            result = self._queue.enqueue(items, arrival.documents, kept)
             self._enqueued.inc(result.inserted)
             self._dropped.inc(len(result.turned_away))
-            self._record(batch, result.turned_away)
+            self._record(samples, result.turned_away)
         for trace, ready in arrival.holds.items():
             self._queue.hold_trace(trace, ready)
+        if batch.feedback and self.stats is not None:
+            self.feedback(batch.feedback)
+        if now - self._kept_forgotten_at > 60:
+            self._kept_forgotten_at = now
+            self._queue.forget_kept(self._config.feedback.keep_unsampled, self._config.feedback.max_kept)
 
-    def _record(self, batch: TraceBatch, turned_away: list[NewItem]) -> None:
+    def feedback(self, records: list[Feedback] | tuple[Feedback, ...]) -> FeedbackReceipt:
+        """Store feedback (validated by the caller) and queue the LLM spans of traces it is negative about: those
+        kept unsampled now, those still to arrive when they do. Feedback stored before does nothing again."""
+        if self.stats is None or self._queue is None:
+            raise FeedbackUnavailable("feedback is stored with the statistics, which are off here "
+                                      "(processors.judge_queue.stats.enabled)")
+        new = self.stats.tracker.store.save_feedback([record.identified() for record in records])
+        negative = {record.trace_id: record.reason for record in new if record.negative}
+        self._trigger.wait_for(new)
+        if not negative:
+            return FeedbackReceipt(len(new), 0, 0)
+        now = self._clock()
+        kept = self._queue.kept(negative)
+        items = []
+        for span in kept:
+            body = {**span.body, **_decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
+            items += [NewItem(span.span_id, span.trace_id, metric, body, now) for metric in self._config.metrics]
+        result = self._queue.enqueue(items)
+        self._enqueued.inc(result.inserted)
+        self._dropped.inc(len(result.turned_away))
+        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
+                                              json.dumps({"stratum": item.body["stratum"]}))
+                                for item in items if item not in result.turned_away])
+        known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
+        return FeedbackReceipt(len(new), result.inserted, len(set(negative) - known))
+
+    def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
+        """What is recorded about one trace: its evaluations, the alerts linking to it, its feedback."""
+        if self.stats is None:
+            raise FeedbackUnavailable("evaluations are stored with the statistics, which are off here "
+                                      "(processors.judge_queue.stats.enabled)")
+        store = self.stats.tracker.store
+        return store.trace_evaluations(trace_id), store.alerts(trace_id), store.feedback(trace_id)
+
+    def _record(self, samples: list[Sample], turned_away: list[NewItem]) -> None:
         dropped = {(item.span_id, item.metric) for item in turned_away}
         reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
         records = []
-        for sample in batch.samples:
+        for sample in samples:
             detail = json.dumps({"probability": sample.decision.probability, "stratum": sample.decision.stratum,
                                  "scale": sample.decision.scale})
             records.append(span_decision(sample.span, QUEUED, detail=detail))
             records += [span_decision(sample.span, reason, metric) for metric in self._config.metrics
                         if (sample.span.span_id, metric) in dropped]
         # drop_oldest turns away items of earlier batches: their spans are not in this one
-        spans = {s.span.span_id for s in batch.samples}
+        spans = {s.span.span_id for s in samples}
         records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric)
                     for item in turned_away if item.span_id not in spans]
         self._decisions.record(records)
+
+    @property
+    def stats_enabled(self) -> bool:
+        return self._config.stats.enabled
 
     def resume(self, tier: str) -> bool:
         """Resume a paused judge tier; False if this stage has no such tier."""
@@ -191,6 +255,8 @@ class JudgeQueueProcessor:
             projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
             self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
                                        projection)
+            since = self._clock() - self._config.feedback.wait_for_trace
+            self._trigger.wait_for(self.stats.tracker.store.feedback(negative_since_unix_nano=int(since * 1e9)))
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
                                   self._telemetry, self._scale, self._config.judge_version, self.stats)
         await self.worker.start()

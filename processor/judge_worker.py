@@ -132,7 +132,8 @@ class JudgeWorker:
             return len(items)
         if self._stats is not None:
             await self._stats.record(final)  # committed before the items complete: a crash cannot lose a score
-        self._queue.complete(item.key for item, _ in final)
+        contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
+        self._queue.complete((item.key for item, _ in final), contexts)
         self._record(final)
         self._rounds += 1
         if self._rounds % 100 == 0:

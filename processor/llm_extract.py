@@ -1,4 +1,5 @@
-"""The `llm_extract` processor: recognises LLM spans in a batch and attaches them as LlmSpan records."""
+"""The `llm_extract` processor: recognises LLM spans in a batch and attaches them as LlmSpan records, with the
+retriever spans' documents and any feedback the app recorded in span attributes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .batch import TraceBatch
 from .consumer import TracesConsumer
 from .decisions import DecisionLog
 from .extract import AttributeMap, Extractor
+from .feedback import FeedbackAttributes, FeedbackReader
 from .telemetry import Telemetry
 
 
@@ -17,9 +19,11 @@ class LlmExtractConfig:
     # LlmSpan field → attribute key, for instrumentation that uses names of its own
     # (e.g. prompt_version: app.prompt.sha). Overrides what the conventions found.
     attributes: dict[str, str] = field(default_factory=dict)
+    feedback: FeedbackAttributes = field(default_factory=FeedbackAttributes)  # span attributes carrying feedback
 
     def validate(self, path: str) -> None:
         AttributeMap(self.attributes).validate(f"{path}.attributes")
+        self.feedback.validate(f"{path}.feedback")
 
 
 class LlmExtractProcessor:
@@ -29,16 +33,19 @@ class LlmExtractProcessor:
     def __init__(self, config: LlmExtractConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
                  decisions: DecisionLog) -> None:
         self._extractor = Extractor(AttributeMap(config.attributes))
+        self._feedback = FeedbackReader(config.feedback)
         self._next = next_consumer
         self._telemetry = telemetry
         self._decisions = decisions
 
     async def consume(self, batch: TraceBatch) -> None:
         llm_spans, retrievals = self._extractor.extract_all(batch.request, batch.payload)
-        if not llm_spans and not retrievals:
+        feedback = self._feedback.read(batch.request, batch.payload)
+        if not llm_spans and not retrievals and not feedback:
             await self._next.consume(batch)
             return
-        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals))
+        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals,
+                                                     feedback=feedback))
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for span in llm_spans:
             self._telemetry.llm_spans_extracted.labels(span.convention).inc()

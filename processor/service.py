@@ -12,6 +12,7 @@ from .components import FACTORIES, BuildContext
 from .config import Config, component_type
 from .consumer import Component, Fanout, TracesConsumer
 from .decisions import DecisionLog
+from .eval_service import EvalService
 from .exporter import Exporter
 from .file_storage import FileStorage, FileStorageConfig
 from .health_check import HealthCheck
@@ -49,6 +50,7 @@ class Service:
         self.exporters: dict[str, Exporter] = {}
         self.processors: list[Any] = []
         self.receivers: dict[str, OtlpReceiver] = {}
+        self.judge_stages: dict[str, JudgeQueueProcessor] = {}
         for pipeline in config.service.pipelines.values():
             for name in pipeline.exporters:
                 if name not in self.exporters:
@@ -59,9 +61,15 @@ class Service:
                 factory = FACTORIES["processors"][component_type(name)]
                 head = factory.create(name, config.processors[name], head, context)
                 self.processors.append(head)
+                if isinstance(head, JudgeQueueProcessor):
+                    self.judge_stages[name] = head
             for name in pipeline.receivers:
                 factory = FACTORIES["receivers"][component_type(name)]
                 self.receivers[name] = factory.create(name, config.receivers[name], head, context)
+        # services that read what the pipelines write: bound to their stages, started after them
+        self.eval_services = {name: ext for name, ext in self.extensions.items() if isinstance(ext, EvalService)}
+        for name, service in self.eval_services.items():
+            service.bind(f"extensions.{name}", self.judge_stages, self.extensions)
         self._metrics = self._metrics_site(config.service.telemetry.metrics.address)
         self._stack: AsyncExitStack | None = None
 
@@ -74,8 +82,9 @@ class Service:
         stages behind it run. The exit stack shuts them down in the opposite order."""
         stack = AsyncExitStack()
         try:
-            ordered: list[Component] = [*self.extensions.values(), self.decisions, *self.exporters.values(),
-                                        *self.processors, *self.receivers.values()]
+            extensions = [e for e in self.extensions.values() if not isinstance(e, EvalService)]
+            ordered: list[Component] = [*extensions, self.decisions, *self.exporters.values(), *self.processors,
+                                        *self.receivers.values(), *self.eval_services.values()]
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
             for component in ordered:

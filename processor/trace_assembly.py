@@ -47,9 +47,11 @@ class TraceAssembly:
             return min(now + self._wait_s, first + self._max_wait_s)
         return first + self._max_wait_s
 
-    def arrive(self, batch: TraceBatch, sampled_traces: Iterable[str], now: float) -> Arrival:
+    def arrive(self, batch: TraceBatch, sampled_traces: Iterable[str], now: float,
+               kept_traces: Iterable[str] = ()) -> Arrival:
         """Note the batch's roots and retrievals; return the documents to commit (those of traces sampled now or
-        earlier) and the queued traces whose wait starts again because more of them arrived."""
+        earlier, and of `kept_traces`, whose unsampled spans are kept for feedback) and the queued traces whose wait
+        starts again because more of them arrived."""
         self._forget_waiting(now)
         seen: set[str] = set()  # traces of this batch that matter: those with a root here or items queued
         for resource_spans in batch.request.resource_spans:
@@ -70,7 +72,7 @@ class TraceAssembly:
         for trace in sampled:
             self._waiting.setdefault(trace, now)
         documents: list[Document] = []
-        for trace in {*sampled, *(r.trace_id for r in batch.retrievals if r.trace_id in self._waiting)}:
+        for trace in {*sampled, *kept_traces, *(r.trace_id for r in batch.retrievals if r.trace_id in self._waiting)}:
             for retrieval in self._documents.pop(trace, []):
                 documents += [Document(trace, retrieval.span_id, position, retrieval.start_unix_nano, content)
                               for position, content in enumerate(retrieval.documents)]

@@ -19,7 +19,7 @@ _EXPORTS = {
     "QualityMonitor": "monitor",
     "MixtureSprt": "msprt",
     "QueryProjection": "projection",
-    "Alert": "records", "Evaluation": "records", "SeriesKey": "records",
+    "Alert": "records", "Evaluation": "records", "Feedback": "records", "SeriesKey": "records",
     "recover": "replay", "replay": "replay",
     "Series": "series",
     "SqliteStore": "store", "Store": "store",

@@ -1,5 +1,5 @@
 """Where the statistics live: evaluations (with inclusion probability, stratum, judge tier and version), series
-state and alerts.
+state, alerts, and user feedback (joined with evaluations on trace id, whichever arrives first).
 
 Contract (`Store`): `save` writes a batch's evaluations and alerts in one transaction and returns the sequence number
 of the last stored evaluation; `checkpoint` writes series states with the sequence number they include, also in one
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
-from .records import Alert, Evaluation, SeriesKey
+from .records import Alert, Evaluation, Feedback, SeriesKey
 
 _EVALUATION_COLUMNS = """
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, time_unix_nano INTEGER NOT NULL,
@@ -48,6 +48,12 @@ _MIGRATIONS = (
     "CREATE INDEX alerts_time ON alerts (time_unix_nano)",
     "CREATE INDEX alerts_undelivered ON alerts (delivered, time_unix_nano)",
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE feedback (feedback_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        time_unix_nano INTEGER NOT NULL, thumbs INTEGER NOT NULL, rating REAL, regenerated INTEGER NOT NULL,
+        edited_text TEXT NOT NULL, comment TEXT NOT NULL, source TEXT NOT NULL, labels TEXT NOT NULL,
+        negative INTEGER NOT NULL)""",
+    "CREATE INDEX feedback_trace ON feedback (trace_id)",
+    "CREATE INDEX feedback_negative ON feedback (negative, time_unix_nano)",
 )
 
 
@@ -89,6 +95,24 @@ class Store(Protocol):
         ...
 
     def mark_delivered(self, alert_ids: Sequence[str]) -> None: ...
+
+    def save_feedback(self, feedback: Sequence[Feedback]) -> list[Feedback]:
+        """Stores feedback (each with a feedback_id) in one transaction; returns those not stored before."""
+        ...
+
+    def feedback(self, trace_id: str = "", negative_since_unix_nano: int | None = None) -> list[Feedback]:
+        """Feedback on `trace_id` (all traces if ""), oldest first; only negative feedback given since the time,
+        if one is given."""
+        ...
+
+    def trace_evaluations(self, trace_id: str) -> list[Evaluation]:
+        """The stored evaluations of one trace, in the order they were saved."""
+        ...
+
+    def judged_traces(self) -> Iterator[tuple[str, str, str, str, float, bool]]:
+        """Per metric, judge version and trace: (metric, judge_version, trace_id, span_id of the lowest score, that
+        score, whether feedback made it judged). Calibration's input."""
+        ...
 
     def close(self) -> None: ...
 
@@ -182,6 +206,43 @@ class SqliteStore:
     def mark_delivered(self, alert_ids: Sequence[str]) -> None:
         with self._db.atomic():
             self._db.conn.executemany("UPDATE alerts SET delivered = 1 WHERE alert_id = ?", [(a,) for a in alert_ids])
+
+    def save_feedback(self, feedback: Sequence[Feedback]) -> list[Feedback]:
+        with self._db.atomic():
+            new = []
+            for record in feedback:  # one statement each: INSERT OR IGNORE says which were new
+                before = self._db.conn.total_changes
+                row = record.row()
+                self._db.conn.execute(f"INSERT OR IGNORE INTO feedback ({', '.join(row)}) VALUES "
+                                      f"({', '.join('?' * len(row))})", list(row.values()))
+                if self._db.conn.total_changes > before:
+                    new.append(record)
+        return new
+
+    def feedback(self, trace_id: str = "", negative_since_unix_nano: int | None = None) -> list[Feedback]:
+        where: list[str] = []
+        params: list[str | int] = []
+        if trace_id:
+            where.append("trace_id = ?")
+            params.append(trace_id)
+        if negative_since_unix_nano is not None:
+            where.append("negative = 1 AND time_unix_nano >= ?")
+            params.append(negative_since_unix_nano)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [Feedback.from_row(row) for row in self._db.query(
+            f"SELECT * FROM feedback {clause} ORDER BY time_unix_nano, feedback_id", params)]
+
+    def trace_evaluations(self, trace_id: str) -> list[Evaluation]:
+        rows = self._db.execute(f"SELECT {', '.join(FIELDS)} FROM evaluations WHERE trace_id = ? ORDER BY seq",
+                                [trace_id]).fetchall()
+        return [Evaluation.from_values(row) for row in rows]
+
+    def judged_traces(self) -> Iterator[tuple[str, str, str, str, float, bool]]:
+        # SQLite: with min(), the bare span_id comes from the row holding the minimum
+        for metric, version, trace, span, score, by_feedback in self._db.execute(
+                "SELECT metric, judge_version, trace_id, span_id, min(score), max(stratum LIKE 'feedback:%') "
+                "FROM evaluations GROUP BY metric, judge_version, trace_id ORDER BY metric, judge_version, trace_id"):
+            yield str(metric), str(version), str(trace), str(span), float(score), bool(by_feedback)
 
     def count(self, table: str) -> int:
         return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -1,0 +1,245 @@
+"""The `eval_service` extension: tracejudge's own EvalService (proto/tracejudge/v1/eval_service.proto) on gRPC, and
+the same messages as JSON over HTTP (`POST /v1/feedback`, `GET /v1/traces/{trace_id}`). Feedback goes to a judge
+stage, which stores it with its statistics and has the traces it is negative about judged."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+
+from tracejudge.stats.records import Alert, Evaluation, Feedback
+from tracejudge.v1 import eval_service_pb2 as pb
+from tracejudge.v1 import eval_service_pb2_grpc as pb_grpc
+
+from .auth import Authenticator
+from .errors import ConfigError, PermanentError
+from .feedback import problems
+from .http_site import HttpSite, parse_endpoint
+from .judge_stage import FeedbackReceipt, FeedbackUnavailable, JudgeQueueProcessor
+from .receiver_config import AuthConfig
+
+log = logging.getLogger(__name__)
+
+MAX_FEEDBACK_PER_REQUEST = 1000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    endpoint: str
+
+    def validate(self, path: str) -> None:
+        parse_endpoint(self.endpoint, f"{path}.endpoint")
+
+
+@dataclass(frozen=True)
+class EvalServiceConfig:
+    grpc: Endpoint | None = None  # e.g. {endpoint: 0.0.0.0:4319}
+    http: Endpoint | None = None  # e.g. {endpoint: 0.0.0.0:4320}
+    judge_queue: str = ""  # the judge_queue processor that takes the feedback; "" if the config has one
+    auth: AuthConfig | None = None  # an authenticator extension (bearertokenauth) for both protocols
+
+    def validate(self, path: str) -> None:
+        if self.grpc is None and self.http is None:
+            raise ConfigError(f"{path}: give grpc and/or http, e.g. grpc: {{endpoint: 0.0.0.0:4319}}")
+
+
+class InvalidFeedback(Exception):
+    def __init__(self, found: list[str]) -> None:
+        super().__init__("; ".join(found))
+
+
+def feedback_records(request: Any) -> list[Feedback]:
+    """A SubmitFeedbackRequest's records, or InvalidFeedback naming every bad field."""
+    if not request.feedback:
+        raise InvalidFeedback(["feedback: send at least one record"])
+    if len(request.feedback) > MAX_FEEDBACK_PER_REQUEST:
+        raise InvalidFeedback([f"feedback: at most {MAX_FEEDBACK_PER_REQUEST} records per request"])
+    records, found = [], []
+    for index, message in enumerate(request.feedback):
+        path = f"feedback[{index}]"
+        scale = message.rating_max or 5.0
+        if message.rating_max < 0:
+            found.append(f"{path}.rating_max: must be positive (or 0 for 5)")
+        rating = message.rating / scale if message.HasField("rating") else None
+        labels = tuple((label.metric, label.passed) for label in message.labels)
+        found += [f"{path}.labels[{i}].metric: required" for i, (metric, _) in enumerate(labels) if not metric]
+        record = Feedback(trace_id=message.trace_id.lower(), span_id=message.span_id.lower(),
+                          feedback_id=message.feedback_id, time_unix_nano=message.time_unix_nano,
+                          thumbs={pb.THUMBS_UP: 1, pb.THUMBS_DOWN: -1}.get(message.thumbs, 0), rating=rating,
+                          regenerated=message.regenerated, edited_text=message.edited_text, comment=message.comment,
+                          source=message.source or "api", labels=labels)
+        found += problems(record, path)
+        records.append(record)
+    if found:
+        raise InvalidFeedback(found)
+    return records
+
+
+def receipt_message(receipt: FeedbackReceipt) -> Any:
+    return pb.SubmitFeedbackResponse(accepted=receipt.accepted, queued_for_judging=receipt.queued,
+                                     awaiting_trace=receipt.awaiting_trace)
+
+
+def trace_message(evaluations: list[Evaluation], alerts: list[Alert], feedback: list[Feedback]) -> Any:
+    response = pb.GetTraceResponse()
+    for e in evaluations:
+        response.evaluations.add(span_id=e.span_id, metric=e.metric, score=e.score, passed=e.passed, tier=e.tier,
+                                 judge_model=e.judge_model, judge_version=e.judge_version, service=e.service,
+                                 prompt_version=e.prompt_version, model=e.model, fingerprint=e.fingerprint,
+                                 stratum=e.stratum, probability=e.probability, time_unix_nano=e.time_unix_nano)
+    for a in alerts:
+        alert = response.alerts.add(alert_id=a.alert_id, time_unix_nano=a.time_unix_nano, series=str(a.series),
+                                    cause=a.cause, detector=a.detector, summary=a.summary)
+        for name in ("effect", "ci_low", "ci_high", "p_value"):
+            if getattr(a, name) is not None:
+                setattr(alert, name, getattr(a, name))
+    for f in feedback:
+        message = response.feedback.add(
+            trace_id=f.trace_id, span_id=f.span_id, feedback_id=f.feedback_id, time_unix_nano=f.time_unix_nano,
+            thumbs=pb.THUMBS_UP if f.thumbs > 0 else pb.THUMBS_DOWN if f.thumbs < 0 else pb.THUMBS_UNSPECIFIED,
+            regenerated=f.regenerated, edited_text=f.edited_text, comment=f.comment, source=f.source)
+        if f.rating is not None:
+            message.rating, message.rating_max = f.rating, 1.0
+        for metric, passed in f.labels:
+            message.labels.add(metric=metric, passed=passed)
+    return response
+
+
+class EvalService:
+    """Serves a judge stage's feedback and evaluations; `bind` gives it the stage before `start`."""
+
+    def __init__(self, config: EvalServiceConfig) -> None:
+        self._config = config
+        self._stage: JudgeQueueProcessor | None = None
+        self._auth: Authenticator | None = None
+        self._server: grpc.aio.Server | None = None
+        self._site: HttpSite | None = None
+        self.grpc_port = self.http_port = 0
+
+    def bind(self, path: str, stages: dict[str, JudgeQueueProcessor], extensions: dict[str, Any]) -> None:
+        """Pick the judge stage and authenticator this config names; ConfigError (naming `path`) if it cannot."""
+        name = self._config.judge_queue
+        if not name and len(stages) != 1:
+            raise ConfigError(f"{path}.judge_queue: name the judge_queue processor that takes feedback "
+                              f"(the pipelines have {len(stages)}: {', '.join(sorted(stages)) or 'none'})")
+        stage = stages.get(name) if name else next(iter(stages.values()))
+        if stage is None:
+            raise ConfigError(f"{path}.judge_queue: no judge_queue processor {name!r} in the pipelines")
+        if not stage.stats_enabled:
+            raise ConfigError(f"{path}.judge_queue: feedback is stored with the statistics, which are off in "
+                              f"that judge_queue processor (stats.enabled)")
+        self._stage = stage
+        if self._config.auth is not None:
+            authenticator = extensions.get(self._config.auth.authenticator)
+            if authenticator is None:
+                raise ConfigError(f"{path}.auth.authenticator: no extension {self._config.auth.authenticator!r} "
+                                  "in service.extensions")
+            self._auth = authenticator
+
+    async def start(self) -> None:
+        if self._stage is None:
+            raise RuntimeError("EvalService.bind was not called")
+        if self._config.grpc is not None:
+            server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            pb_grpc.add_EvalServiceServicer_to_server(_Servicer(self), server)
+            try:
+                self.grpc_port = server.add_insecure_port(self._config.grpc.endpoint)
+            except RuntimeError as e:
+                raise OSError(f"cannot listen for the EvalService on {self._config.grpc.endpoint} "
+                              "(is the port in use?)") from e
+            await server.start()
+            self._server = server
+        if self._config.http is not None:
+            app = web.Application(client_max_size=MAX_BODY_BYTES)
+            app.router.add_post("/v1/feedback", self._post_feedback)
+            app.router.add_get("/v1/traces/{trace_id}", self._get_trace)
+            self._site = HttpSite(app, self._config.http.endpoint)
+            await self._site.start()
+            self.http_port = self._site.port
+
+    async def shutdown(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(grace=5.0)
+        if self._site is not None:
+            site, self._site = self._site, None
+            await site.shutdown()
+
+    def submit(self, request: Any) -> Any:
+        assert self._stage is not None
+        return receipt_message(self._stage.feedback(feedback_records(request)))
+
+    def trace(self, trace_id: str) -> Any:
+        assert self._stage is not None
+        trace_id = trace_id.lower()
+        if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
+            raise InvalidFeedback([f"trace_id: {trace_id!r} is not a trace id (32 hex digits)"])
+        return trace_message(*self._stage.trace_view(trace_id))
+
+    def authenticate(self, authorization: str | None) -> None:
+        if self._auth is not None:
+            self._auth.authenticate(authorization)
+
+    async def _post_feedback(self, request: web.Request) -> web.Response:
+        try:
+            self.authenticate(request.headers.get("Authorization"))
+            document = await request.json()
+            if isinstance(document, dict) and "feedback" not in document:
+                document = {"feedback": [document]}  # one record on its own
+            message = json_format.ParseDict(document, pb.SubmitFeedbackRequest())
+            return _json(self.submit(message))
+        except Exception as error:
+            return _http_error(error)
+
+    async def _get_trace(self, request: web.Request) -> web.Response:
+        try:
+            self.authenticate(request.headers.get("Authorization"))
+            return _json(self.trace(request.match_info["trace_id"]))
+        except Exception as error:
+            return _http_error(error)
+
+
+class _Servicer:
+    def __init__(self, service: EvalService) -> None:
+        self._service = service
+
+    async def SubmitFeedback(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._call(context, lambda: self._service.submit(request))
+
+    async def GetTrace(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self._call(context, lambda: self._service.trace(request.trace_id))
+
+    async def _call(self, context: grpc.aio.ServicerContext, work: Any) -> Any:
+        try:
+            self._service.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
+            return work()
+        except PermanentError as error:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
+        except InvalidFeedback as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except (sqlite3.Error, FeedbackUnavailable) as error:
+            log.exception("eval service: the store failed")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the store is not available ({error}); retry later")
+
+
+def _json(message: Any) -> web.Response:
+    return web.json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _http_error(error: Exception) -> web.Response:
+    if isinstance(error, PermanentError):
+        return web.json_response({"error": str(error)}, status=401)
+    if isinstance(error, InvalidFeedback | json_format.ParseError | ValueError):
+        return web.json_response({"error": str(error)}, status=400)
+    if isinstance(error, sqlite3.Error | FeedbackUnavailable):
+        log.exception("eval service: the store failed")
+        return web.json_response({"error": f"the store is not available ({error}); retry later"}, status=503)
+    log.exception("eval service: request failed")
+    return web.json_response({"error": "internal error"}, status=500)
