@@ -27,6 +27,7 @@ from .evaluation_events import PHOENIX_PROJECT
 from .feedback_trigger import NOT_SAMPLED, FeedbackConfig, FeedbackTrigger, triggered
 from .judge_worker import JudgeWorker, WorkerConfig
 from .llm_span import LlmSpan
+from .review_queue import ReviewConfig, ReviewQueue
 from .sampling import RateScale, Sample, SamplingDecision
 from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
@@ -79,6 +80,7 @@ class JudgeQueueStageConfig:
     max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
     stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
+    review: ReviewConfig = field(default_factory=ReviewConfig)  # verdicts a person should look at, to a JSONL file
 
     def validate(self, path: str) -> None:
         problems = []
@@ -257,8 +259,9 @@ class JudgeQueueProcessor:
                                        projection)
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(self.stats.tracker.store.feedback(negative_since_unix_nano=int(since * 1e9)))
+        review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
-                                  self._telemetry, self._scale, self._config.judge_version, self.stats)
+                                  self._telemetry, self._scale, self._config.judge_version, self.stats, review)
         await self.worker.start()
 
     async def shutdown(self) -> None:

@@ -29,6 +29,7 @@ from .consumer import TracesConsumer
 from .decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionLog, item_decision
 from .errors import ConfigError, PermanentError, RetryableError
 from .evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
+from .review_queue import ReviewQueue
 from .sampling import RateScale
 from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
@@ -65,7 +66,7 @@ class WorkerConfig:
 class JudgeWorker:
     def __init__(self, queue: JudgeQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
                  decisions: DecisionLog, telemetry: Telemetry, scale: RateScale, judge_version: str,
-                 stats: StatsRecorder | None = None) -> None:
+                 stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
         self._queue = queue
         self._judges = judges
         self._config = config
@@ -75,6 +76,7 @@ class JudgeWorker:
         self._scale = scale
         self._judge_version = judge_version
         self._stats = stats
+        self._review = review
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._rounds = 0
@@ -133,6 +135,8 @@ class JudgeWorker:
         if self._stats is not None:
             await self._stats.record(final)  # committed before the items complete: a crash cannot lose a score
         contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
+        if self._review is not None:
+            self._review.add(final, contexts)
         self._queue.complete((item.key for item, _ in final), contexts)
         self._record(final)
         self._rounds += 1

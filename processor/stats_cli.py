@@ -1,8 +1,10 @@
-"""`tracejudge series`, `tracejudge alerts` and `tracejudge replay`: read the statistics of a config's judge stages
-from their stores (judge_queue.stats.db beside the judge queue), while the processor runs or after it stopped."""
+"""`tracejudge series`, `tracejudge alerts`, `tracejudge calibration` and `tracejudge replay`: read the statistics
+of a config's judge stages from their stores (judge_queue.stats.db beside the judge queue), while the processor runs
+or after it stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from tracejudge.stats.calibration import calibrate
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.replay import recover, replay
 from tracejudge.stats.store import SqliteStore
@@ -69,6 +72,33 @@ def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:
                 print(f"    example: trace {trace} span {span}", file=out)
     if not count and not as_json:
         print("no alerts", file=out)
+    return 0
+
+
+def calibration(config: Config, as_json: bool, out: IO[str]) -> int:
+    """Per metric and judge version: AUROC of the score for user outcomes, agreement with reviewers, warnings."""
+    found = 0
+    for name, store, _ in _opened(config):
+        for result in calibrate(store):
+            found += 1
+            document = {"stage": name, **dataclasses.asdict(result), "warning": result.warning}
+            if as_json:
+                print(json.dumps(document, sort_keys=True), file=out)
+                continue
+            print(f"{result.metric} (judge version {result.judge_version}, stage {name})", file=out)
+            outcome = result.outcome
+            if outcome is not None:
+                print(f"  predicts user outcomes: AUROC {outcome.value:.3f} (95% CI {outcome.ci_low:.3f}-"
+                      f"{outcome.ci_high:.3f}; {result.n_unhappy} unhappy vs {result.n_control} {result.control})",
+                      file=out)
+            if result.agreement is not None:
+                kappa = "-" if result.kappa is None else f"{result.kappa:.2f}"
+                print(f"  agrees with reviewers: {result.agreement:.1%} of {result.n_labels} labels (kappa {kappa})",
+                      file=out)
+            if result.warning:
+                print(f"  WARNING: {result.warning}", file=out)
+    if not found:
+        print("nothing judged yet: calibration needs judged traces with feedback", file=out)
     return 0
 
 

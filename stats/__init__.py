@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "Auroc": "calibration", "Calibration": "calibration", "auroc": "calibration", "calibrate": "calibration",
     "Canary": "canary",
     "Comparison": "compare", "Summary": "compare", "two_proportions": "compare", "welch": "compare",
     "StatsConfig": "config", "WebhookConfig": "config",
