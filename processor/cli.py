@@ -19,8 +19,8 @@ from tracejudge.judge.cascade import CascadeConfig
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
-from . import stats_cli
-from .config import Config, load_config
+from . import gate, golden, report, stats_cli
+from .config import Config, config_or_report
 from .errors import ConfigError
 from .explain import explain
 from .service import Service, decisions_path
@@ -32,7 +32,7 @@ class CommandModule(Protocol):
     def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 # Modules with an `add_parser(commands)` (see the module docstring).
-COMMANDS: tuple[CommandModule, ...] = ()
+COMMANDS: tuple[CommandModule, ...] = (gate, golden, report)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     why.add_argument("--json", action="store_true", help="one JSON record per line instead of a table")
     for name, help_text in (("series", "per series: the current estimate with its CI and n, the last comparisons"),
                             ("alerts", "the alerts raised so far, with their causes and example traces"),
+                            ("calibration", "per metric and judge version: whether scores predict user feedback "
+                                            "(AUROC with CI and n) and agree with reviewers' labels"),
                             ("replay", "re-run the statistics over the stored evaluations and print the alerts "
                                        "(exit 1 if they differ from the stored ones)")):
         command = commands.add_parser(name, help=help_text)
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stats_cli.series(config, args.json, sys.stdout)
     if args.command == "alerts":
         return stats_cli.alerts(config, args.trace, args.json, sys.stdout)
+    if args.command == "calibration":
+        return stats_cli.calibration(config, args.json, sys.stdout)
     if args.command == "replay":
         return stats_cli.replay_alerts(config, sys.stdout)
     logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
@@ -118,17 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tracejudge could not start: {e}", file=sys.stderr)
         return 1
     return 0
-
-
-def config_or_report(path: str) -> Config | None:
-    """The config at `path`, or None after printing its problems to stderr (the command then exits 2)."""
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        print(f"{path}: invalid configuration:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
 
 
 async def _serve(config: Config) -> None:

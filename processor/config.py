@@ -9,6 +9,7 @@ Every problem in the file is collected and raised together as one ConfigError, e
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,6 +83,17 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
     return parse_config(text, os.environ if environ is None else environ)
+
+
+def config_or_report(path: str) -> Config | None:
+    """The config at `path`, or None after printing its problems to stderr (the command then exits 2)."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
 
 
 def parse_config(text: str, environ: Mapping[str, str]) -> Config:

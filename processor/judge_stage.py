@@ -105,6 +105,11 @@ def stats_path(queue_path: str) -> Path:
     return Path(queue_path).with_suffix(".stats.db")
 
 
+def queue_path(stats_db: Path) -> Path:
+    """The judge queue's database beside its statistics': judge_queue.stats.db -> judge_queue.db."""
+    return stats_db.with_name(stats_db.name.removesuffix(".stats.db") + ".db")
+
+
 def _decision_fields(decision: SamplingDecision) -> dict[str, Any]:
     return {"probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform}
 

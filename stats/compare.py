@@ -9,13 +9,18 @@ the current n and the n per arm a configured drop needs.
   correction); the interval is the unpooled Wald one.
 - Minimum detectable drop (two-sided α, power 1 − β, normal approximation): (z₁₋α/₂ + z₁₋β)·√(V₁ + V₀); n per arm
   for a drop δ: (z₁₋α/₂ + z₁₋β)²·(s₁² + s₀²)/δ².
+- Paired (the CI gate: the same golden records scored twice), d = current − baseline: t = mean(d)/(sd(d)/√n) with
+  n − 1 df, one-sided p = P(T ≤ t) for "current is worse" (scipy.stats.ttest_rel(current, baseline,
+  alternative="less")), interval mean(d) ± t₀.₉₇₅,ₙ₋₁·sd(d)/√n.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
+import numpy as np
 from scipy import stats as scipy_stats
 
 from .streaming import Moments, WeightedMean
@@ -116,3 +121,53 @@ def _z_sum(alpha: float, power: float) -> float:
 
 def _n_needed(alpha: float, power: float, drop: float, variance_sum: float) -> int:
     return max(2, math.ceil(_z_sum(alpha, power) ** 2 * variance_sum / drop**2))
+
+
+# Verdicts of a paired comparison (the CI gate)
+REGRESSED, PASSED, INSUFFICIENT = "REGRESSED", "PASS", "insufficient data"
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedComparison:
+    """One metric, current − baseline over the ids scored in both runs."""
+
+    n: int
+    baseline_mean: float  # NaN when n is 0
+    current_mean: float
+    delta: float  # mean paired difference, current − baseline
+    ci_low: float  # 95% t interval of `delta`; NaN when n < 2
+    ci_high: float
+    p_worse: float | None  # one-sided p for "current is worse"; None when n < 2 or every difference is the same
+
+    @property
+    def constant_difference(self) -> bool:
+        """Every pair differs by the same amount: no variance, so no t-test."""
+        return self.n >= 2 and self.p_worse is None
+
+    def verdict(self, alpha: float, min_delta: float) -> str:
+        if self.n < 2:
+            return INSUFFICIENT
+        if not (self.delta < 0 and -self.delta >= min_delta):
+            return PASSED
+        # with a constant difference the drop is certain: the minimum delta alone decides
+        return REGRESSED if self.p_worse is None or self.p_worse < alpha else PASSED
+
+
+def paired_comparison(baseline: Mapping[str, float], current: Mapping[str, float]) -> PairedComparison:
+    ids = sorted(baseline.keys() & current.keys())
+    n = len(ids)
+    if n == 0:
+        return PairedComparison(0, math.nan, math.nan, math.nan, math.nan, math.nan, None)
+    before = np.array([baseline[i] for i in ids], dtype=np.float64)
+    after = np.array([current[i] for i in ids], dtype=np.float64)
+    diff = after - before
+    delta = float(diff.mean())
+    means = float(before.mean()), float(after.mean())
+    if n < 2:
+        return PairedComparison(n, *means, delta, math.nan, math.nan, None)
+    if diff.max() == diff.min():
+        return PairedComparison(n, *means, delta, delta, delta, None)
+    se = float(diff.std(ddof=1)) / math.sqrt(n)
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * se
+    return PairedComparison(n, *means, delta, delta - half, delta + half,
+                            float(scipy_stats.t.cdf(delta / se, n - 1)))
