@@ -19,7 +19,7 @@ from tracejudge.judge.cascade import CascadeConfig
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.verdict import METRICS
 
-from . import gate, golden, report, stats_cli
+from . import demo, gate, golden, report, stats_cli
 from .config import Config, config_or_report
 from .errors import ConfigError
 from .explain import explain
@@ -32,7 +32,7 @@ class CommandModule(Protocol):
     def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 # Modules with an `add_parser(commands)` (see the module docstring).
-COMMANDS: tuple[CommandModule, ...] = (gate, golden, report)
+COMMANDS: tuple[CommandModule, ...] = (demo, gate, golden, report)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
@@ -137,6 +137,9 @@ async def _serve(config: Config) -> None:
                 log.info("receiver %s: OTLP/gRPC on port %d", name, receiver.grpc.port)
             if receiver.http is not None:
                 log.info("receiver %s: OTLP/HTTP on port %d", name, receiver.http.port)
+        for name, eval_service in service.eval_services.items():
+            log.info("%s: EvalService: gRPC on port %d, HTTP on port %d (0: off)", name, eval_service.grpc_port,
+                     eval_service.http_port)
         if service.metrics_port is not None:
             log.info("metrics: http://localhost:%d/metrics", service.metrics_port)
         log.info("tracejudge is running; Ctrl-C to stop")

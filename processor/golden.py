@@ -116,7 +116,8 @@ def _content(queue: sqlite3.Connection | None, e: Evaluation) -> tuple[str, str,
         return None
     body = json.loads(row[0])
     context = row[1] if row[1] is not None else "\n\n".join(body.get("documents") or ())
-    return str(body.get("query", "")), str(body.get("response", "")), context
+    # the user's question, without the system prompt (older items have only the whole input)
+    return str(body.get("question") or body.get("query", "")), str(body.get("response", "")), context
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ acknowledged (one item per span and metric), and runs the workers that judge the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from tracejudge.judge.tiers import JudgesConfig, build_judges
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.projection import QueryProjection
 from tracejudge.stats.records import Alert, Evaluation, Feedback
+from tracejudge.stats.store import Store
 
 from .batch import TraceBatch
 from .config_decode import Duration
@@ -124,7 +126,8 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "prompt_version": span.prompt_version, "response_id": span.response_id,
         "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
         "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
-        "query": span.input_text, "response": span.output_text, "documents": list(span.documents),
+        "query": span.input_text, "question": span.question, "response": span.output_text,
+        "documents": list(span.documents),
         **_decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
     }  # fmt: skip
 
@@ -227,7 +230,7 @@ class JudgeQueueProcessor:
         if self.stats is None:
             raise FeedbackUnavailable("evaluations are stored with the statistics, which are off here "
                                       "(processors.judge_queue.stats.enabled)")
-        store = self.stats.tracker.store
+        store = self.stats_store
         return store.trace_evaluations(trace_id), store.alerts(trace_id), store.feedback(trace_id)
 
     def _record(self, samples: list[Sample], turned_away: list[NewItem]) -> None:
@@ -249,6 +252,22 @@ class JudgeQueueProcessor:
     @property
     def stats_enabled(self) -> bool:
         return self._config.stats.enabled
+
+    @property
+    def stats_store(self) -> Store:
+        if self.stats is None:
+            raise FeedbackUnavailable("statistics are off here (processors.judge_queue.stats.enabled)")
+        return self.stats.tracker.store
+
+    async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
+        """Wait until nothing is left to judge (no item queued or leased); TimeoutError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while quiet < 2:  # twice in a row: a worker may be between leasing and completing
+            quiet = quiet + 1 if self._queue is not None and self._queue.waiting() == 0 else 0
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the judge queue still had work after {timeout_s:g} s")
+            await asyncio.sleep(poll_s)
 
     def resume(self, tier: str) -> bool:
         """Resume a paused judge tier; False if this stage has no such tier."""

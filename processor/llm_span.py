@@ -55,6 +55,12 @@ class LlmSpan:
         return "\n".join(m.content for m in self.input_messages if m.content)
 
     @property
+    def question(self) -> str:
+        """The last user message: what was asked, without the system prompt (else the whole input)."""
+        asked = [m.content for m in self.input_messages if m.role == "user" and m.content]
+        return asked[-1] if asked else self.input_text
+
+    @property
     def output_text(self) -> str:
         return "\n".join(m.content for m in self.output_messages if m.content)
 

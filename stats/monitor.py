@@ -214,7 +214,9 @@ class QualityMonitor:
     def _drift(self, series: Series, e: Evaluation, windows: dict[str, int]) -> list[Alert | None]:
         """`windows`: each detector's window count before this evaluation; a window completed if it grew."""
         alerts: list[Alert | None] = []
-        for name, detector in list(series.drift.items()):
+        # input features first: input drift found in the same window explains a moved score distribution
+        ordered = sorted(series.drift.items(), key=lambda item: not item[0].startswith(INPUT_FEATURES))
+        for name, detector in ordered:
             if detector.windows == windows.get(name, 0) or not detector.alarm:
                 continue
             is_input = name.startswith(INPUT_FEATURES)

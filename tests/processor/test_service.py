@@ -37,6 +37,7 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 
 def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
+           "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
            "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
     config = tmp_path / "otel-config.yaml"
     config.write_text(Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
@@ -53,11 +54,13 @@ def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Pa
     _, rest = process.communicate(timeout=30)
     assert process.returncode == 0, "".join(lines) + rest
     assert any("OTLP/gRPC on port" in line for line in lines)
+    assert any("EvalService: gRPC on port" in line for line in lines)
     assert (tmp_path / "data" / "decisions.db").exists() and (tmp_path / "data" / "judge_queue.db").exists()
 
 
 async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_key(tmp_path: Path) -> None:
     environ = {"TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
+               "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
                "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1"}
     text = (Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
             .replace("address: 0.0.0.0:8888", "address: 127.0.0.1:0"))
