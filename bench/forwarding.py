@@ -31,10 +31,11 @@ RESULTS = Path(__file__).parent / "results" / "forwarding.json"
 TRACEJUDGE = Path(sys.executable).parent / "tracejudge"
 
 
-def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "") -> str:
+def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
+                      keep_unsampled: str = "72h") -> str:
     """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
-    `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade; with "checks",
-    checks only."""
+    `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade (unsampled LLM
+    spans kept for feedback for `keep_unsampled`); with "checks", checks only."""
     processors, judging = "[llm_extract]", ""
     if judge_url == "checks":
         processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
@@ -47,6 +48,7 @@ def tracejudge_config(downstream_port: int, compression: str, data_dir: str, jud
     storage: file_storage
     decision_wait: 0s
     max_decision_wait: 0s
+    feedback: {{keep_unsampled: {keep_unsampled}}}
     judges:
       local: {{judge: embedded}}
       heavy:
@@ -93,11 +95,13 @@ async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
 
 @asynccontextmanager
 async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
-                     log_lines: list[str], judge_url: str = "") -> AsyncIterator[Target]:
+                     log_lines: list[str], judge_url: str = "", keep_unsampled: str = "72h"
+                     ) -> AsyncIterator[Target]:
     """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
     with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
         config = Path(tmp, "otel-config.yaml")
-        config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url))
+        config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url,
+                                            keep_unsampled))
         child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
         try:
             grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)

@@ -46,9 +46,10 @@ async def judge_server() -> AsyncIterator[str]:
 async def export_with_and_without_judging(judge_url: str, duration_s: float) -> None:
     print("export path, 512-span requests with 10% LLM spans (sampler 10%, cascade local -> heavy):")
     print("  off = extraction only; checks = + deterministic checks (events written into LLM spans); on = + sampler,")
-    print("  judge queue and judge workers in the same process (local embedded judge, heavy via a loopback server)")
+    print("  judge queue and judge workers in the same process (local embedded judge, heavy via a loopback server),")
+    print("  unsampled LLM spans kept on disk for feedback; on, no keep = the same with feedback.keep_unsampled: 0s")
     print(f"  {'scenario':<22} {'no-op sp/s':>11} {'off sp/s':>10} {'checks':>10} {'on sp/s':>10} {'on/off':>7} "
-          f"{'off p50/p99 ms':>15} {'on p50/p99 ms':>15}")
+          f"{'no keep':>10} {'off p50/p99 ms':>15} {'on p50/p99 ms':>15}")
     log_lines: list[str] = []
     async with AsyncExitStack() as stack:
         downstream, downstream_port = await stack.enter_async_context(noop_server("no-op downstream"))
@@ -61,13 +62,15 @@ async def export_with_and_without_judging(judge_url: str, duration_s: float) -> 
                          Scenario(concurrency=4, gzip=True, llm_fraction=0.1, duration_s=duration_s)):
             compression = "gzip" if scenario.gzip else "none"
             figures: list[Figures] = [await measure(scenario, noop)]
-            for url in ("", "checks", judge_url):
-                async with tracejudge(downstream, downstream_port, tally, compression, log_lines, url) as target:
+            for url, keep in (("", "72h"), ("checks", "72h"), (judge_url, "72h"), (judge_url, "0s")):
+                async with tracejudge(downstream, downstream_port, tally, compression, log_lines, url,
+                                      keep) as target:
                     figures.append(await measure(scenario, target))
-            base, off, checks, on = figures
+            base, off, checks, on, no_keep = figures
             print(f"  {scenario.label:<22} {base.spans_per_s:>11,.0f} {off.spans_per_s:>10,.0f} "
                   f"{checks.spans_per_s:>10,.0f} {on.spans_per_s:>10,.0f} {on.spans_per_s / off.spans_per_s:>7.2f} "
-                  f"{_latency(off):>15} {_latency(on):>15}   (RSS on: {on.peak_rss_mib:.0f} MiB)", flush=True)
+                  f"{no_keep.spans_per_s:>10,.0f} {_latency(off):>15} {_latency(on):>15}   "
+                  f"(RSS on: {on.peak_rss_mib:.0f} MiB)", flush=True)
     for line in log_lines[:5]:
         print(f"  tracejudge log: {line}")
 

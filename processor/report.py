@@ -1,6 +1,6 @@
-"""`tracejudge report`: per series quality, the judge tiers' mix and the judge spend of each judge stage, read from
-its stores (judge_queue.stats.db and judge_queue.db); printed as text tables and, with --html, written as a
-self-contained page with charts (`report_plots`)."""
+"""`tracejudge report`: per series quality, the judge's calibration, the tiers' mix and the judge spend of each judge
+stage, read from its stores (judge_queue.stats.db and judge_queue.db); printed as text tables and, with --html,
+written as a self-contained page with charts (`report_plots`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING
 from tqdm import tqdm
 
 from tracejudge.judge.limits import utc_day
+from tracejudge.stats.calibration import Calibration, calibrate
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.records import Alert, Evaluation, SeriesKey
@@ -138,6 +139,7 @@ def read_stage(stage: str, stats_db: Path, settings: StatsConfig, since_unix_nan
         stored = store.count("evaluations")
         monitor, _ = recover(store, settings)  # the current state, as `tracejudge series` shows it
         alerts = [a for a in store.alerts() if a.time_unix_nano >= since_unix_nano]
+        calibration = _calibration_table(calibrate(store))
         reading = _Reading(settings, since_unix_nano, charts)
         with tqdm(total=stored, desc=f"{stage}: evaluations", unit="eval", disable=None, file=sys.stderr) as bar:
             for batch in store.evaluations():
@@ -148,7 +150,7 @@ def read_stage(stage: str, stats_db: Path, settings: StatsConfig, since_unix_nan
         store.close()
     spend = read_spend(queue_path(stats_db),
                        utc_day(since_unix_nano / 1e9) if since_unix_nano else "")
-    tables = (_series_table(reading.series, monitor, alerts), _alerts_table(alerts),
+    tables = (_series_table(reading.series, monitor, alerts), _alerts_table(alerts), calibration,
               _tier_table(reading.tiers), _spend_table(spend))
     return StageReport(stage, stored, sum(reading.tiers.values()), tables,
                        reading.charts(stage, alerts, spend) if charts else None)
@@ -267,6 +269,19 @@ def _alerts_table(alerts: list[Alert]) -> Table:
     return Table(title, ("time (UTC)", "series", "cause", "detector", "summary"),
                  tuple((_when(a.time_unix_nano), str(a.series), a.cause, a.detector, a.summary) for a in newest),
                  "<<<<<")
+
+
+def _calibration_table(results: list[Calibration]) -> Table:
+    rows = []
+    for r in results:
+        outcome = r.outcome
+        rows.append((r.metric, r.judge_version, _number(outcome.value if outcome else None),
+                     f"[{_number(outcome.ci_low)}, {_number(outcome.ci_high)}]" if outcome else "-",
+                     f"{r.n_unhappy} / {r.n_control}", r.control, _number(r.agreement), _number(r.kappa),
+                     str(r.n_labels), r.warning or "-"))
+    return Table("Judge calibration (all stored feedback)", ("metric", "judge version", "AUROC for complaints",
+                 "95% CI", "unhappy / control", "control traces", "reviewer agreement", "kappa", "labels", "warning"),
+                 tuple(rows), "<<>><<>>><")
 
 
 def _tier_table(tiers: Counter[str]) -> Table:

@@ -187,6 +187,10 @@ def test_report_prints_each_series_tier_mix_and_spend_from_the_stores(stored: St
     assert [(r["series"], r["cause"], r["detector"]) for r in listed] == [
         (str(a.series), a.cause, a.detector) for a in stored.alerts]
 
+    (calibration,) = table(out, "Judge calibration (all stored feedback)")  # no feedback in this store
+    assert calibration["metric"] == "faithfulness" and calibration["AUROC for complaints"] == "-"
+    assert calibration["warning"].startswith("too little feedback")
+
     tiers = Counter(e.tier for e in stored.evaluations)
     assert {r["tier"]: (r["evaluations"], r["share"]) for r in table(out, "Judge tiers")} == {
         **{tier: (str(n), f"{100 * n / COUNT:.1f}%") for tier, n in tiers.items()}, "total": (str(COUNT), "100.0%")}
@@ -259,7 +263,7 @@ def test_html_writes_a_self_contained_page_with_valid_png_charts(stored: Stored,
     page = Page()
     page.feed(page_path.read_text(encoding="utf-8"))
     page.close()
-    assert page.tags["table"] == 4 and page.tags["script"] == page.tags["link"] == 0
+    assert page.tags["table"] == 5 and page.tags["script"] == page.tags["link"] == 0
     text = " ".join(page.text)
     assert str(V1) in text and str(V2) in text and MODEL_CHANGE in text
     sources = [str(image["src"]) for image in page.images]
