@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from tracejudge.stats.calibration import calibrate
-from tracejudge.stats.records import INPUT_DRIFT, MODEL_CHANGE, PROMPT_CHANGE, Alert, Evaluation
+from tracejudge.stats.records import FEEDBACK_STRATUM, INPUT_DRIFT, MODEL_CHANGE, PROMPT_CHANGE, Alert, Evaluation
 from tracejudge.stats.store import Store
 
 from .config import parse_config
@@ -190,7 +190,7 @@ def summarise(store: Store, spans: list[tuple[Chapter, int, int]], config_path: 
     say = Narrator(out)
     evaluations = [e for batch in store.evaluations() for e in batch]
     strata = Counter("sampled (uniform)" if e.in_uniform else "feedback-triggered" if e.stratum.startswith(
-        "feedback:") else "sampled (targeted rules)" for e in evaluations)
+        FEEDBACK_STRATUM) else "sampled (targeted rules)" for e in evaluations)
     say(f"judged {len(evaluations)} LLM spans: " + ", ".join(f"{n} {kind}" for kind, n in sorted(strata.items())))
     for chapter, start, end in spans:
         scores = [e.score for e in evaluations if start <= e.time_unix_nano <= end and e.in_uniform]
@@ -228,7 +228,7 @@ def _example(alert: Alert) -> str:
 
 
 def _example_trace(evaluations: list[Evaluation]) -> str:
-    triggered = [e for e in evaluations if e.stratum.startswith("feedback:")]
+    triggered = [e for e in evaluations if e.stratum.startswith(FEEDBACK_STRATUM)]
     return (triggered or evaluations)[0].trace_id if evaluations else "TRACE_ID"
 
 

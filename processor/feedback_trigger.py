@@ -3,8 +3,8 @@
 Either side may come first. Feedback after the trace: the trace's LLM spans that were not sampled are kept on disk
 for `keep_unsampled` (bodies only, no scores), so they can be queued for judging. Feedback before the trace: the
 trace id is remembered for `wait_for_trace`, and its LLM spans are sampled when they arrive. Either way the items
-are a targeted stratum, `feedback:<reason>`, with probability 1 and outside the uniform sample: the uniform-only
-estimates and the detectors stay unbiased, and the weighted estimates say what they include.
+are a targeted stratum, `feedback:<reason>`, with probability 1 and outside the uniform sample; chosen by their
+outcome, they count in calibration, golden sets and `GetTrace` but not in the series' estimates or detectors.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tracejudge.judge.queue import KeptSpan
-from tracejudge.stats.records import Feedback
+from tracejudge.stats.records import FEEDBACK_STRATUM, Feedback
 
 from .batch import TraceBatch
 from .config_decode import Duration
 from .errors import ConfigError
 from .sampling import Sample, SamplingDecision
 
-FEEDBACK_STRATUM = "feedback:"
 NOT_SAMPLED = SamplingDecision(False, 0.0, "", False)
 
 

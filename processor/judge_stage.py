@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from .sampling import RateScale, Sample, SamplingDecision
 from .stats_recorder import StatsRecorder
 from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class JudgeQueueProcessor:
         self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
         self._trigger = FeedbackTrigger(config.feedback, clock)
         self._kept_forgotten_at = 0.0
+        self._warned_feedback = False
 
     async def consume(self, batch: TraceBatch) -> None:
         if self._queue is not None:
@@ -195,6 +199,10 @@ class JudgeQueueProcessor:
             self._queue.hold_trace(trace, ready)
         if batch.feedback and self.stats is not None:
             self.feedback(batch.feedback)
+        elif batch.feedback and not self._warned_feedback:
+            self._warned_feedback = True
+            log.warning("feedback in span attributes is ignored: it is stored with the statistics, which are off "
+                        "(processors.judge_queue.stats.enabled)")
         if now - self._kept_forgotten_at > 60:
             self._kept_forgotten_at = now
             self._queue.forget_kept(self._config.feedback.keep_unsampled, self._config.feedback.max_kept)

@@ -17,6 +17,10 @@ INPUT_DRIFT = "input_drift"  # the queries changed (length or embedding distribu
 UNEXPLAINED = "unexplained"
 CAUSES = (PROMPT_CHANGE, MODEL_CHANGE, INPUT_DRIFT, UNEXPLAINED)
 
+# The stratum prefix of spans judged because users complained (feedback:<reason>): chosen by their outcome, so they
+# count in calibration and golden sets but not in a series' estimates.
+FEEDBACK_STRATUM = "feedback:"
+
 
 @dataclass(frozen=True, order=True)
 class SeriesKey:

@@ -15,7 +15,7 @@ from .canary import Canary
 from .config import StatsConfig
 from .cusum import ScoreChart
 from .drift import Psi
-from .records import Evaluation, SeriesKey
+from .records import FEEDBACK_STRATUM, Evaluation, SeriesKey
 from .streaming import Moments, Quantiles, WeightedMean
 
 
@@ -88,7 +88,10 @@ class Series:
         self.updated_unix_nano = 0
 
     def observe(self, e: Evaluation) -> None:
-        """Everything but the detectors' decisions (the monitor makes those)."""
+        """Everything but the detectors' decisions (the monitor makes those). Spans judged because of feedback are
+        left out: their inclusion depends on their outcome, so no weight makes them an unbiased sample."""
+        if e.stratum.startswith(FEEDBACK_STRATUM):
+            return
         self.estimate.update(e.score, e.probability)
         self.pass_rate.update(float(e.passed), e.probability)
         self.refusals.update(float(e.refused), e.probability)

@@ -115,3 +115,14 @@ def test_weighted_estimates_use_the_inclusion_probabilities() -> None:
     # 100 items standing for 1,000 at 0.9 plus 50 at 0.1: (900 + 5) / 1050
     assert abs(status["mean_score (weighted, all judged)"] - 905 / 1050) < 1e-3
     assert status["mean_score (uniform stratum)"] == 0.9 and status["n_uniform"] == 100
+
+
+def test_spans_judged_because_of_complaints_leave_the_estimates_alone() -> None:
+    steady = stream(300)
+    complained = [dataclasses.replace(e, score=0.0, passed=False, in_uniform=False, stratum="feedback:thumbs_down",
+                                      probability=1.0, fingerprint="fp_z")
+                  for e in stream(200, start=300, seed=4)]
+    alone, _ = run(steady)
+    both, alerts = run(steady + complained)
+    (series,) = both.series.values()
+    assert series.status() == next(iter(alone.series.values())).status() and alerts == []
