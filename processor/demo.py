@@ -160,6 +160,11 @@ async def play(data: Path, calls: int, seed: int, otlp_endpoint: str | None, pho
             await stage.idle(timeout_s=300)
             spans.append((chapter, started, time.time_ns()))
             say(f"    {calls} calls answered, exported and judged (evaluations so far: {stage.stats_store.last_seq()})")
+        if otlp_endpoint or phoenix:
+            say("\nwaiting for your backends to take every span (Phoenix takes a few hundred a second) ...")
+            left = await service.delivered(timeout_s=300)
+            if left:
+                say(f"    {left} request(s) still undelivered after 5 minutes: they are given up on at shutdown")
         say("")
         return summarise(stage.stats_store, spans, config_path, out)
     finally:

@@ -30,6 +30,10 @@ class Exporter(Protocol):
 
     def enqueue(self, batch: TraceBatch) -> None: ...
 
+    def pending(self) -> int:
+        """Requests accepted and not yet delivered or given up on (0 for an exporter without a queue)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -125,6 +129,9 @@ class QueuedExporter:
         self._queue.put(batch.payload, batch.span_count)
         self._idle.clear()
         self._size.set(self._queue.size())
+
+    def pending(self) -> int:
+        return self._queue.pending() if self._queue is not None else 0
 
     async def start(self) -> None:
         self._queue = self._open_queue()

@@ -26,6 +26,9 @@ class DebugExporter:
     def has_room(self, batch: TraceBatch) -> bool:
         return True
 
+    def pending(self) -> int:
+        return 0
+
     def enqueue(self, batch: TraceBatch) -> None:
         log.info("%s: %d span(s), %d LLM span(s), %d bytes", self.name, batch.span_count, len(batch.llm_spans),
                  len(batch.payload))

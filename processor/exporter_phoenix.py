@@ -85,6 +85,9 @@ class PhoenixExporter:
         if EVENT_MARKER in batch.payload:
             self._queued.enqueue(batch)
 
+    def pending(self) -> int:
+        return self._queued.pending()
+
     async def start(self) -> None:
         await self._queued.start()
 

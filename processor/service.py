@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -95,6 +97,14 @@ class Service:
             raise
         self._stack = stack
         self._set_ready(True)
+
+    async def delivered(self, timeout_s: float, poll_s: float = 0.2) -> int:
+        """Wait until every exporter has delivered (or given up on) what it accepted; returns the requests still
+        pending after `timeout_s` (0: all delivered). Shutdown alone waits only a few seconds per exporter."""
+        deadline = time.monotonic() + timeout_s
+        while (pending := sum(e.pending() for e in self.exporters.values())) and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+        return pending
 
     async def shutdown(self) -> None:
         self._set_ready(False)

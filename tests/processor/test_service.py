@@ -152,3 +152,14 @@ async def test_a_port_in_use_is_a_clear_error_not_shared_traffic(transport: str)
         with pytest.raises(OSError, match=str(taken) if transport == "grpc" else "in use"):
             async with running(config):
                 pass
+
+
+async def test_delivered_waits_until_the_exporters_have_sent_what_they_accepted() -> None:
+    async with CaptureServer() as downstream, running(forwarding_config(downstream.endpoint)) as service, \
+            grpc.aio.insecure_channel(grpc_target(service)) as channel:
+        downstream.hold()
+        await channel.unary_unary(EXPORT)(export_request(spans=3).SerializeToString(), timeout=10)
+        assert await service.delivered(timeout_s=0.3) == 1  # accepted, not yet delivered
+        downstream.release()
+        assert await service.delivered(timeout_s=10) == 0
+        assert len(downstream.requests) == 1
