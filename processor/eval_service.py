@@ -23,6 +23,7 @@ from .feedback import problems
 from .http_site import HttpSite, parse_endpoint
 from .judge_stage import FeedbackReceipt, FeedbackUnavailable, JudgeQueueProcessor
 from .receiver_config import AuthConfig
+from .tls import TlsServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 @dataclass(frozen=True)
 class Endpoint:
     endpoint: str
+    tls: TlsServerConfig | None = None  # cert_file and key_file (client_ca_file for mutual TLS), as for receivers
 
     def validate(self, path: str) -> None:
         parse_endpoint(self.endpoint, f"{path}.endpoint")
@@ -149,8 +151,10 @@ class EvalService:
         if self._config.grpc is not None:
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             pb_grpc.add_EvalServiceServicer_to_server(_Servicer(self), server)
+            tls = self._config.grpc.tls
             try:
-                self.grpc_port = server.add_insecure_port(self._config.grpc.endpoint)
+                self.grpc_port = (server.add_secure_port(self._config.grpc.endpoint, tls.grpc_credentials())
+                                  if tls is not None else server.add_insecure_port(self._config.grpc.endpoint))
             except RuntimeError as e:
                 raise OSError(f"cannot listen for the EvalService on {self._config.grpc.endpoint} "
                               "(is the port in use?)") from e
@@ -160,7 +164,8 @@ class EvalService:
             app = web.Application(client_max_size=MAX_BODY_BYTES)
             app.router.add_post("/v1/feedback", self._post_feedback)
             app.router.add_get("/v1/traces/{trace_id}", self._get_trace)
-            self._site = HttpSite(app, self._config.http.endpoint)
+            tls = self._config.http.tls
+            self._site = HttpSite(app, self._config.http.endpoint, tls.ssl_context() if tls is not None else None)
             await self._site.start()
             self.http_port = self._site.port
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -217,3 +218,33 @@ def test_the_config_names_a_missing_judge_stage(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         Service(parse_config(text, {}))
     assert "extensions.eval_service.judge_queue" in str(error.value)
+
+
+async def test_the_eval_service_serves_tls_and_requires_its_token(tmp_path: Path,
+                                                                   certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    tls = f"tls: {{cert_file: {cert}, key_file: {key}}}"
+    text = config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path / "data").replace(
+        "    grpc: {endpoint: 127.0.0.1:0}\n    http: {endpoint: 127.0.0.1:0}\n",
+        f"    grpc: {{endpoint: 127.0.0.1:0, {tls}}}\n    http: {{endpoint: 127.0.0.1:0, {tls}}}\n"
+        "    auth: {authenticator: bearertokenauth}\n  bearertokenauth: {token: s3cret}\n").replace(
+        "extensions: [file_storage, eval_service]", "extensions: [file_storage, bearertokenauth, eval_service]")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with running(text) as service:
+        eval_service = service.eval_services["eval_service"]
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{eval_service.grpc_port}", credentials) as channel:
+            stub = pb_grpc.EvalServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.SubmitFeedback(feedback(trace, thumbs=pb.THUMBS_UP))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            receipt = await stub.SubmitFeedback(feedback(trace, thumbs=pb.THUMBS_UP),
+                                                metadata=(("authorization", "Bearer s3cret"),))
+            assert receipt.accepted == 1
+        context = ssl.create_default_context(cafile=cert)
+        url = f"https://localhost:{eval_service.http_port}/v1/traces/{trace}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, ssl=context) as response:
+                assert response.status == 401
+            async with http.get(url, ssl=context, headers={"Authorization": "Bearer s3cret"}) as response:
+                assert response.status == 200 and len((await response.json())["feedback"]) == 1

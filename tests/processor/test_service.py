@@ -110,16 +110,6 @@ async def test_decision_records_are_kept_per_trace(tmp_path: Path) -> None:
                     (spans[2].span_id.hex(), "not judgeable: no content", "gen_ai", "gpt-4o-mini-2024-07-18")]
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
-    return cert, key
-
-
 async def test_tls_on_both_receivers(certificate: tuple[str, str]) -> None:
     cert, key = certificate
     tls = f"        tls: {{cert_file: {cert}, key_file: {key}}}"
