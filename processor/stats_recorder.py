@@ -48,8 +48,9 @@ class StatsRecorder:
     async def record(self, final: Sequence[tuple[JudgeItem, CascadeVerdict]]) -> list[Alert]:
         """Store the judged results of one batch and update the series; returns the alerts they raised."""
         judged = [(item, result) for item, result in final if result.verdict.score is not None]
-        queries = [str(item.body.get("query", "")) for item, _ in judged]
-        # drift reads the uniform stratum only; a span judged on two metrics has one query
+        # drift reads what users asked (not the system prompt, which a prompt edit changes), in the uniform stratum
+        # only; a span judged on two metrics has one question
+        queries = [str(item.body.get("question") or item.body.get("query", "")) for item, _ in judged]
         wanted = sorted({q for (item, _), q in zip(judged, queries, strict=True) if item.body.get("in_uniform")})
         projected: dict[str, tuple[float, ...]] = {}
         if self._projection is not None and wanted:

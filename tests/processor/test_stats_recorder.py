@@ -70,3 +70,13 @@ async def test_only_judged_verdicts_become_evaluations(tmp_path: Path) -> None:
     assert (evaluation.span_id, evaluation.latency_s, evaluation.tokens, evaluation.model) == (
         f"{1:016x}", 0.5, 50, "gpt-4o")
     await recorder.close()
+
+
+async def test_drift_reads_the_users_question_not_the_system_prompt(tmp_path: Path) -> None:
+    recorder = StatsRecorder(tmp_path / "stats.db", StatsConfig(), FlakyExporters(0), "1")
+    item, verdict = judged(1, 0.9, "fp_a")
+    item.body.update(query="You are a helpful shop assistant.\nWhere is my order?", question="Where is my order?")
+    await recorder.record([(item, verdict)])
+    (batch,) = list(recorder.tracker.store.evaluations())
+    assert batch[0].query_words == 4
+    await recorder.close()
