@@ -45,6 +45,8 @@ _MIGRATIONS = (
     "CREATE INDEX kept_time ON kept (kept_unix_s)",
     # the context a judged item was judged against (golden datasets are built from judged items)
     "ALTER TABLE items ADD COLUMN context TEXT",
+    # feedback asks by trace: has it been queued or judged?
+    "CREATE INDEX items_trace ON items (trace_id)",
 )
 
 
@@ -178,14 +180,20 @@ class JudgeQueue:
         rows = self._db.execute(f"SELECT DISTINCT trace_id FROM items WHERE trace_id IN ({marks})", ids) if ids else []
         return {row[0] for row in rows}
 
-    def forget_kept(self, older_than_s: float, max_kept: int) -> int:
-        """Drop kept spans older than `older_than_s`, and the oldest beyond `max_kept`; returns how many."""
+    def forget_kept(self, older_than_s: float, max_kept: int, limit: int = 200) -> int:
+        """Drop up to `limit` kept spans, oldest first, that are older than `older_than_s` or beyond the newest
+        `max_kept`; returns how many. Small steps: it runs on the event loop, and a big delete would stall it."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            (count,) = self._db.execute("SELECT count(*) FROM kept").fetchone()
             before = self._db.total_changes
-            self._db.execute("DELETE FROM kept WHERE kept_unix_s < ?", (self._clock() - older_than_s,))
-            self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept ORDER BY kept_unix_s DESC "
-                             "LIMIT -1 OFFSET ?)", (max_kept,))
+            self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept WHERE kept_unix_s < ? "
+                             "ORDER BY kept_unix_s LIMIT ?)", (self._clock() - older_than_s, limit))
+            deleted = self._db.total_changes - before
+            excess = min(count - deleted - max_kept, limit - deleted)
+            if excess > 0:
+                self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept ORDER BY kept_unix_s "
+                                 "LIMIT ?)", (excess,))
             return self._db.total_changes - before
 
     def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]:

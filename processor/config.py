@@ -182,6 +182,32 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
                                 "service.extensions")
             elif component_type(authenticator) != "bearertokenauth":
                 problems.append(f"{where}: extension {authenticator!r} is not an authenticator")
+    for name in service.extensions:
+        if component_type(name) == "eval_service" and name in sections["extensions"]:
+            _check_eval_service(service, sections, name, problems)
+
+
+def _check_eval_service(service: ServiceConfig, sections: dict[Kind, dict[str, Any]], name: str,
+                        problems: list[str]) -> None:
+    """The judge stage an eval_service feeds must run, with statistics (feedback is stored with them)."""
+    path, settings = f"extensions.{name}", sections["extensions"][name]
+    running = {p for spec in service.pipelines.values() for p in spec.processors if component_type(p) == "judge_queue"}
+    if settings.judge_queue and settings.judge_queue not in running:
+        problems.append(f"{path}.judge_queue: no judge_queue processor {settings.judge_queue!r} in the pipelines")
+        return
+    if not settings.judge_queue and len(running) != 1:
+        problems.append(f"{path}.judge_queue: name the judge_queue processor that takes feedback (the pipelines "
+                        f"have {len(running)}: {', '.join(sorted(running)) or 'none'})")
+        return
+    stage = sections["processors"].get(settings.judge_queue or next(iter(running)))
+    if stage is not None and not stage.stats.enabled:
+        problems.append(f"{path}.judge_queue: feedback is stored with the statistics, which are off in that "
+                        "judge_queue processor (stats.enabled)")
+    if settings.auth is not None:
+        authenticator = settings.auth.authenticator
+        if authenticator not in service.extensions or component_type(authenticator) != "bearertokenauth":
+            problems.append(f"{path}.auth.authenticator: {authenticator!r} must be a bearertokenauth extension "
+                            "listed in service.extensions")
 
 
 def _storages(settings: Any, path: str) -> list[tuple[str, str]]:

@@ -88,11 +88,11 @@ CHAPTERS = (
     Chapter("steady traffic", "prompt v1; gpt-4o-mini answers with fingerprint fp_a and makes up 1 answer in 10",
             "v1", FIRST_TOPICS, "fp_a", 0.1, ""),
     Chapter("a silent model swap", "same prompt, same model name; the provider now serves fingerprint fp_b, "
-            "which makes up 1 answer in 2", "v1", FIRST_TOPICS, "fp_b", 0.5, MODEL_CHANGE),
-    Chapter("a prompt edit", "the team ships prompt v2 (\"friendly, add helpful details\"): 2 answers in 3 are "
-            "made up", "v2", FIRST_TOPICS, "fp_b", 0.65, PROMPT_CHANGE),
+            "which makes up 3 answers in 5", "v1", FIRST_TOPICS, "fp_b", 0.6, MODEL_CHANGE),
+    Chapter("a prompt edit", "the team ships prompt v2 (\"friendly, add helpful details\"): 3 answers in 4 are "
+            "made up", "v2", FIRST_TOPICS, "fp_b", 0.75, PROMPT_CHANGE),
     Chapter("input drift", "enterprise customers arrive with long questions about the API and security",
-            "v2", ("api", "security"), "fp_b", 0.65, INPUT_DRIFT),
+            "v2", ("api", "security"), "fp_b", 0.75, INPUT_DRIFT),
 )
 
 
@@ -177,7 +177,7 @@ async def run_app(endpoint: str, provider: str, eval_service: str, chapter: Chap
         sys.executable, "-m", "tracejudge.processor.demo_app", "--endpoint", endpoint, "--provider", provider,
         "--eval-service", eval_service, "--prompt-version", chapter.prompt_version, "--topics",
         ",".join(chapter.topics), "--calls", str(calls), "--seed", str(seed), stderr=asyncio.subprocess.PIPE,
-        env=APP_ENVIRONMENT | dict(os.environ))
+        env=dict(os.environ) | APP_ENVIRONMENT)
     _, errors = await process.communicate()
     if process.returncode != 0:
         raise OSError(f"the demo app failed (exit {process.returncode}): {errors.decode(errors='replace')[-2000:]}")

@@ -5,6 +5,7 @@ stage, which stores it with its statistics and has the traces it is negative abo
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from .auth import Authenticator
 from .errors import ConfigError, PermanentError
 from .feedback import problems
 from .http_site import HttpSite, parse_endpoint
-from .judge_stage import FeedbackReceipt, FeedbackUnavailable, JudgeQueueProcessor
+from .judge_stage import FeedbackReceipt, JudgeQueueProcessor
 from .receiver_config import AuthConfig
 from .tls import TlsServerConfig
 
@@ -67,11 +68,14 @@ def feedback_records(request: Any) -> list[Feedback]:
     for index, message in enumerate(request.feedback):
         path = f"feedback[{index}]"
         scale = message.rating_max or 5.0
-        if message.rating_max < 0:
-            found.append(f"{path}.rating_max: must be positive (or 0 for 5)")
+        if not 0 < scale < math.inf:
+            found.append(f"{path}.rating_max: must be a positive number (or 0 for 5)")
+            scale = 5.0
         rating = message.rating / scale if message.HasField("rating") else None
         labels = tuple((label.metric, label.passed) for label in message.labels)
         found += [f"{path}.labels[{i}].metric: required" for i, (metric, _) in enumerate(labels) if not metric]
+        found += [f"{path}.labels[{i}].passed: required (true or false)" for i, label in enumerate(message.labels)
+                  if not label.HasField("passed")]
         record = Feedback(trace_id=message.trace_id.lower(), span_id=message.span_id.lower(),
                           feedback_id=message.feedback_id, time_unix_nano=message.time_unix_nano,
                           thumbs={pb.THUMBS_UP: 1, pb.THUMBS_DOWN: -1}.get(message.thumbs, 0), rating=rating,
@@ -125,25 +129,12 @@ class EvalService:
         self._site: HttpSite | None = None
         self.grpc_port = self.http_port = 0
 
-    def bind(self, path: str, stages: dict[str, JudgeQueueProcessor], extensions: dict[str, Any]) -> None:
-        """Pick the judge stage and authenticator this config names; ConfigError (naming `path`) if it cannot."""
+    def bind(self, stages: dict[str, JudgeQueueProcessor], extensions: dict[str, Any]) -> None:
+        """Take the judge stage and authenticator the config names (config.py has checked that they exist)."""
         name = self._config.judge_queue
-        if not name and len(stages) != 1:
-            raise ConfigError(f"{path}.judge_queue: name the judge_queue processor that takes feedback "
-                              f"(the pipelines have {len(stages)}: {', '.join(sorted(stages)) or 'none'})")
-        stage = stages.get(name) if name else next(iter(stages.values()))
-        if stage is None:
-            raise ConfigError(f"{path}.judge_queue: no judge_queue processor {name!r} in the pipelines")
-        if not stage.stats_enabled:
-            raise ConfigError(f"{path}.judge_queue: feedback is stored with the statistics, which are off in "
-                              f"that judge_queue processor (stats.enabled)")
-        self._stage = stage
+        self._stage = stages[name] if name else next(iter(stages.values()))
         if self._config.auth is not None:
-            authenticator = extensions.get(self._config.auth.authenticator)
-            if authenticator is None:
-                raise ConfigError(f"{path}.auth.authenticator: no extension {self._config.auth.authenticator!r} "
-                                  "in service.extensions")
-            self._auth = authenticator
+            self._auth = extensions[self._config.auth.authenticator]
 
     async def start(self) -> None:
         if self._stage is None:
@@ -198,8 +189,7 @@ class EvalService:
             document = await request.json()
             if isinstance(document, dict) and "feedback" not in document:
                 document = {"feedback": [document]}  # one record on its own
-            message = json_format.ParseDict(document, pb.SubmitFeedbackRequest())
-            return _json(self.submit(message))
+            return _json(self.submit(json_format.ParseDict(document, pb.SubmitFeedbackRequest())))
         except Exception as error:
             return _http_error(error)
 
@@ -225,13 +215,24 @@ class _Servicer:
         try:
             self._service.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
             return work()
-        except PermanentError as error:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
-        except InvalidFeedback as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except (sqlite3.Error, FeedbackUnavailable) as error:
-            log.exception("eval service: the store failed")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the store is not available ({error}); retry later")
+        except Exception as error:
+            code, _, message = status_for(error)
+            await context.abort(code, message)
+
+
+def status_for(error: Exception) -> tuple[grpc.StatusCode, int, str]:
+    """The one mapping of what went wrong to a gRPC status and an HTTP status, with the message to send."""
+    if isinstance(error, web.HTTPException):  # aiohttp's own refusals, e.g. 413 for a body over the limit
+        return grpc.StatusCode.INVALID_ARGUMENT, error.status, error.reason
+    if isinstance(error, PermanentError):
+        return grpc.StatusCode.UNAUTHENTICATED, 401, str(error)
+    if isinstance(error, InvalidFeedback | json_format.ParseError | ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, 400, str(error)
+    if isinstance(error, sqlite3.Error):
+        log.exception("eval service: the store failed")
+        return grpc.StatusCode.UNAVAILABLE, 503, f"the store failed ({error}); retry later"
+    log.exception("eval service: request failed")
+    return grpc.StatusCode.INTERNAL, 500, "internal error (logged by tracejudge)"
 
 
 def _json(message: Any) -> web.Response:
@@ -239,12 +240,5 @@ def _json(message: Any) -> web.Response:
 
 
 def _http_error(error: Exception) -> web.Response:
-    if isinstance(error, PermanentError):
-        return web.json_response({"error": str(error)}, status=401)
-    if isinstance(error, InvalidFeedback | json_format.ParseError | ValueError):
-        return web.json_response({"error": str(error)}, status=400)
-    if isinstance(error, sqlite3.Error | FeedbackUnavailable):
-        log.exception("eval service: the store failed")
-        return web.json_response({"error": f"the store is not available ({error}); retry later"}, status=503)
-    log.exception("eval service: request failed")
-    return web.json_response({"error": "internal error"}, status=500)
+    _, status, message = status_for(error)
+    return web.json_response({"error": message}, status=status)

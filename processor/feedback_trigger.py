@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from tracejudge.judge.queue import KeptSpan
@@ -54,16 +54,18 @@ class FeedbackTrigger:
         self._clock = clock
         self._waiting: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
 
-    def wait_for(self, feedback: Iterable[Feedback]) -> None:
-        """Judge these traces' spans that arrive from now on (until `wait_for_trace` after the feedback)."""
+    def wait_for(self, feedback: Sequence[Feedback]) -> set[str]:
+        """Judge the spans of the traces negative feedback is about that arrive from now on, until `wait_for_trace`
+        after the feedback was given; returns the traces now waited for."""
+        now = self._clock()
         for record in feedback:
-            given = record.time_unix_nano / 1e9 or self._clock()
-            until = given + self._config.wait_for_trace
-            if record.negative and until > self._clock():
+            until = (record.time_unix_nano / 1e9 or now) + self._config.wait_for_trace
+            if record.negative and until > now:
                 self._waiting[record.trace_id] = (record.reason, until)
                 self._waiting.move_to_end(record.trace_id)
         while len(self._waiting) > self._config.max_waiting_traces:
             self._waiting.popitem(last=False)
+        return {record.trace_id for record in feedback if record.trace_id in self._waiting}
 
     def samples(self, batch: TraceBatch) -> list[Sample]:
         """The LLM spans of `batch` that the sampler left out but feedback asks to have judged."""

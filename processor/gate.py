@@ -30,6 +30,7 @@ from .gate_report import GateResult, MetricResult, RecordResult, junit, markdown
 from .judge_stage import JudgeQueueStageConfig
 
 BATCH = 64  # records per cascade call
+MAX_LOST = 0.1  # of the records the baseline scored, left unscored by this run before the gate refuses to decide
 HINT = "run `tracejudge gate --write-baseline` (same dataset and judges) on the main branch first to create it"
 
 
@@ -323,11 +324,27 @@ def _gate(args: argparse.Namespace) -> int:
         _write(args.summary, summary, "a")  # appended: GitHub's step summary file may hold other steps' output
     if args.junit:
         _write(args.junit, junit(result), "w")
-    if baseline is not None and not any(run_scores.scores.values()):
-        print("tracejudge gate: not one record was scored in this run (see the summary): the gate cannot tell "
-              "whether quality held; fix the judges or the scores", file=sys.stderr)
+    lost = lost_share(records, baseline.scores, run_scores) if baseline is not None else {}
+    if baseline is not None and (not any(run_scores.scores.values()) or lost):
+        what = (", ".join(f"{metric}: {share:.0%} of the records the baseline scored" for metric, share in lost.items())
+                or "every record")
+        print(f"tracejudge gate: not scored in this run ({what}; see the summary): the gate cannot tell whether "
+              "quality held; fix the judges or the scores", file=sys.stderr)
         return 2  # a judge that is down must not let every change through
     return 1 if result.regressed else 0
+
+
+def lost_share(records: Sequence[GoldenRecord], baseline: Mapping[str, Mapping[str, float]], run: RunScores
+               ) -> dict[str, float]:
+    """Per metric, the share of the records the baseline scored that this run could not score, where it is over
+    MAX_LOST: a judge that fails on the hard records must not make a candidate pass by leaving them out."""
+    lost = {}
+    for metric in {r.metric for r in records}:
+        scored_before = [r.id for r in records if r.metric == metric and r.id in baseline.get(metric, {})]
+        missing = [i for i in scored_before if i not in run.scores[metric]]
+        if scored_before and len(missing) / len(scored_before) > MAX_LOST:
+            lost[metric] = len(missing) / len(scored_before)
+    return dict(sorted(lost.items()))
 
 
 def _score(args: argparse.Namespace, records: Sequence[GoldenRecord]) -> tuple[RunScores, str, str] | None:

@@ -4,8 +4,10 @@ acknowledged (one item per span and metric), and runs the workers that judge the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from .batch import TraceBatch
 from .config_decode import Duration
 from .consumer import TracesConsumer
 from .decisions import DROPPED, QUEUED, DecisionLog, item_decision, span_decision
-from .errors import ConfigError
+from .errors import ConfigError, RetryableError
 from .evaluation import EvaluationResult
 from .evaluation_events import PHOENIX_PROJECT
 from .feedback_trigger import NOT_SAMPLED, FeedbackConfig, FeedbackTrigger, triggered
@@ -37,6 +39,10 @@ from .telemetry import Telemetry
 from .trace_assembly import TraceAssembly
 
 log = logging.getLogger(__name__)
+
+KEPT_SWEEP_S = 1.0  # how often expired kept spans are looked for
+KEPT_SWEEP_ROWS = 200  # deleted per step
+KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,11 @@ class JudgeQueueProcessor:
     def _enqueue(self, batch: TraceBatch) -> None:
         assert self._queue is not None
         now = self._clock()
+        if batch.feedback:  # first: an LLM span carrying its own thumbs-down is judged from this very batch
+            self._span_feedback(batch.feedback)
         samples = [*batch.samples, *self._trigger.samples(batch)]
-        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, ""))
+        # kept only if feedback can be stored: it is stored with the statistics
+        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.stats else []
         arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
         items = []
         for sample in samples:
@@ -197,28 +206,45 @@ class JudgeQueueProcessor:
             self._record(samples, result.turned_away)
         for trace, ready in arrival.holds.items():
             self._queue.hold_trace(trace, ready)
-        if batch.feedback and self.stats is not None:
-            self.feedback(batch.feedback)
-        elif batch.feedback and not self._warned_feedback:
-            self._warned_feedback = True
-            log.warning("feedback in span attributes is ignored: it is stored with the statistics, which are off "
-                        "(processors.judge_queue.stats.enabled)")
-        if now - self._kept_forgotten_at > 60:
+        if now - self._kept_forgotten_at > KEPT_SWEEP_S:
             self._kept_forgotten_at = now
-            self._queue.forget_kept(self._config.feedback.keep_unsampled, self._config.feedback.max_kept)
+            self._forget_kept()
+
+    def _span_feedback(self, feedback: tuple[Feedback, ...]) -> None:
+        if self.stats is None:
+            if not self._warned_feedback:
+                self._warned_feedback = True
+                log.warning("feedback in span attributes is ignored: it is stored with the statistics, which are "
+                            "off (processors.judge_queue.stats.enabled)")
+            return
+        try:
+            self.feedback(feedback)
+        except sqlite3.Error as e:  # nothing of the batch is forwarded yet: the client's retry does it all again
+            raise RetryableError(f"the feedback in this request could not be stored ({e})") from e
+
+    def _forget_kept(self) -> None:
+        """Expire kept spans in small steps, for at most KEPT_SWEEP_BUDGET_S: it runs on the event loop."""
+        assert self._queue is not None
+        config = self._config.feedback
+        started = time.monotonic()
+        while (self._queue.forget_kept(config.keep_unsampled, config.max_kept, KEPT_SWEEP_ROWS) == KEPT_SWEEP_ROWS
+               and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
+            pass
 
     def feedback(self, records: list[Feedback] | tuple[Feedback, ...]) -> FeedbackReceipt:
-        """Store feedback (validated by the caller) and queue the LLM spans of traces it is negative about: those
-        kept unsampled now, those still to arrive when they do. Feedback stored before does nothing again."""
-        if self.stats is None or self._queue is None:
-            raise FeedbackUnavailable("feedback is stored with the statistics, which are off here "
-                                      "(processors.judge_queue.stats.enabled)")
-        new = self.stats.tracker.store.save_feedback([record.identified() for record in records])
-        negative = {record.trace_id: record.reason for record in new if record.negative}
-        self._trigger.wait_for(new)
+        """Store feedback (validated by the caller; given no time, it is stamped now) and queue the LLM spans of
+        the traces it is negative about: those kept unsampled now, those still to arrive when they do. Repeating
+        feedback stores nothing again and queues only what is not queued yet (a retry after a failure)."""
+        store = self.stats_store
+        assert self._queue is not None, "feedback before start"
+        now = self._clock()
+        stamped = [r if r.time_unix_nano else dataclasses.replace(r, time_unix_nano=int(now * 1e9))
+                   for r in (record.identified() for record in records)]  # the id is taken before the stamp
+        new = store.save_feedback(stamped)
+        waiting = self._trigger.wait_for(stamped)
+        negative = {record.trace_id: record.reason for record in stamped if record.negative}
         if not negative:
             return FeedbackReceipt(len(new), 0, 0)
-        now = self._clock()
         kept = self._queue.kept(negative)
         items = []
         for span in kept:
@@ -227,17 +253,21 @@ class JudgeQueueProcessor:
         result = self._queue.enqueue(items)
         self._enqueued.inc(result.inserted)
         self._dropped.inc(len(result.turned_away))
-        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
-                                              json.dumps({"stratum": item.body["stratum"]}))
-                                for item in items if item not in result.turned_away])
+        self._record_items(items, result.turned_away)
         known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
-        return FeedbackReceipt(len(new), result.inserted, len(set(negative) - known))
+        return FeedbackReceipt(len(new), result.inserted, len((set(negative) - known) & waiting))
+
+    def _record_items(self, items: list[NewItem], turned_away: list[NewItem]) -> None:
+        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
+        away = {(item.span_id, item.metric) for item in turned_away}
+        records = [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
+                                 json.dumps({"stratum": item.body["stratum"]}))
+                   for item in items if (item.span_id, item.metric) not in away]
+        records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric) for item in turned_away]
+        self._decisions.record(records)
 
     def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
         """What is recorded about one trace: its evaluations, the alerts linking to it, its feedback."""
-        if self.stats is None:
-            raise FeedbackUnavailable("evaluations are stored with the statistics, which are off here "
-                                      "(processors.judge_queue.stats.enabled)")
         store = self.stats_store
         return store.trace_evaluations(trace_id), store.alerts(trace_id), store.feedback(trace_id)
 
@@ -264,7 +294,8 @@ class JudgeQueueProcessor:
     @property
     def stats_store(self) -> Store:
         if self.stats is None:
-            raise FeedbackUnavailable("statistics are off here (processors.judge_queue.stats.enabled)")
+            raise FeedbackUnavailable("feedback and evaluations are stored with the statistics, which are off here "
+                                      "(processors.judge_queue.stats.enabled) or not started")
         return self.stats.tracker.store
 
     async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:

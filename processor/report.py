@@ -1,6 +1,6 @@
 """`tracejudge report`: per series quality, the judge's calibration, the tiers' mix and the judge spend of each judge
 stage, read from its stores (judge_queue.stats.db and judge_queue.db); printed as text tables and, with --html,
-written as a self-contained page with charts (`report_plots`)."""
+written as a page with its PNG charts beside it (`report_plots`)."""
 
 from __future__ import annotations
 

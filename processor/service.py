@@ -70,8 +70,8 @@ class Service:
                 self.receivers[name] = factory.create(name, config.receivers[name], head, context)
         # services that read what the pipelines write: bound to their stages, started after them
         self.eval_services = {name: ext for name, ext in self.extensions.items() if isinstance(ext, EvalService)}
-        for name, service in self.eval_services.items():
-            service.bind(f"extensions.{name}", self.judge_stages, self.extensions)
+        for service in self.eval_services.values():
+            service.bind(self.judge_stages, self.extensions)
         self._metrics = self._metrics_site(config.service.telemetry.metrics.address)
         self._stack: AsyncExitStack | None = None
 

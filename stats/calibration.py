@@ -87,7 +87,7 @@ def calibrate(store: Store) -> list[Calibration]:
     unhappy = {f.trace_id for f in feedback if f.negative}
     happy = {f.trace_id for f in feedback if f.positive} - unhappy
     scores: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    for metric, version, trace, _, score, _ in store.judged_traces():
+    for metric, version, trace, score in store.judged_traces():
         scores[(metric, version)][trace] = score
     labelled = [f for f in feedback if f.labels]
     found = []

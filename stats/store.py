@@ -109,9 +109,9 @@ class Store(Protocol):
         """The stored evaluations of one trace, in the order they were saved."""
         ...
 
-    def judged_traces(self) -> Iterator[tuple[str, str, str, str, float, bool]]:
-        """Per metric, judge version and trace: (metric, judge_version, trace_id, span_id of the lowest score, that
-        score, whether feedback made it judged). Calibration's input."""
+    def judged_traces(self) -> Iterator[tuple[str, str, str, float]]:
+        """Per metric, judge version and trace: (metric, judge_version, trace_id, the trace's lowest score).
+        Calibration's input."""
         ...
 
     def close(self) -> None: ...
@@ -195,7 +195,11 @@ class SqliteStore:
             yield [Evaluation.from_values(row[1:]) for row in rows]
 
     def alerts(self, trace_id: str = "") -> list[Alert]:
-        rows = self._db.query("SELECT * FROM alerts ORDER BY time_unix_nano, alert_id")
+        if trace_id:  # the JSON examples hold the trace id as text: let SQLite pick the candidates
+            rows = self._db.query("SELECT * FROM alerts WHERE examples LIKE ? ORDER BY time_unix_nano, alert_id",
+                                  [f'%"{trace_id}"%'])
+        else:
+            rows = self._db.query("SELECT * FROM alerts ORDER BY time_unix_nano, alert_id")
         found = [_alert(row) for row in rows]
         return [a for a in found if not trace_id or any(t == trace_id for t, _ in a.examples)]
 
@@ -237,12 +241,11 @@ class SqliteStore:
                                 [trace_id]).fetchall()
         return [Evaluation.from_values(row) for row in rows]
 
-    def judged_traces(self) -> Iterator[tuple[str, str, str, str, float, bool]]:
-        # SQLite: with min(), the bare span_id comes from the row holding the minimum
-        for metric, version, trace, span, score, by_feedback in self._db.execute(
-                "SELECT metric, judge_version, trace_id, span_id, min(score), max(stratum LIKE 'feedback:%') "
-                "FROM evaluations GROUP BY metric, judge_version, trace_id ORDER BY metric, judge_version, trace_id"):
-            yield str(metric), str(version), str(trace), str(span), float(score), bool(by_feedback)
+    def judged_traces(self) -> Iterator[tuple[str, str, str, float]]:
+        for metric, version, trace, score in self._db.execute(
+                "SELECT metric, judge_version, trace_id, min(score) FROM evaluations "
+                "GROUP BY metric, judge_version, trace_id ORDER BY metric, judge_version, trace_id"):
+            yield str(metric), str(version), str(trace), float(score)
 
     def count(self, table: str) -> int:
         return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

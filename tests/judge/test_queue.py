@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
+from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueConfig, KeptSpan, NewItem
 
 
 def item(n: int, metric: str = "faithfulness") -> NewItem:
@@ -56,3 +56,24 @@ def test_a_full_queue_turns_items_away_as_configured(tmp_path: Path) -> None:
     assert sorted(i.span_id for i in oldest.lease(10, 5)) == [item(2).span_id, item(3).span_id]
     states = sqlite3.connect(tmp_path / "b.db").execute("SELECT span_id, state FROM items ORDER BY id").fetchall()
     assert states[0] == (item(1).span_id, "dropped")
+
+
+def test_kept_spans_expire_in_small_steps_and_keep_their_documents_meanwhile(tmp_path: Path) -> None:
+    now = [0.0]
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v", clock=lambda: now[0])
+    for n in range(500):  # one kept span per trace, one per second
+        now[0] = float(n)
+        queue.enqueue([], [Document(f"{n:032x}", "r", 0, 0, f"doc {n}")], [KeptSpan(f"{n:016x}", f"{n:032x}", {})])
+    queue.forget_documents()
+    assert len(queue.documents(f"{n:032x}" for n in range(500))) == 500  # kept traces keep their context
+    now[0] = 600.0
+    # older than 300 s: spans 0..299; at most 200 per step
+    assert queue.forget_kept(300, 10_000, limit=200) == 200
+    assert queue.forget_kept(300, 10_000, limit=200) == 100
+    assert queue.forget_kept(300, 10_000, limit=200) == 0
+    assert [k.span_id for k in queue.kept([f"{299:032x}", f"{300:032x}"])] == [f"{300:016x}"]
+    # beyond max_kept: the oldest go first
+    assert queue.forget_kept(3600, 150, limit=200) == 50
+    assert [k.span_id for k in queue.kept([f"{349:032x}", f"{350:032x}"])] == [f"{350:016x}"]
+    queue.forget_documents()
+    assert set(queue.documents(f"{n:032x}" for n in range(500))) == {f"{n:032x}" for n in range(350, 500)}

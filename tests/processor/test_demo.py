@@ -12,7 +12,7 @@ from tests.support.process import TRACEJUDGE
 
 def test_the_demo_tells_its_story_and_leaves_stores_the_other_commands_read(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    run = subprocess.run([*TRACEJUDGE, "demo", "--calls", "100", "--data", str(data)], capture_output=True,
+    run = subprocess.run([*TRACEJUDGE, "demo", "--calls", "120", "--data", str(data)], capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout

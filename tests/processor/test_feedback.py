@@ -6,6 +6,7 @@ span attributes."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -204,20 +205,35 @@ async def test_bad_feedback_is_refused_naming_the_field(tmp_path: Path) -> None:
             assert "feedback[0].rating" in (await response.json())["error"]
         async with http.post("/v1/feedback", data="{not json") as response:
             assert response.status == 400
+        # a review-queue line's feedback posted without the reviewer's verdict filled in
+        async with http.post("/v1/feedback", json={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "labels": [
+                {"metric": "faithfulness", "passed": None}]}) as response:
+            assert response.status == 400
+            assert "feedback[0].labels[0].passed: required" in (await response.json())["error"]
+        async with http.post("/v1/feedback", data=io.BytesIO(b"x" * (5 * 1024 * 1024))) as response:
+            assert response.status == 413
         # nothing of a refused request was stored
         view = await stub.GetTrace(pb.GetTraceRequest(trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
         assert not view.feedback
 
 
-def test_the_config_names_a_missing_judge_stage(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("change", "problem"), [
+    (("  eval_service:\n", "  eval_service:\n    judge_queue: judge_queue/other\n"),
+     "extensions.eval_service.judge_queue: no judge_queue processor 'judge_queue/other' in the pipelines"),
+    (("    metrics: [faithfulness]\n", "    metrics: [faithfulness]\n    stats: {enabled: false}\n"),
+     "extensions.eval_service.judge_queue: feedback is stored with the statistics, which are off"),
+    (("  eval_service:\n", "  eval_service:\n    auth: {authenticator: file_storage}\n"),
+     "extensions.eval_service.auth.authenticator: 'file_storage' must be a bearertokenauth extension"),
+])
+def test_validate_names_what_the_eval_service_cannot_use(tmp_path: Path, change: tuple[str, str],
+                                                         problem: str) -> None:
     from tracejudge.processor.config import parse_config
     from tracejudge.processor.errors import ConfigError
 
-    text = config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path).replace(
-        "  eval_service:\n", "  eval_service:\n    judge_queue: judge_queue/other\n")
+    text = config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path).replace(*change)
     with pytest.raises(ConfigError) as error:
-        Service(parse_config(text, {}))
-    assert "extensions.eval_service.judge_queue" in str(error.value)
+        parse_config(text, {})
+    assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
 
 
 async def test_the_eval_service_serves_tls_and_requires_its_token(tmp_path: Path,
@@ -248,3 +264,22 @@ async def test_the_eval_service_serves_tls_and_requires_its_token(tmp_path: Path
                 assert response.status == 401
             async with http.get(url, ssl=context, headers={"Authorization": "Bearer s3cret"}) as response:
                 assert response.status == 200 and len((await response.json())["feedback"]) == 1
+
+
+async def test_feedback_waiting_for_its_trace_survives_a_restart(tmp_path: Path) -> None:
+    trace = "5b8efff798038103d269b633813fc60c"
+    async with pipeline(tmp_path) as (_, eval_service, _app), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{eval_service.grpc_port}") as channel:
+        receipt = await pb_grpc.EvalServiceStub(channel).SubmitFeedback(feedback(trace, thumbs=pb.THUMBS_DOWN))
+        assert (receipt.accepted, receipt.awaiting_trace) == (1, 1)  # given no time: stamped on arrival
+    async with pipeline(tmp_path) as (_, eval_service, app), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{eval_service.grpc_port}") as channel:
+        await asyncio.to_thread(app.answer, "It is 12 metres tall.", trace)
+        stub = pb_grpc.EvalServiceStub(channel)
+
+        async def judged() -> bool:
+            return bool((await stub.GetTrace(pb.GetTraceRequest(trace_id=trace))).evaluations)
+
+        await eventually(judged, timeout_s=20, what="the trace judged after the restart")
+        (evaluation,) = (await stub.GetTrace(pb.GetTraceRequest(trace_id=trace))).evaluations
+        assert evaluation.stratum == "feedback:thumbs_down"

@@ -328,3 +328,15 @@ def test_the_same_good_answers_pass_the_gate(judged: JudgedRuns) -> None:
     _, counts = junit_counts(junit)
     assert counts["tests"] == 10 and counts["failures"] == sum(
         s < 0.5 for by_id in judged.baseline["scores"].values() for s in by_id.values())
+
+
+def test_a_judge_failing_on_many_records_cannot_let_a_drop_through(scored: ScoredSet, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """All faithfulness records but one unscored, that one unchanged: no verdict, exit 2."""
+    current: dict[tuple[str, str], float | None] = dict(scored.scores)
+    faithfulness = sorted(i for m, i in scored.scores if m == "faithfulness")
+    for record_id in faithfulness[1:]:
+        current[("faithfulness", record_id)] = None
+    status, summary, _ = gate_with_scores(scored, tmp_path, current)
+    assert status == 2 and "faithfulness: 29 record(s) not scored in this run" in summary
+    assert "faithfulness: 97% of the records the baseline scored" in capsys.readouterr().err
