@@ -214,8 +214,8 @@ def summarise(store: Store, spans: list[tuple[Chapter, int, int]], config_path: 
     missing = [c.expected for c in CHAPTERS if c.expected and c.expected not in raised]
     for chapter in CHAPTERS:
         if chapter.expected:
-            mark = "ok" if chapter.expected in raised else "MISSING"
-            say(f"  {mark:>7}: {chapter.title} -> {chapter.expected}")
+            mark = "raised " if chapter.expected in raised else "MISSING"
+            say(f"  [{mark}] {chapter.title} -> {chapter.expected}")
     for result in calibrate(store):
         outcome = result.outcome
         if outcome is not None:

@@ -16,8 +16,8 @@ def test_the_demo_tells_its_story_and_leaves_stores_the_other_commands_read(tmp_
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
-    for line in ("ok: a silent model swap -> model_change", "ok: a prompt edit -> prompt_change",
-                 "ok: input drift -> input_drift"):
+    for line in ("[raised ] a silent model swap -> model_change", "[raised ] a prompt edit -> prompt_change",
+                 "[raised ] input drift -> input_drift"):
         assert line in out
     judged = next(line for line in out.splitlines() if line.startswith("judged "))
     assert "feedback-triggered" in judged and "sampled (uniform)" in judged
