@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .llm_span import AttributeValue, LlmSpan, Retrieval
 from .otlp_wire import spans_containing
 
-__all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm"]
+__all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm", "plain_attributes"]
 
 LLM_MARKERS: tuple[bytes, ...] = tuple(marker.encode() for marker in cv.MARKERS)
 
@@ -107,7 +107,7 @@ class Extractor:
                     index += 1
                     if (marked is not None and index not in marked) or not self._is_candidate(span):
                         continue
-                    attrs = _plain_attributes(span.attributes)
+                    attrs = plain_attributes(span.attributes)
                     convention = classify(attrs, self._custom_keys)
                     if convention is None:
                         documents = cv.retrieved_documents(attrs)
@@ -116,7 +116,7 @@ class Extractor:
                                                         span.start_time_unix_nano, documents))
                         continue
                     if resource is None:
-                        resource = _plain_attributes(resource_spans.resource.attributes)
+                        resource = plain_attributes(resource_spans.resource.attributes)
                     found.append(self._record(span, convention, attrs, resource))
         return tuple(found), tuple(retrievals)
 
@@ -207,7 +207,7 @@ def _content(span: Span, attrs: Mapping[str, object]) -> cv.Content:
     if (content.inputs and content.outputs) or not len(span.events):
         return content
     events = cv.event_content(
-        (event.name, _plain_attributes(event.attributes)) for event in span.events if event.name.startswith("gen_ai.")
+        (event.name, plain_attributes(event.attributes)) for event in span.events if event.name.startswith("gen_ai.")
     )
     inputs = content.inputs or events.inputs
     if content.outputs:
@@ -235,7 +235,7 @@ def _json_object(value: object) -> Mapping[str, object]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _plain_attributes(attributes: Iterable[KeyValue]) -> dict[str, object]:
+def plain_attributes(attributes: Iterable[KeyValue]) -> dict[str, object]:
     return {kv.key: _plain(kv.value) for kv in attributes}
 
 

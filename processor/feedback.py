@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tracejudge.stats.records import Feedback
 
+from .conventions import as_text
 from .errors import ConfigError
+from .extract import plain_attributes
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -81,7 +82,7 @@ class FeedbackReader:
                 for span in scope_spans.spans:
                     if not any(kv.key in self._keys for kv in span.attributes):
                         continue
-                    values = {kv.key: _plain(kv.value) for kv in span.attributes}
+                    values = plain_attributes(span.attributes)
                     if span.links:
                         trace, target = span.links[0].trace_id.hex(), span.links[0].span_id.hex()
                     else:
@@ -98,13 +99,13 @@ class FeedbackReader:
         if rating is not None:
             rating = rating / names.rating_max
         return Feedback(trace_id=trace_id, span_id=span_id, time_unix_nano=time_unix_nano, thumbs=thumbs or 0,
-                        rating=rating, regenerated=_text(values.get(names.regenerated)).lower() == "true",
-                        edited_text=_text(values.get(names.edited_text)), comment=_text(values.get(names.comment)),
-                        source=_text(values.get(names.source)) or "span")
+                        rating=rating, regenerated=as_text(values.get(names.regenerated)).lower() == "true",
+                        edited_text=as_text(values.get(names.edited_text)), comment=as_text(values.get(names.comment)),
+                        source=as_text(values.get(names.source)) or "span")
 
 
 def _thumbs(value: object) -> int | None:
-    text = _text(value).strip().lower()
+    text = as_text(value).strip().lower()
     return 1 if text in _UP else -1 if text in _DOWN else None
 
 
@@ -115,17 +116,6 @@ def _number(value: object) -> float | None:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _plain(value: AnyValue) -> object:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind in ("string_value", "bool_value", "int_value", "double_value") else None
 
 
 def _common_prefix(keys: Iterable[str]) -> str:
