@@ -283,3 +283,22 @@ async def test_feedback_waiting_for_its_trace_survives_a_restart(tmp_path: Path)
         await eventually(judged, timeout_s=20, what="the trace judged after the restart")
         (evaluation,) = (await stub.GetTrace(pb.GetTraceRequest(trace_id=trace))).evaluations
         assert evaluation.stratum == "feedback:thumbs_down"
+
+
+async def test_feedback_spans_with_statistics_off_are_forwarded_and_warned_about_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    text = config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path / "data").replace(
+        "    metrics: [faithfulness]\n", "    metrics: [faithfulness]\n    stats: {enabled: false}\n").replace(
+        "  eval_service:\n    grpc: {endpoint: 127.0.0.1:0}\n    http: {endpoint: 127.0.0.1:0}\n", "").replace(
+        "extensions: [file_storage, eval_service]", "extensions: [file_storage]")
+    async with CaptureServer() as downstream:
+        text = text.replace('endpoint: "127.0.0.1:1"', f'endpoint: "{downstream.endpoint}"')
+        async with running(text) as service:
+            app = App(grpc_target(service))
+            for _ in range(2):
+                trace, span = await asyncio.to_thread(app.answer, "It is 330 metres tall.")
+                await asyncio.to_thread(app.regenerate, trace, span)
+            app.provider.shutdown()
+            await downstream.wait_for_requests(6)  # every span forwarded (one per request), feedback ones too
+    warnings = [r.message for r in caplog.records if "feedback in span attributes is ignored" in r.message]
+    assert len(warnings) == 1
