@@ -55,7 +55,7 @@ $(LLAMA_VENV)/.installed:
 llama-venv: $(LLAMA_VENV)/.installed
 
 test-llama: $(VENV)/.installed-dev llama-venv
-	TRACEJUDGE_LLAMACPP_PYTHON=$(LLAMA_VENV)/bin/python $(PY) -m pytest -q tests/judge/test_llamacpp_smoke.py
+	TRACEJUDGE_LLAMACPP_PYTHON=$(LLAMA_VENV)/bin/python $(PY) -m pytest -q tests/e2e/test_llamacpp_smoke.py
 
 # Training the embedded judge needs torch, which serving does not: a venv of its own. torch goes in first, pinned to
 # the CPU build (any other torch spec pulls the CUDA build); the model package goes in without its

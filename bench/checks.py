@@ -13,8 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.payloads import build_requests
 from tracejudge.judge.checks import Checks, ChecksConfig
-from tracejudge.processor.evaluation_events import with_evaluation_events
-from tracejudge.processor.extract import Extractor
+from tracejudge.processor.pdata.evaluation_events import with_evaluation_events
+from tracejudge.processor.pdata.extract import Extractor
 
 
 def per_call_s(fn: Callable[[], object], seconds: float = 2.0) -> float:

@@ -19,11 +19,11 @@ from tracejudge.judge.limits import TierLimits
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.tiers import JudgesConfig, TierConfig, build_judges
-from tracejudge.processor.batch import TraceBatch
-from tracejudge.processor.decisions import DecisionLog
-from tracejudge.processor.judge_worker import JudgeWorker, WorkerConfig
-from tracejudge.processor.sampling import RateScale
-from tracejudge.processor.telemetry import Telemetry
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, WorkerConfig
+from tracejudge.processor.processors.sampler.sampling import RateScale
+from tracejudge.processor.service.decision_log import DecisionLog
 
 from .counters import SpanTally
 from .forwarding import noop_server, tracejudge

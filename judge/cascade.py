@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 from .verdict import Judge, JudgeInput, Verdict
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import jsonschema
 
-from tracejudge.processor.errors import ConfigError
-from tracejudge.processor.evaluation import EvaluationResult
-from tracejudge.processor.llm_span import LlmSpan
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.llm_span import LlmSpan
 
 CHECK_PREFIX = "tracejudge.check."
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pydantic
 from openai.lib._pydantic import to_strict_json_schema  # what the client's own chat.completions.parse sends
 
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 from .openai_judge import CALL_ERRORS, OpenAiJudge
 from .server_config import DeepEvalJudgeConfig

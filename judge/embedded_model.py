@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 DEFAULT_DIR = Path(__file__).parent / "model"
 FILES = ("tokenizer.json", "embeddings.npz", "cross.onnx", "bi.onnx")

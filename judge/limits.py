@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from tracejudge.processor.config_decode import Duration
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.errors import ConfigError
 
 from .verdict import Judge, JudgeInput, JudgeWrapper, Verdict, unjudged
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 WhenFull = Literal["drop_new", "drop_oldest"]
 

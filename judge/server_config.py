@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tracejudge.processor.config_decode import Duration
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.errors import ConfigError
 
 
 @dataclass(frozen=True)

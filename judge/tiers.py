@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from tracejudge.processor.config_decode import Duration
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.errors import ConfigError
 
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tracejudge.processor.evaluation import EvaluationResult
+from tracejudge.processor.pdata.evaluation import EvaluationResult
 
 METRICS = ("faithfulness", "relevancy")
 

@@ -1,5 +1,5 @@
 """Generates the Python code of proto/ (`make proto`): python proto/generate.py [--out DIR]. The output goes to
-proto/gen, is committed and never edited by hand; tests/test_proto.py checks it equals what this produces."""
+proto/gen, is committed and never edited by hand; tests/proto/test_generate.py checks it equals what this produces."""
 
 from __future__ import annotations
 

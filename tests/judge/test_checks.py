@@ -8,9 +8,9 @@ from types import MappingProxyType
 import pytest
 
 from tracejudge.judge.checks import Checks, ChecksConfig
-from tracejudge.processor.errors import ConfigError
-from tracejudge.processor.evaluation import EvaluationResult
-from tracejudge.processor.llm_span import LlmSpan, Message
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.llm_span import LlmSpan, Message
 
 
 def span(answer: str | None, finish: tuple[str, ...] = ("stop",), documents: tuple[str, ...] = (),

@@ -26,7 +26,7 @@ from tracejudge.judge.deepeval_judge import DeepEvalJudge
 from tracejudge.judge.server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from tracejudge.judge.tiers import JudgesConfig, TierConfig, build_judges
 from tracejudge.judge.verdict import JudgeInput
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 CONTEXT = "Paris is the capital of France. About two million people live there."
 QUERY = "Tell me about Paris."

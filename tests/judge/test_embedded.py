@@ -13,7 +13,7 @@ import pytest
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import DEFAULT_DIR, FILES, EmbeddedModel, sha256
 from tracejudge.judge.verdict import JudgeInput
-from tracejudge.processor.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError
 
 CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower in Paris, France. It is named after the engineer "
            "Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.")

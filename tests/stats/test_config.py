@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.processor.test_judge_stage import judging_config
-from tracejudge.processor.config import parse_config
-from tracejudge.processor.errors import ConfigError
-from tracejudge.processor.judge_stage import JudgeQueueStageConfig
+from tests.processor.processors.judge_queue.test_stage import judging_config
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.processors.judge_queue.stage import JudgeQueueStageConfig
+from tracejudge.processor.service.config import parse_config
 from tracejudge.stats.config import StatsConfig
 
 

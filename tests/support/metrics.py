@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracejudge.processor.service import Service
+from tracejudge.processor.service.service import Service
 
 
 def metric(service: Service, name: str, **labels: str) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from tracejudge.processor.config import parse_config
-from tracejudge.processor.service import Service
+from tracejudge.processor.service.config import parse_config
+from tracejudge.processor.service.service import Service
 
 
 @asynccontextmanager

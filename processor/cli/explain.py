@@ -1,0 +1,76 @@
+"""`tracejudge explain TRACE_ID`: what happened to each LLM span of a trace, read from the decision records."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from typing import IO
+
+from tracejudge.processor.service.decision_log import Decision, read_decisions
+
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def explain(path: str, trace_id: str, as_json: bool, out: IO[str]) -> int:
+    """0 if the trace has records, 1 if it has none, 2 if the question cannot be answered."""
+    if not _TRACE_ID.fullmatch(trace_id):
+        print(f"tracejudge explain: {trace_id!r} is not a trace id (32 hex digits)", file=sys.stderr)
+        return 2
+    if path == ":memory:":
+        print("tracejudge explain: this config keeps decision records in memory only; list a file_storage "
+              "extension in service.extensions to keep them in <directory>/decisions.db", file=sys.stderr)
+        return 2
+    try:
+        records = read_decisions(path, trace_id)
+    except OSError as e:
+        print(f"tracejudge explain: {e}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"no decision records for trace {trace_id.lower()} in {path}: it held no LLM span, or it has not "
+              "reached this processor", file=sys.stderr)
+        return 1
+    if as_json:
+        for record in records:
+            out.write(json.dumps(_as_dict(record)) + "\n")
+        return 0
+    by_span: dict[str, list[Decision]] = defaultdict(list)
+    for record in records:
+        by_span[record.span_id].append(record)
+    out.write(f"trace {trace_id.lower()}: {len(by_span)} LLM span(s)\n")
+    for span_id, spans in by_span.items():
+        first = spans[0]
+        out.write(f"\nspan {span_id}  service={first.service or '-'} model={first.model or '-'} "
+                  f"prompt_version={first.prompt_version or '-'} convention={first.convention}\n")
+        for record in spans:
+            stamp = time.strftime("%H:%M:%S", time.gmtime(record.recorded_unix_s))
+            metric = f" [{record.metric}]" if record.metric else ""
+            out.write(f"  {stamp}  {record.decision}{metric}{_summary(record.detail)}\n")
+    return 0
+
+
+def _as_dict(record: Decision) -> dict[str, object]:
+    fields = {name: getattr(record, name) for name in Decision.__dataclass_fields__}
+    fields["detail"] = json.loads(record.detail) if record.detail else {}
+    return fields
+
+
+def _summary(detail: str) -> str:
+    if not detail:
+        return ""
+    facts = json.loads(detail)
+    parts = []
+    if facts.get("score") is not None:
+        parts.append(f"score={facts['score']:.2f} {facts.get('label', '')}".rstrip())
+    for key in ("tier", "judge_model", "escalation", "degraded", "stratum"):
+        if facts.get(key):
+            parts.append(f"{key}={facts[key]}")
+    if "probability" in facts:
+        parts.append(f"p={facts['probability']:g}")
+    if facts.get("cached"):
+        parts.append("cached")
+    if facts.get("explanation") and facts.get("score") is None:
+        parts.append(f"({facts['explanation'][:120]})")
+    return "  " + " ".join(parts) if parts else ""

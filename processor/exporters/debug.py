@@ -1,0 +1,52 @@
+"""The `debug` exporter: logs what passes through, so the default config runs with no backend at all."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from tracejudge.processor.pdata.batch import TraceBatch
+
+log = logging.getLogger("tracejudge.debug")
+
+
+@dataclass(frozen=True)
+class DebugExporterConfig:
+    verbosity: Literal["basic", "normal", "detailed"] = "basic"
+
+
+class DebugExporter:
+    """Logs synchronously in `enqueue`: there is nothing downstream to wait for, so no queue."""
+
+    def __init__(self, name: str, config: DebugExporterConfig) -> None:
+        self.name = name
+        self._verbosity = config.verbosity
+
+    def has_room(self, batch: TraceBatch) -> bool:
+        return True
+
+    def pending(self) -> int:
+        return 0
+
+    def enqueue(self, batch: TraceBatch) -> None:
+        log.info("%s: %d span(s), %d LLM span(s), %d bytes", self.name, batch.span_count, len(batch.llm_spans),
+                 len(batch.payload))
+        if self._verbosity == "basic":
+            return
+        for llm in batch.llm_spans:
+            log.info("  LLM span %s/%s %s model=%s prompt_version=%s content=%s", llm.trace_id, llm.span_id,
+                     llm.convention, llm.response_model or llm.request_model, llm.prompt_version or "-",
+                     "yes" if llm.has_content else "no")
+        if self._verbosity == "detailed":
+            for resource_spans in batch.request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        log.info("  span %s/%s %r attributes=%d", span.trace_id.hex(), span.span_id.hex(),
+                                 span.name, len(span.attributes))
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None

@@ -1,0 +1,228 @@
+"""The exporter contract and the bounded sending queue that every network exporter sits behind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.exporters.helper.retry import RetryConfig, call_with_retry
+from tracejudge.processor.exporters.helper.sending_queue import QueuedItem, SendingQueue, Sizer
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.transport.tls import TlsClientConfig
+
+log = logging.getLogger(__name__)
+
+
+class Exporter(Protocol):
+    """The end of a pipeline. A fan-out first asks every exporter `has_room`, then calls `enqueue` on each
+    without awaiting in between, so a batch is either in every exporter's queue or in none. After `enqueue`
+    the exporter owns delivery; a failure is counted and logged, never reported back to the client."""
+
+    name: str
+
+    def has_room(self, batch: TraceBatch) -> bool: ...
+
+    def enqueue(self, batch: TraceBatch) -> None: ...
+
+    def pending(self) -> int:
+        """Requests accepted and not yet delivered or given up on (0 for an exporter without a queue)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class Sender(Protocol):
+    """Delivery to one downstream: `encode` once per request (e.g. compress), then `send` per attempt, which
+    raises RetryableError or PermanentError."""
+
+    async def encode(self, payload: bytes) -> bytes: ...
+
+    async def send(self, body: bytes, timeout_s: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """`sending_queue`, in requests as the Collector counts them by default."""
+
+    enabled: bool = True
+    num_consumers: int = 10
+    queue_size: int = 1000  # in the unit of `sizer`
+    sizer: Sizer = "requests"  # or items (spans) or bytes: bytes bound the memory a queue can take
+    # A file_storage extension: the queue is kept on disk and survives a crash (delivery is then at least once).
+    storage: str = ""
+
+    def validate(self, path: str) -> None:
+        problems = []
+        if not self.enabled:
+            problems.append(f"{path}.enabled: the sending queue cannot be disabled: without it a slow backend "
+                            "would hold up the application's export calls")
+        if self.num_consumers < 1:
+            problems.append(f"{path}.num_consumers: must be at least 1")
+        if self.queue_size < 1:
+            problems.append(f"{path}.queue_size: must be at least 1")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterSettings:
+    """What every network exporter shares, under the Collector's key names."""
+
+    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
+    headers: dict[str, str] = field(default_factory=dict)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: Duration = 5.0  # per attempt
+    sending_queue: QueueConfig = field(default_factory=QueueConfig)
+    retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
+
+    def validate_settings(self, path: str) -> None:
+        if self.timeout <= 0:
+            raise ConfigError(f"{path}.timeout: must be positive")
+
+
+# How long shutdown waits for queued requests to be delivered before giving up on them.
+DRAIN_TIMEOUT_S = 10.0
+_ERROR_PAUSE_S = 1.0
+
+
+class QueuedExporter:
+    """A bounded sending queue drained by `num_consumers` workers, each delivering with retries."""
+
+    def __init__(self, name: str, sender: Sender, config: QueueConfig, retry: RetryConfig, timeout_s: Duration,
+                 telemetry: Telemetry, open_queue: Callable[[], SendingQueue]) -> None:
+        self.name = name
+        self._sender = sender
+        self._config = config
+        self._retry = retry
+        self._timeout_s = timeout_s
+        self._open_queue = open_queue
+        self._queue: SendingQueue | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._sent = telemetry.exporter_sent_spans.labels(name)
+        self._failed = telemetry.exporter_send_failed_spans.labels(name)
+        self._refused = telemetry.exporter_enqueue_failed_spans.labels(name)
+        self._size = telemetry.exporter_queue_size.labels(name)
+        telemetry.exporter_queue_capacity.labels(name).set(config.queue_size)
+
+    def has_room(self, batch: TraceBatch) -> bool:
+        queue = self._queue
+        if queue is not None and not self._stop.is_set() and queue.has_room(batch.span_count, len(batch.payload)):
+            return True
+        self._refused.inc(batch.span_count)
+        return False
+
+    def enqueue(self, batch: TraceBatch) -> None:
+        if self._queue is None or self._stop.is_set():
+            raise RetryableError(f"exporter {self.name} is not running")
+        self._queue.put(batch.payload, batch.span_count)
+        self._idle.clear()
+        self._size.set(self._queue.size())
+
+    def pending(self) -> int:
+        return self._queue.pending() if self._queue is not None else 0
+
+    async def start(self) -> None:
+        self._queue = self._open_queue()
+        if self._queue.pending():
+            log.info("exporter %s: resuming delivery of %d request(s) queued on disk", self.name,
+                     self._queue.pending())
+        self._size.set(self._queue.size())
+        self._workers = [asyncio.create_task(self._work(self._queue), name=f"{self.name}/{i}")
+                         for i in range(self._config.num_consumers)]
+
+    async def shutdown(self) -> None:
+        """Stop accepting, deliver what is queued (up to DRAIN_TIMEOUT_S), then stop the workers. What is
+        still queued then is kept on disk for the next start, or, in memory, counted as failed and logged."""
+        queue, self._queue = self._queue, None
+        if queue is None:
+            await self._sender.close()
+            return
+        if queue.pending():
+            self._idle.clear()
+            await _wait(self._idle, DRAIN_TIMEOUT_S)
+        self._stop.set()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if queue.pending() and queue.durable:
+            log.warning("exporter %s: %d request(s) stay queued on disk and are sent after the next start",
+                        self.name, queue.pending())
+        elif waiting := queue.waiting():  # (those in flight were counted by their worker)
+            lost = sum(item.span_count for item in waiting)
+            self._failed.inc(lost)
+            log.error("exporter %s: gave up on %d queued request(s) (%d span(s)) at shutdown after %.0fs",
+                      self.name, len(waiting), lost, DRAIN_TIMEOUT_S)
+        queue.close()
+        await self._sender.close()
+
+    async def _work(self, queue: SendingQueue) -> None:
+        while True:
+            try:
+                await self._work_once(queue)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive anything a sender or the queue does
+                log.exception("exporter %s: unexpected error in a sending-queue worker", self.name)
+                await asyncio.sleep(_ERROR_PAUSE_S)  # a persistent fault must not become a hot loop
+
+    async def _work_once(self, queue: SendingQueue) -> None:
+        item = await queue.get()
+        try:
+            delivered = await self._deliver(item)
+        except asyncio.CancelledError:
+            if not queue.durable:
+                self._failed.inc(item.span_count)  # in flight at shutdown: lost with the process
+            raise
+        except Exception:
+            log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, item.span_count)
+            self._failed.inc(item.span_count)
+            queue.done(item)  # given up on: counted and logged
+        else:
+            if not delivered and not queue.durable:
+                self._failed.inc(item.span_count)  # retries cut short by shutdown: lost with the process
+            if delivered or not queue.durable:
+                queue.done(item)
+        self._size.set(queue.size())
+        if not queue.pending():
+            self._idle.set()
+
+    async def _deliver(self, item: QueuedItem) -> bool:
+        """True when the item is finished with (sent, or given up on and counted); False when shutdown
+        interrupted its retries, so a disk queue keeps it."""
+
+        body = await self._sender.encode(item.payload)
+
+        async def attempt() -> None:
+            await self._sender.send(body, self._timeout_s)
+
+        try:
+            await call_with_retry(attempt, self._retry, self._stop)
+        except (RetryableError, PermanentError) as e:
+            if self._stop.is_set() and isinstance(e, RetryableError):
+                return False
+            self._failed.inc(item.span_count)
+            log.error("exporter %s: dropped %d span(s) after retries: %s", self.name, item.span_count, e)
+            return True
+        self._sent.inc(item.span_count)
+        return True
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout_s)
+    finally:
+        waiter.cancel()

@@ -1,0 +1,53 @@
+"""The `health_check` extension: an HTTP endpoint a load balancer or orchestrator can poll, as in the Collector."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.transport.http_site import HttpSite, parse_endpoint
+
+
+@dataclass(frozen=True)
+class HealthCheckConfig:
+    endpoint: str = "0.0.0.0:13133"
+    path: str = "/"
+
+    def validate(self, path: str) -> None:
+        parse_endpoint(self.endpoint, f"{path}.endpoint")
+        if not self.path.startswith("/"):
+            raise ConfigError(f"{path}.path: must start with /")
+
+
+class HealthCheck:
+    """200 while every pipeline runs, 503 before start and once shutdown has begun."""
+
+    def __init__(self, config: HealthCheckConfig) -> None:
+        app = web.Application()
+        app.router.add_get(config.path, self._status)
+        self._site = HttpSite(app, config.endpoint)
+        self._ready_since: float | None = None
+
+    @property
+    def port(self) -> int:
+        return self._site.port
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready_since = time.time() if ready else None
+
+    async def start(self) -> None:
+        await self._site.start()
+
+    async def shutdown(self) -> None:
+        self.set_ready(False)
+        await self._site.shutdown()
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if self._ready_since is None:
+            return web.json_response({"status": "Server not available"}, status=503)
+        up_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._ready_since))
+        return web.json_response({"status": "Server available", "upSince": up_since,
+                                  "uptime": f"{time.time() - self._ready_since:.0f}s"})

@@ -1,0 +1,36 @@
+"""What flows through a pipeline: one accepted OTLP trace export request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.llm_span import LlmSpan, Retrieval
+from tracejudge.processor.processors.sampler.sampling import Sample
+from tracejudge.stats.records import Feedback
+
+NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class TraceBatch:
+    """An accepted request. `payload` is what exporters send, byte for byte.
+
+    `request` is the parsed view of `payload`, shared by every stage: it must never be mutated. A stage that
+    changes spans builds a new message, serialises it into a new payload and passes on a new TraceBatch.
+    """
+
+    payload: bytes
+    request: ExportTraceServiceRequest
+    span_count: int
+    receiver: str = ""
+    llm_spans: tuple[LlmSpan, ...] = ()
+    # Results already written into `payload` as events on their LLM span, by span id (hex).
+    evaluations: Mapping[str, tuple[EvaluationResult, ...]] = field(default_factory=lambda: NO_EVALUATIONS)
+    samples: tuple[Sample, ...] = ()  # LLM spans picked for judging, with their sampling decisions
+    retrievals: tuple[Retrieval, ...] = ()  # retriever spans, whose documents are context for LLM spans
+    feedback: tuple[Feedback, ...] = ()  # feedback the app recorded in span attributes

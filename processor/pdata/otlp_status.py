@@ -1,0 +1,48 @@
+"""The one place where errors become OTLP status codes (gRPC code, HTTP status, retry hint)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from tracejudge.processor.component.errors import PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+# Clients wait this long before retrying a refusal that carries no better estimate.
+DEFAULT_RETRY_AFTER_S = 1.0
+
+_PERMANENT = {
+    "invalid": (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    "too_large": (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    "unauthenticated": (grpc.StatusCode.UNAUTHENTICATED, 401),
+    "unsupported_media_type": (grpc.StatusCode.INVALID_ARGUMENT, 415),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    grpc_code: grpc.StatusCode
+    http_status: int
+    message: str
+    retry_after_s: float | None = None  # set only for retryable refusals
+
+    @property
+    def rpc_code(self) -> int:
+        """The numeric google.rpc.Code, as carried in a Status body."""
+        return int(self.grpc_code.value[0])
+
+
+def refusal_for(error: Exception) -> Refusal:
+    """Permanent → INVALID_ARGUMENT/400 family; retryable → UNAVAILABLE/503 with a retry hint (never a bare
+    RESOURCE_EXHAUSTED for load, which OTLP clients would not retry); anything else is our bug → INTERNAL/500."""
+    if isinstance(error, PermanentError):
+        code, http_status = _PERMANENT[error.kind]
+        return Refusal(code, http_status, str(error))
+    if isinstance(error, RetryableError):
+        after = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
+        return Refusal(grpc.StatusCode.UNAVAILABLE, 503, str(error), max(after, 0.0))
+    log.error("internal error while receiving a request", exc_info=error)
+    return Refusal(grpc.StatusCode.INTERNAL, 500, f"internal error: {type(error).__name__}")

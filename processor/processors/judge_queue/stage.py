@@ -1,0 +1,344 @@
+"""The `judge_queue` processor: commits the sampled LLM spans to the durable judge queue before the request is
+acknowledged (one item per span and metric), and runs the workers that judge them off the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tracejudge.judge.embedded_model import loaded
+from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
+from tracejudge.judge.tiers import JudgesConfig, build_judges
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.consumer import TracesConsumer
+from tracejudge.processor.component.errors import ConfigError, RetryableError
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
+from tracejudge.processor.pdata.llm_span import LlmSpan
+from tracejudge.processor.processors.judge_queue.feedback_trigger import (
+    NOT_SAMPLED,
+    FeedbackConfig,
+    FeedbackTrigger,
+    triggered,
+)
+from tracejudge.processor.processors.judge_queue.review_queue import ReviewConfig, ReviewQueue
+from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
+from tracejudge.processor.processors.judge_queue.trace_assembly import TraceAssembly
+from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, WorkerConfig
+from tracejudge.processor.processors.sampler.sampling import RateScale, Sample, SamplingDecision
+from tracejudge.processor.service.decision_log import DROPPED, QUEUED, DecisionLog, item_decision, span_decision
+from tracejudge.stats.config import StatsConfig
+from tracejudge.stats.projection import QueryProjection
+from tracejudge.stats.records import Alert, Evaluation, Feedback
+from tracejudge.stats.store import Store
+
+log = logging.getLogger(__name__)
+
+KEPT_SWEEP_S = 1.0  # how often expired kept spans are looked for
+KEPT_SWEEP_ROWS = 200  # deleted per step
+KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """Sends matching spans straight to the heavy tier: every condition given must hold."""
+
+    name: str
+    attribute: str = ""
+    equals: str = ""  # with `attribute`: its value as text must equal this; without it, the attribute must exist
+    failed_check: bool = False
+    status: Literal["", "error", "ok", "unset"] = ""
+
+    def validate(self, path: str) -> None:
+        if not self.name:
+            raise ConfigError(f"{path}.name: required")
+        if self.equals and not self.attribute:
+            raise ConfigError(f"{path}.equals: needs `attribute`")
+        if not (self.attribute or self.failed_check or self.status):
+            raise ConfigError(f"{path}: give at least one condition (attribute, failed_check, status)")
+
+    def matches(self, span: LlmSpan, checks: tuple[EvaluationResult, ...]) -> bool:
+        if self.status and span.status != self.status:
+            return False
+        if self.failed_check and all(result.passed for result in checks):
+            return False
+        if self.attribute:
+            value = span.attributes.get(self.attribute)
+            if value is None or (self.equals and str(value).lower() != self.equals.lower()):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class JudgeQueueStageConfig:
+    storage: str  # a file_storage extension: the judge queue is always on disk
+    metrics: tuple[str, ...] = ("faithfulness", "relevancy")
+    # Identifies the judge configuration: items are unique per span, metric and judge version, so changing it
+    # judges the same spans again.
+    judge_version: str = "1"
+    queue: JudgeQueueConfig = field(default_factory=JudgeQueueConfig)
+    judges: JudgesConfig = field(default_factory=JudgesConfig)
+    routes: tuple[RouteRule, ...] = ()
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
+    max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
+    max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
+    stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
+    review: ReviewConfig = field(default_factory=ReviewConfig)  # verdicts a person should look at, to a JSONL file
+
+    def validate(self, path: str) -> None:
+        problems = []
+        if not self.metrics:
+            problems.append(f"{path}.metrics: list at least one metric")
+        known = self.judges.local.metrics | self.judges.heavy.metrics
+        problems += [f"{path}.metrics: no judge tier judges {m!r} (they judge: {', '.join(sorted(known))})"
+                     for m in self.metrics if m not in known]
+        if self.decision_wait > self.max_decision_wait:
+            problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
+        if self.max_buffered_traces < 1:
+            problems.append(f"{path}.max_buffered_traces: must be at least 1")
+        names = [rule.name for rule in self.routes]
+        problems += [f"{path}.routes: rule name {n!r} is used more than once" for n in set(names)
+                     if names.count(n) > 1]
+        if problems:
+            raise ConfigError(problems)
+
+
+def stats_path(queue_path: str) -> Path:
+    """The statistics' database beside the judge queue's: judge_queue.db -> judge_queue.stats.db."""
+    return Path(queue_path).with_suffix(".stats.db")
+
+
+def queue_path(stats_db: Path) -> Path:
+    """The judge queue's database beside its statistics': judge_queue.stats.db -> judge_queue.db."""
+    return stats_db.with_name(stats_db.name.removesuffix(".stats.db") + ".db")
+
+
+def _decision_fields(decision: SamplingDecision) -> dict[str, Any]:
+    return {"probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform}
+
+
+def item_body(sample: Sample, route: str) -> dict[str, Any]:
+    """What a judge needs, and what makes its score attributable and weightable."""
+    span, decision = sample.span, sample.decision
+    return {
+        "service": span.service, "convention": span.convention, "operation": span.operation,
+        "request_model": span.request_model, "response_model": span.response_model,
+        "model_fingerprint": span.model_fingerprint, "prompt_name": span.prompt_name,
+        "prompt_version": span.prompt_version, "response_id": span.response_id,
+        "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
+        "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
+        "query": span.input_text, "question": span.question, "response": span.output_text,
+        "documents": list(span.documents),
+        **_decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    accepted: int  # feedback records stored now (repeats of stored ones are not counted)
+    queued: int  # judge items queued because of them
+    awaiting_trace: int  # traces with negative feedback that have not arrived yet
+
+
+class FeedbackUnavailable(Exception):
+    """Feedback is stored with the statistics, which this judge stage has turned off."""
+
+
+class JudgeQueueProcessor:
+    """Place it after `sampler`. If the queue is full, the configured policy decides what is dropped; that is
+    counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
+    the pipeline's exporters) once judged."""
+
+    def __init__(self, path: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
+                 telemetry: Telemetry, decisions: DecisionLog, scale: RateScale,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._config = config
+        self._next = next_consumer
+        self._telemetry = telemetry
+        self._decisions = decisions
+        self._scale = scale
+        self._clock = clock
+        self._queue: JudgeQueue | None = None
+        self.worker: JudgeWorker | None = None
+        self.stats: StatsRecorder | None = None
+        self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
+        self._enqueued = telemetry.judge_queue_enqueued
+        self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
+        self._trigger = FeedbackTrigger(config.feedback, clock)
+        self._kept_forgotten_at = 0.0
+        self._warned_feedback = False
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if self._queue is not None:
+            self._enqueue(batch)  # committed: a crash after the ack cannot lose them
+        await self._next.consume(batch)
+
+    def _enqueue(self, batch: TraceBatch) -> None:
+        assert self._queue is not None
+        now = self._clock()
+        if batch.feedback:  # first: an LLM span carrying its own thumbs-down is judged from this very batch
+            self._span_feedback(batch.feedback)
+        samples = [*batch.samples, *self._trigger.samples(batch)]
+        # kept only if feedback can be stored: it is stored with the statistics
+        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.stats else []
+        arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
+        items = []
+        for sample in samples:
+            checks = batch.evaluations.get(sample.span.span_id, ())
+            route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
+            body = item_body(sample, route)
+            ready = self._assembly.ready_at(sample.span.trace_id, now)
+            items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
+                      for metric in self._config.metrics]
+        if items or arrival.documents or kept:
+            result = self._queue.enqueue(items, arrival.documents, kept)
+            self._enqueued.inc(result.inserted)
+            self._dropped.inc(len(result.turned_away))
+            self._record(samples, result.turned_away)
+        for trace, ready in arrival.holds.items():
+            self._queue.hold_trace(trace, ready)
+        if now - self._kept_forgotten_at > KEPT_SWEEP_S:
+            self._kept_forgotten_at = now
+            self._forget_kept()
+
+    def _span_feedback(self, feedback: tuple[Feedback, ...]) -> None:
+        if self.stats is None:
+            if not self._warned_feedback:
+                self._warned_feedback = True
+                log.warning("feedback in span attributes is ignored: it is stored with the statistics, which are "
+                            "off (processors.judge_queue.stats.enabled)")
+            return
+        try:
+            self.feedback(feedback)
+        except sqlite3.Error as e:  # nothing of the batch is forwarded yet: the client's retry does it all again
+            raise RetryableError(f"the feedback in this request could not be stored ({e})") from e
+
+    def _forget_kept(self) -> None:
+        """Expire kept spans in small steps, for at most KEPT_SWEEP_BUDGET_S: it runs on the event loop."""
+        assert self._queue is not None
+        config = self._config.feedback
+        started = time.monotonic()
+        while (self._queue.forget_kept(config.keep_unsampled, config.max_kept, KEPT_SWEEP_ROWS) == KEPT_SWEEP_ROWS
+               and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
+            pass
+
+    def feedback(self, records: list[Feedback] | tuple[Feedback, ...]) -> FeedbackReceipt:
+        """Store feedback (validated by the caller; given no time, it is stamped now) and queue the LLM spans of
+        the traces it is negative about: those kept unsampled now, those still to arrive when they do. Repeating
+        feedback stores nothing again and queues only what is not queued yet (a retry after a failure)."""
+        store = self.stats_store
+        assert self._queue is not None, "feedback before start"
+        now = self._clock()
+        stamped = [r if r.time_unix_nano else dataclasses.replace(r, time_unix_nano=int(now * 1e9))
+                   for r in (record.identified() for record in records)]  # the id is taken before the stamp
+        new = store.save_feedback(stamped)
+        waiting = self._trigger.wait_for(stamped)
+        negative = {record.trace_id: record.reason for record in stamped if record.negative}
+        if not negative:
+            return FeedbackReceipt(len(new), 0, 0)
+        kept = self._queue.kept(negative)
+        items = []
+        for span in kept:
+            body = {**span.body, **_decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
+            items += [NewItem(span.span_id, span.trace_id, metric, body, now) for metric in self._config.metrics]
+        result = self._queue.enqueue(items)
+        self._enqueued.inc(result.inserted)
+        self._dropped.inc(len(result.turned_away))
+        self._record_items(items, result.turned_away)
+        known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
+        return FeedbackReceipt(len(new), result.inserted, len((set(negative) - known) & waiting))
+
+    def _record_items(self, items: list[NewItem], turned_away: list[NewItem]) -> None:
+        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
+        away = {(item.span_id, item.metric) for item in turned_away}
+        records = [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
+                                 json.dumps({"stratum": item.body["stratum"]}))
+                   for item in items if (item.span_id, item.metric) not in away]
+        records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric) for item in turned_away]
+        self._decisions.record(records)
+
+    def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
+        """What is recorded about one trace: its evaluations, the alerts linking to it, its feedback."""
+        store = self.stats_store
+        return store.trace_evaluations(trace_id), store.alerts(trace_id), store.feedback(trace_id)
+
+    def _record(self, samples: list[Sample], turned_away: list[NewItem]) -> None:
+        dropped = {(item.span_id, item.metric) for item in turned_away}
+        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
+        records = []
+        for sample in samples:
+            detail = json.dumps({"probability": sample.decision.probability, "stratum": sample.decision.stratum,
+                                 "scale": sample.decision.scale})
+            records.append(span_decision(sample.span, QUEUED, detail=detail))
+            records += [span_decision(sample.span, reason, metric) for metric in self._config.metrics
+                        if (sample.span.span_id, metric) in dropped]
+        # drop_oldest turns away items of earlier batches: their spans are not in this one
+        spans = {s.span.span_id for s in samples}
+        records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric)
+                    for item in turned_away if item.span_id not in spans]
+        self._decisions.record(records)
+
+    @property
+    def stats_enabled(self) -> bool:
+        return self._config.stats.enabled
+
+    @property
+    def stats_store(self) -> Store:
+        if self.stats is None:
+            raise FeedbackUnavailable("feedback and evaluations are stored with the statistics, which are off here "
+                                      "(processors.judge_queue.stats.enabled) or not started")
+        return self.stats.tracker.store
+
+    async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
+        """Wait until nothing is left to judge (no item queued or leased); TimeoutError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while quiet < 2:  # twice in a row: a worker may be between leasing and completing
+            quiet = quiet + 1 if self._queue is not None and self._queue.waiting() == 0 else 0
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the judge queue still had work after {timeout_s:g} s")
+            await asyncio.sleep(poll_s)
+
+    def resume(self, tier: str) -> bool:
+        """Resume a paused judge tier; False if this stage has no such tier."""
+        return self.worker is not None and self.worker.resume(tier)
+
+    async def start(self) -> None:
+        self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
+        judges = build_judges(self._config.judges, self._queue)
+        stats = self._config.stats
+        if stats.enabled:
+            projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
+            self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
+                                       projection)
+            since = self._clock() - self._config.feedback.wait_for_trace
+            self._trigger.wait_for(self.stats.tracker.store.feedback(negative_since_unix_nano=int(since * 1e9)))
+        review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
+        self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
+                                  self._telemetry, self._scale, self._config.judge_version, self.stats, review)
+        await self.worker.start()
+
+    async def shutdown(self) -> None:
+        if self.worker is not None:
+            await self.worker.shutdown()
+            self.worker = None
+        if self.stats is not None:
+            await self.stats.close()
+            self.stats = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+

@@ -1,0 +1,250 @@
+"""The judge workers: lease items from the judge queue, run the cascade, send the results into the traces as
+evaluation spans, hand them to the statistics, record each span's fate, and complete the items.
+
+An item is completed only after its evaluation span is in every exporter's queue, so a crash (or full exporter
+queues) means it is judged again later; the verdict cache makes that cheap and the evaluation span id is
+deterministic, so a backend deduplicating on span id keeps one. Transient failures (a tier down with no other tier
+to answer) are retried after a backoff up to `max_attempts`, then the item is unjudged; items whose only tier is
+paused or out of budget wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
+from tracejudge.judge.queue import JudgeItem, JudgeQueue
+from tracejudge.judge.tiers import Judges
+from tracejudge.judge.verdict import JudgeInput
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.consumer import TracesConsumer
+from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
+from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
+from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
+from tracejudge.processor.processors.judge_queue.trace_assembly import context_for
+from tracejudge.processor.processors.sampler.sampling import RateScale
+from tracejudge.processor.service.decision_log import JUDGED, UNJUDGED, WAITING, Decision, DecisionLog, item_decision
+
+log = logging.getLogger(__name__)
+
+# Unjudged for good: the input cannot be judged, or the judge answered but not with a verdict.
+FINAL_ERRORS = INPUT_ERRORS | {"unsupported_metric", "parse_error"}
+# Nothing was tried: the only tier that could answer is paused or out of budget. Such items wait, however long,
+# without using up their attempts (the queue's bound and its when_full policy still apply).
+WAITING_ERRORS = frozenset({"tier_paused", "budget_exhausted"})
+MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however low the budget
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    count: int = 2  # workers, each judging one leased batch at a time
+    batch_size: int = 16  # items leased at once
+    lease: Duration = 300.0  # an item leased longer than this (its worker died) is leased again
+    poll_interval: Duration = 0.5  # how often an idle worker looks for ready items
+    max_attempts: int = 3  # judging attempts per item before it is recorded as unjudged
+    retry_backoff: Duration = 30.0  # wait before a retry, times the attempt number
+
+    def validate(self, path: str) -> None:
+        problems = [f"{path}.{name}: must be at least 1" for name in ("count", "batch_size", "max_attempts")
+                    if getattr(self, name) < 1]
+        problems += [f"{path}.{name}: must be positive" for name in ("lease", "poll_interval")
+                     if getattr(self, name) <= 0]
+        if problems:
+            raise ConfigError(problems)
+
+
+class JudgeWorker:
+    def __init__(self, queue: JudgeQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
+                 decisions: DecisionLog, telemetry: Telemetry, scale: RateScale, judge_version: str,
+                 stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
+        self._queue = queue
+        self._judges = judges
+        self._config = config
+        self._emit = emit
+        self._decisions = decisions
+        self._telemetry = telemetry
+        self._scale = scale
+        self._judge_version = judge_version
+        self._stats = stats
+        self._review = review
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._rounds = 0
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._tasks = [asyncio.create_task(self._run(), name=f"judge-worker-{i}") for i in range(self._config.count)]
+
+    async def shutdown(self) -> None:
+        """Stop leasing; judging in progress is abandoned (its leases run out and it is judged after a restart)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._judges.close()
+
+    def resume(self, tier: str) -> bool:
+        gate = self._judges.gates.get(tier)
+        if gate is None:
+            return False
+        gate.resume()
+        self._update_state()
+        return True
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                handled = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad item or a bug must not stop judging; the lease brings the items back
+                log.exception("judge worker: judging a batch failed")
+                handled = 0
+            if not handled:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._config.poll_interval)
+
+    async def run_once(self) -> int:
+        """Lease one batch of ready items and see it through; returns how many items were leased."""
+        items = self._queue.lease(self._config.batch_size, self._config.lease)
+        self._update_state()
+        if not items:
+            return 0
+        documents = self._queue.documents(item.trace_id for item in items)
+        inputs = [CascadeItem(JudgeInput(item.metric, item.body.get("query", ""), item.body.get("response", ""),
+                                         context_for(item.body.get("documents", ()), documents.get(item.trace_id, ()),
+                                                     item.body.get("start_unix_nano", 0))),
+                              item.body.get("route", "")) for item in items]
+        started = time.time_ns()
+        verdicts = await self._judges.cascade.judge(inputs)
+        ended = time.time_ns()
+        final = self._retry_transient(list(zip(items, verdicts, strict=True)))
+        if final and not await self._send(final, started, ended):
+            return len(items)
+        if self._stats is not None:
+            await self._stats.record(final)  # committed before the items complete: a crash cannot lose a score
+        contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
+        if self._review is not None:
+            self._review.add(final, contexts)
+        self._queue.complete((item.key for item, _ in final), contexts)
+        self._record(final)
+        self._rounds += 1
+        if self._rounds % 100 == 0:
+            self._queue.forget_documents()
+        self._update_state()
+        return len(items)
+
+    def _retry_transient(self, results: list[tuple[JudgeItem, CascadeVerdict]]
+                         ) -> list[tuple[JudgeItem, CascadeVerdict]]:
+        """Give items that failed for a passing reason back to the queue (with a backoff); return the others."""
+        final = []
+        for item, result in results:
+            error = result.verdict.error_type
+            if error in WAITING_ERRORS or (error and error not in FINAL_ERRORS
+                                           and item.attempts < self._config.max_attempts):
+                self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10))
+            else:
+                final.append((item, result))
+        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body,
+                                              f"{WAITING}: {result.verdict.error_type}", item.metric,
+                                              json.dumps({"explanation": result.verdict.explanation[:300]}))
+                                for item, result in results if result.verdict.error_type in WAITING_ERRORS])
+        return final
+
+    async def _send(self, final: list[tuple[JudgeItem, CascadeVerdict]], started: int, ended: int) -> bool:
+        by_span: dict[tuple[str, str], list[tuple[JudgeItem, CascadeVerdict]]] = defaultdict(list)
+        for item, result in final:
+            by_span[(item.trace_id, item.span_id)].append((item, result))
+        judged = [self._judged_span(entries, started, ended) for entries in by_span.values()]
+        request = evaluation_request(judged)
+        batch = TraceBatch(request.SerializeToString(), request, len(judged))
+        try:
+            await self._emit.consume(batch)
+        except RetryableError as e:
+            log.warning("judge worker: evaluation spans not accepted (%s); judging again in %g s", e,
+                        self._config.retry_backoff)
+            self._queue.release((item.key for item, _ in final), self._config.retry_backoff)
+            return False
+        except PermanentError:
+            log.exception("judge worker: evaluation spans refused; the items are completed without them")
+        return True
+
+    def _judged_span(self, entries: list[tuple[JudgeItem, CascadeVerdict]], started: int, ended: int) -> JudgedSpan:
+        first = entries[0][0]
+        body = first.body
+        attributes: dict[str, Plain] = {
+            "tracejudge.judge.version": self._judge_version,
+            "tracejudge.sample.probability": float(body.get("probability", 1.0)),
+            "tracejudge.sample.stratum": str(body.get("stratum", "")),
+            "tracejudge.sample.in_uniform": bool(body.get("in_uniform", False)),
+            "tracejudge.cost_usd": sum(result.verdict.cost_usd for _, result in entries),
+            "gen_ai.prompt.version": str(body.get("prompt_version", "")),
+            "gen_ai.response.model": str(body.get("response_model") or body.get("request_model", "")),
+        }
+        return JudgedSpan(first.trace_id, first.span_id, tuple(r.verdict.as_evaluation() for _, r in entries),
+                          started, ended, str(body.get("response_id", "")), attributes,
+                          {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
+                          {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
+
+    def _record(self, final: list[tuple[JudgeItem, CascadeVerdict]]) -> None:
+        records: list[Decision] = []
+        for item, result in final:
+            verdict = result.verdict
+            decision = JUDGED if verdict.judged else f"{UNJUDGED}: {verdict.error_type}"
+            detail = {"score": verdict.score, "label": verdict.label, "tier": verdict.tier,
+                      "judge_model": verdict.judge_model, "escalation": result.escalation,
+                      "degraded": result.degraded, "cost_usd": verdict.cost_usd, "cached": verdict.cached,
+                      "explanation": verdict.explanation[:300]}
+            records.append(item_decision(item.trace_id, item.span_id, item.body, decision, item.metric,
+                                         json.dumps(detail)))
+            outcome = "judged" if verdict.judged else verdict.error_type
+            self._telemetry.judge_verdicts.labels(verdict.tier or "none", item.metric, outcome).inc()
+            if result.escalation:
+                self._telemetry.judge_escalations.labels(result.escalation.split(":")[0]).inc()
+            if verdict.cost_usd:
+                self._telemetry.judge_cost_usd.labels(verdict.tier).inc(verdict.cost_usd)
+            if verdict.cached:
+                self._telemetry.judge_cache_hits.labels(verdict.tier).inc()
+        self._decisions.record(records)
+
+    def _update_state(self) -> None:
+        """Gauges, and the sampler's rate scale: down in proportion once the heavy budget is nearly spent."""
+        for tier, gate in self._judges.gates.items():
+            self._telemetry.judge_tier_paused.labels(tier).set(1 if gate.paused else 0)
+            self._telemetry.judge_spent_usd.labels(tier).set(gate.spent_usd)
+        self._telemetry.judge_queue_waiting.set(self._queue.waiting())
+        scale, reason = 1.0, ""
+        for tier, gate in self._judges.gates.items():
+            left, low = gate.budget_left_fraction, gate.low_budget_fraction
+            if low and left < low and max(MIN_SCALE, left / low) < scale:
+                scale = max(MIN_SCALE, left / low)
+                reason = f"judge tier {tier} has {left:.0%} of its daily budget left"
+        if abs(scale - self._scale.value) > 1e-9:
+            log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
+        self._scale.set(scale, reason)
+        self._telemetry.sampling_scale.set(scale)
+
+
+def _result_attributes(result: CascadeVerdict) -> dict[str, Plain]:
+    verdict = result.verdict
+    attributes: dict[str, Plain] = {"tracejudge.tier": verdict.tier, "tracejudge.judge.model": verdict.judge_model,
+                                    "tracejudge.judge.prompt_version": verdict.judge_prompt_version,
+                                    "tracejudge.confidence": verdict.confidence,
+                                    "tracejudge.cost_usd": verdict.cost_usd}
+    if result.escalation:
+        attributes["tracejudge.escalation"] = result.escalation
+    if result.degraded:
+        attributes["tracejudge.degraded"] = result.degraded
+    if verdict.cached:
+        attributes["tracejudge.cached"] = True
+    return attributes

@@ -1,0 +1,40 @@
+"""The `llm_checks` processor: deterministic checks on every LLM span, written into it before it is forwarded."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tracejudge.judge.checks import Checks, ChecksConfig
+from tracejudge.processor.component.consumer import TracesConsumer
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.pdata.evaluation_events import with_evaluation_events
+
+
+class LlmChecksProcessor:
+    """Runs after `llm_extract`. A batch without LLM spans, or whose checks all did not apply, passes untouched;
+    otherwise the request is re-encoded once, with the results as `gen_ai.evaluation.result` events."""
+
+    def __init__(self, config: ChecksConfig, next_consumer: TracesConsumer, telemetry: Telemetry) -> None:
+        self._checks = Checks(config)
+        self._next = next_consumer
+        self._counted = telemetry.checks
+
+    async def consume(self, batch: TraceBatch) -> None:
+        evaluations = {s.span_id: results for s in batch.llm_spans if (results := self._checks.run(s))}
+        if not evaluations:
+            await self._next.consume(batch)
+            return
+        response_ids = {s.span_id: s.response_id for s in batch.llm_spans}
+        request, payload = with_evaluation_events(batch.payload, evaluations, response_ids)
+        await self._next.consume(dataclasses.replace(batch, payload=payload, request=request,
+                                                     evaluations=evaluations))
+        for results in evaluations.values():
+            for result in results:
+                self._counted.labels(result.name, result.label).inc()
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None

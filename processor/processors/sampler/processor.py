@@ -1,0 +1,47 @@
+"""The `sampler` processor: picks the LLM spans to judge and attaches them, with their decisions, to the batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from tracejudge.processor.component.consumer import TracesConsumer
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.processors.sampler.sampling import RateScale, Sample, Sampler, SamplerConfig
+from tracejudge.processor.service.decision_log import SAMPLED_OUT, DecisionLog, span_decision
+
+
+class LlmSamplerProcessor:
+    """Runs after `llm_extract` (and `llm_checks`, whose failures rules may target). Spans without content are
+    not judgeable and get no decision. Forwarding is unaffected: only `batch.samples` changes. Spans sampled out
+    get a decision record; sampled ones get theirs from the judge queue."""
+
+    def __init__(self, config: SamplerConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
+                 decisions: DecisionLog, scale: RateScale) -> None:
+        self._sampler = Sampler(config, scale=scale)
+        self._next = next_consumer
+        self._counted = telemetry.sampling_decisions
+        self._decisions = decisions
+
+    async def consume(self, batch: TraceBatch) -> None:
+        judgeable = [span for span in batch.llm_spans if span.has_content]
+        if not judgeable:
+            await self._next.consume(batch)
+            return
+        decided = [Sample(span, self._sampler.decide(span, batch.evaluations.get(span.span_id, ())))
+                   for span in judgeable]
+        samples = tuple(sample for sample in decided if sample.decision.sampled)
+        await self._next.consume(dataclasses.replace(batch, samples=samples) if samples else batch)
+        for sample in decided:
+            self._counted.labels(sample.decision.stratum, "sampled" if sample.decision.sampled else "sampled out"
+                                 ).inc()
+        self._decisions.record([span_decision(s.span, SAMPLED_OUT, detail=json.dumps(
+            {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
+            for s in decided if not s.decision.sampled])
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None

@@ -1,0 +1,77 @@
+"""OTLP/gRPC transport: `TraceService/Export` on grpc.aio, request bytes taken as they arrive."""
+
+from __future__ import annotations
+
+import math
+from typing import NoReturn
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from tracejudge.processor.component.errors import PermanentError
+from tracejudge.processor.extensions.bearertokenauth import Authenticator
+from tracejudge.processor.pdata.otlp_codec import decode_protobuf, encode_response
+from tracejudge.processor.pdata.otlp_status import refusal_for
+from tracejudge.processor.receivers.otlp.config import GrpcReceiverConfig
+from tracejudge.processor.receivers.otlp.intake import Intake
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class GrpcTransport:
+    def __init__(self, name: str, config: GrpcReceiverConfig, intake: Intake,
+                 authenticator: Authenticator | None) -> None:
+        self._name = name
+        self._config = config
+        self._intake = intake
+        self._auth = authenticator
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        limit = self._config.max_recv_msg_size_mib * 1024 * 1024
+        # so_reuseport off: a second tracejudge on the same port must fail, not silently share the traffic.
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
+        # No deserializer: the handler gets the request's bytes, which are what exporters forward.
+        handler = grpc.unary_unary_rpc_method_handler(self._export)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
+        try:
+            if self._config.tls is not None:
+                self.port = server.add_secure_port(self._config.endpoint, self._config.tls.grpc_credentials())
+            else:
+                self.port = server.add_insecure_port(self._config.endpoint)
+        except RuntimeError as e:  # grpc reports a failed bind as a bare RuntimeError
+            raise OSError(f"cannot listen for OTLP/gRPC on {self._config.endpoint} (is the port in use?)") from e
+        await server.start()
+        self._server = server
+
+    async def shutdown(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(grace=5.0)
+
+    async def _export(self, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if self._auth is not None:
+            try:
+                self._auth.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
+            except PermanentError as error:
+                self._intake.refuse("grpc", error.kind)
+                await _abort(context, error)
+        try:
+            decoded = await self._intake.accept("grpc", lambda: decode_protobuf(payload, self._name), len(payload))
+        except Exception as error:  # every refusal, including our own bugs, becomes a status code
+            await _abort(context, error)
+        return encode_response(decoded, as_json=False)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
+    refusal = refusal_for(error)
+    if refusal.retry_after_s is not None:
+        delay = duration_pb2.Duration(seconds=math.floor(refusal.retry_after_s),
+                                      nanos=int((refusal.retry_after_s % 1) * 1e9))
+        status = status_pb2.Status(code=refusal.rpc_code, message=refusal.message)
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+    await context.abort(refusal.grpc_code, refusal.message)
+    raise RuntimeError("grpc.aio abort() returned instead of raising")

@@ -1,0 +1,214 @@
+"""Decision records: what happened to each LLM span, kept in SQLite so "why wasn't this evaluated?" has an answer.
+
+The log owns its database and a single thread that does every read and write. Records are handed over without
+waiting and written in batches, one transaction each, every FLUSH_INTERVAL_S or every _BATCH records, whichever
+comes first; reads per trace id see everything handed over before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.pdata.llm_span import LlmSpan
+
+log = logging.getLogger(__name__)
+
+# Each entry is a migration; the database's user_version says how many have run.
+MIGRATIONS = (
+    """CREATE TABLE decisions (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
+        service TEXT NOT NULL, convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        recorded_unix_s REAL NOT NULL, PRIMARY KEY (trace_id, span_id, decision))""",
+    # One row per stage and metric: judged and unjudged records are per metric, with their scores as JSON.
+    """CREATE TABLE decisions_2 (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
+        service TEXT NOT NULL, convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
+        recorded_unix_s REAL NOT NULL, metric TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (trace_id, span_id, metric, decision));
+    INSERT INTO decisions_2 (trace_id, span_id, decision, service, convention, model, prompt_version,
+        recorded_unix_s) SELECT * FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_2 RENAME TO decisions""",
+)
+
+EXTRACTED = "extracted"
+NO_CONTENT = "not judgeable: no content"
+SAMPLED_OUT = "sampled out"
+QUEUED = "queued"
+JUDGED = "judged"
+UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
+DROPPED = "dropped"  # written "dropped: <reason>"
+WAITING = "waiting"  # written "waiting: tier_paused" or "waiting: budget_exhausted": no tier could answer yet
+
+_BATCH = 512
+FLUSH_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    trace_id: str
+    span_id: str
+    decision: str
+    service: str
+    convention: str
+    model: str
+    prompt_version: str
+    recorded_unix_s: float
+    metric: str = ""  # for judged, unjudged and dropped records: the metric they are about
+    detail: str = ""  # JSON: scores, tiers, probabilities, whatever the stage knew
+
+
+def decision_for(span: LlmSpan) -> str:
+    return EXTRACTED if span.has_content else NO_CONTENT
+
+
+def span_decision(span: LlmSpan, decision: str, metric: str = "", detail: str = "") -> Decision:
+    return Decision(span.trace_id, span.span_id, decision, span.service, span.convention,
+                    span.response_model or span.request_model, span.prompt_version, time.time(), metric, detail)
+
+
+def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision: str, metric: str = "",
+                  detail: str = "") -> Decision:
+    """A record for a judge queue item, from what its body keeps of the span."""
+    return Decision(trace_id, span_id, decision, body.get("service", ""), body.get("convention", ""),
+                    body.get("response_model") or body.get("request_model", ""), body.get("prompt_version", ""),
+                    time.time(), metric, detail)
+
+
+class DecisionLog:
+    """`path` is a SQLite file (":memory:" keeps decisions only while the process runs).
+
+    `record_extracted` never blocks the caller: with more than `max_pending` records waiting to be written,
+    new ones are counted as dropped and logged, not silently lost.
+    """
+
+    def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000) -> None:
+        self._path = path
+        self._telemetry = telemetry
+        self._requests: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
+        self._pending: list[Decision] = []
+        self._pending_lock = threading.Lock()
+        self._max_pending = max_pending
+        self._thread: threading.Thread | None = None
+        self._ready: Future[None] = Future()
+
+    async def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(self._ready)
+
+    async def shutdown(self) -> None:
+        if self._thread is None:
+            return
+        self._requests.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def record_extracted(self, spans: Iterable[LlmSpan]) -> None:
+        self.record([span_decision(s, decision_for(s)) for s in spans])
+
+    def record(self, records: list[Decision]) -> None:
+        """Hand records over to be written; never blocks (see the class docstring)."""
+        with self._pending_lock:
+            room = max(0, self._max_pending - len(self._pending))
+            self._pending.extend(records[:room])
+            backlog = len(self._pending)
+        if len(records) > room:
+            dropped = len(records) - room
+            self._telemetry.decisions_dropped.inc(dropped)
+            log.warning("decision log is %d records behind; %d decision record(s) not kept", self._max_pending,
+                        dropped)
+        if backlog >= _BATCH:
+            self._requests.put(self._flush)
+
+    async def for_trace(self, trace_id: str) -> list[Decision]:
+        if self._thread is None:
+            raise RuntimeError("the decision log is not running")
+        result: Future[list[Decision]] = Future()
+
+        def query(db: sqlite3.Connection) -> None:
+            try:
+                self._flush(db)
+                rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                                  (trace_id.lower(),)).fetchall()
+            except Exception as e:  # the caller gets the error instead of waiting for ever
+                result.set_exception(e)
+                return
+            result.set_result([Decision(*row) for row in rows])
+
+        self._requests.put(query)
+        return await asyncio.wrap_future(result)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db)
+        except sqlite3.Error as e:
+            self._ready.set_exception(OSError(f"cannot open the decision log {self._path}: {e}"))
+            return
+        self._ready.set_result(None)
+        while True:
+            try:
+                request = self._requests.get(timeout=FLUSH_INTERVAL_S)
+            except queue.Empty:
+                request = self._flush
+            if request is None:
+                break
+            try:
+                request(db)
+            except Exception:  # a failed write must not stop the log
+                log.exception("decision log: database request failed")
+        self._flush(db)
+        db.close()
+
+    def _flush(self, db: sqlite3.Connection) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for start in range(0, len(pending), _BATCH):
+            rows = [_row(d) for d in pending[start:start + _BATCH]]
+            with db:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def read_decisions(path: str, trace_id: str) -> list[Decision]:
+    """The records of one trace, read from the database file directly (the service may be running or not)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise OSError(f"cannot open the decision log {path}: {e}") from e
+    try:
+        rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                          (trace_id.lower(),)).fetchall()
+    except sqlite3.Error as e:
+        raise OSError(f"cannot read the decision log {path}: {e}") from e
+    finally:
+        db.close()
+    return [Decision(*row) for row in rows]
+
+
+def _row(decision: Decision) -> tuple[Any, ...]:
+    return (decision.trace_id, decision.span_id, decision.decision, decision.service, decision.convention,
+            decision.model, decision.prompt_version, decision.recorded_unix_s, decision.metric, decision.detail)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db:
+            db.execute("BEGIN")
+            for part in statement.split(";\n"):
+                db.execute(part)
+            db.execute(f"PRAGMA user_version = {number}")
