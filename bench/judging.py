@@ -19,10 +19,12 @@ from tracejudge.judge.limits import TierLimits
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.tiers import JudgesConfig, TierConfig, build_judges
+from tracejudge.processor.component.host import RateScale
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, WorkerConfig
-from tracejudge.processor.processors.sampler.sampling import RateScale
+from tracejudge.processor.processors.judge_queue.config import WorkerConfig
+from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
+from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
 from tracejudge.processor.service.decision_log import DecisionLog
 
 from .counters import SpanTally
@@ -130,8 +132,8 @@ async def _drain(directory: Path, items: int, local: str, heavy_url: str | None)
     telemetry = Telemetry()
     decisions = DecisionLog(":memory:", telemetry)
     await decisions.start()
-    worker = JudgeWorker(queue, judges, WorkerConfig(poll_interval=0.01), _Sink(), decisions, telemetry,
-                         RateScale(), "1")
+    worker = JudgeWorker(queue, judges, WorkerConfig(poll_interval=0.01), _Sink(), decisions,
+                         telemetry.metrics(JudgeQueueMetrics), RateScale(), "1")
     started = time.perf_counter()
     await worker.start()
     while queue.waiting():

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-from .records import Feedback
+from tracejudge.processor.pdata.feedback import Feedback
+
 from .store import Store
 
 MIN_N = 10  # per class, before an AUROC is reported; and reviewer labels before agreement is judged

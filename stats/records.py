@@ -1,10 +1,10 @@
-"""What the statistics read and write: one judged evaluation, a series key, an alert and a piece of user feedback.
+"""What the statistics read and write: one judged evaluation, a series key, an alert (and user feedback, whose
+record is pdata's).
 Plain frozen values, so the store can keep them as rows and replay can rebuild them byte for byte."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,64 +130,3 @@ class Alert:
         return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-# A rating at or below this share of its scale is negative feedback; at or above POSITIVE_RATING, positive.
-NEGATIVE_RATING = 0.4  # 1 or 2 stars of 5
-POSITIVE_RATING = 0.8  # 4 or 5 stars of 5
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """A user's (or reviewer's) reaction to a trace or one span of it; joined with evaluations on trace id."""
-
-    trace_id: str  # hex
-    span_id: str = ""  # hex; "" for the whole trace
-    feedback_id: str = ""  # idempotency key (`identified` derives one from the content when empty)
-    time_unix_nano: int = 0
-    thumbs: int = 0  # +1 up, -1 down, 0 none
-    rating: float | None = None  # in [0, 1]: the rating over its scale
-    regenerated: bool = False
-    edited_text: str = ""
-    comment: str = ""
-    source: str = ""
-    labels: tuple[tuple[str, bool], ...] = ()  # (metric, passed): a reviewer's verdicts
-
-    @property
-    def reason(self) -> str:
-        """Why this is negative feedback ("" if it is not): thumbs_down | regenerated | edited | low_rating."""
-        if self.thumbs < 0:
-            return "thumbs_down"
-        if self.regenerated:
-            return "regenerated"
-        if self.edited_text:
-            return "edited"
-        if self.rating is not None and self.rating <= NEGATIVE_RATING:
-            return "low_rating"
-        return ""
-
-    @property
-    def negative(self) -> bool:
-        return bool(self.reason)
-
-    @property
-    def positive(self) -> bool:
-        return not self.negative and (self.thumbs > 0 or (self.rating is not None and self.rating >= POSITIVE_RATING))
-
-    def identified(self) -> Feedback:
-        """With a feedback_id: the given one, else a hash of the content (a resent record is stored once)."""
-        if self.feedback_id:
-            return self
-        content = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return dataclasses.replace(self, feedback_id="fb-" + hashlib.sha256(content).hexdigest()[:24])
-
-    def row(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
-        row["labels"] = json.dumps([list(label) for label in self.labels])
-        row["negative"] = self.negative
-        return row
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Feedback:
-        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
-        values["labels"] = tuple((str(m), bool(p)) for m, p in json.loads(row["labels"]))
-        values["regenerated"] = bool(row["regenerated"])
-        return cls(**values)

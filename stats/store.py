@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
-from .records import Alert, Evaluation, Feedback, SeriesKey
+from tracejudge.processor.pdata.feedback import Feedback
+
+from .records import Alert, Evaluation, SeriesKey
 
 _EVALUATION_COLUMNS = """
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, time_unix_nano INTEGER NOT NULL,

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tracejudge.processor.cli.stats import stats_stores
-from tracejudge.processor.processors.judge_queue.stage import queue_path
+from tracejudge.processor.pdata.feedback import Feedback
+from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
-from tracejudge.stats.records import Evaluation, Feedback
+from tracejudge.stats.records import Evaluation
 from tracejudge.stats.store import SqliteStore
 
 
@@ -135,8 +135,7 @@ def _iso(unix_nano: int) -> str:
     return datetime.fromtimestamp(unix_nano / 1e9, UTC).isoformat(timespec="seconds")
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    golden = commands.add_parser("golden", help="golden datasets from production failures")
+def add_arguments(golden: argparse.ArgumentParser) -> None:
     actions = golden.add_subparsers(dest="golden_command", required=True)
     export = actions.add_parser("export", help="write confirmed failures (judged, low score, negative feedback) "
                                 "as a deduplicated dataset with provenance")
@@ -148,10 +147,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "(default: %(default)s)")
     export.add_argument("--without-feedback", action="store_true",
                         help="also take low scores in traces without negative feedback")
-    export.set_defaults(run=run_export)
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`golden export` (the only action so far)."""
     config = config_or_report(args.config)
     if config is None:
         return 2

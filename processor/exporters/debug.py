@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.pdata.batch import TraceBatch
 
 log = logging.getLogger("tracejudge.debug")
@@ -19,8 +21,8 @@ class DebugExporterConfig:
 class DebugExporter:
     """Logs synchronously in `enqueue`: there is nothing downstream to wait for, so no queue."""
 
-    def __init__(self, name: str, config: DebugExporterConfig) -> None:
-        self.name = name
+    def __init__(self, settings: CreateSettings, config: DebugExporterConfig) -> None:
+        self.name = settings.name
         self._verbosity = config.verbosity
 
     def has_room(self, batch: TraceBatch) -> bool:
@@ -50,3 +52,6 @@ class DebugExporter:
 
     async def shutdown(self) -> None:
         return None
+
+
+factory = Factory("debug", "exporters", DebugExporterConfig, DebugExporter)

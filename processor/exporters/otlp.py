@@ -9,7 +9,9 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.exporters.helper.queued import ExporterSettings
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.exporters.helper.queued import ExporterSettings, QueuedExporter, queued_exporter
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
 from tracejudge.processor.pdata.otlp_codec import log_partial_success
 
@@ -106,3 +108,10 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
                 delay_s: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
                 return delay_s
     return None
+
+
+def create(settings: CreateSettings, config: OtlpExporterConfig) -> QueuedExporter:
+    return queued_exporter(settings, GrpcSender(config), config)
+
+
+factory = Factory("otlp", "exporters", OtlpExporterConfig, create)

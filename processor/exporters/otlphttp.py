@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
 import gzip
-import time
 from dataclasses import dataclass
 
 import aiohttp
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.exporters.helper.queued import ExporterSettings
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.exporters.helper.queued import ExporterSettings, QueuedExporter, queued_exporter
+from tracejudge.processor.exporters.helper.retry import parse_retry_after
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
 from tracejudge.processor.pdata.otlp_codec import log_partial_success
 
@@ -83,16 +83,8 @@ class HttpSender:
             self._session = None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000": UTC, with no zone information
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - time.time())
+def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> QueuedExporter:
+    return queued_exporter(settings, HttpSender(config), config)
+
+
+factory = Factory("otlphttp", "exporters", OtlpHttpExporterConfig, create)

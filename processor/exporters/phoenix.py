@@ -27,9 +27,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.exporters.helper.queued import ExporterSettings, QueuedExporter
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.exporters.helper.queued import ExporterSettings, queued_exporter
+from tracejudge.processor.exporters.helper.retry import parse_retry_after
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
-from tracejudge.processor.exporters.otlphttp import parse_retry_after
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation_events import EVALUATION_SPAN_NAME, EVENT_NAME, SERVICE_NAME
 
@@ -71,12 +73,12 @@ class PhoenixExporterConfig(ExporterSettings):
 
 
 class PhoenixExporter:
-    """An Exporter (see exporter.py) whose sending queue takes only the requests holding evaluation results: the
+    """An Exporter (see consumer.py) whose sending queue takes only the requests holding evaluation results: the
     rest take no queue room and cause no HTTP call."""
 
-    def __init__(self, queued: QueuedExporter) -> None:
-        self.name = queued.name
-        self._queued = queued
+    def __init__(self, settings: CreateSettings, config: PhoenixExporterConfig) -> None:
+        self.name = settings.name
+        self._queued = queued_exporter(settings, AnnotationSender(config), config)
 
     def has_room(self, batch: TraceBatch) -> bool:
         return EVENT_MARKER not in batch.payload or self._queued.has_room(batch)
@@ -241,3 +243,6 @@ def _detail(reply: bytes) -> str:
     except (ValueError, TypeError, KeyError):
         return reply[:300].decode(errors="replace")
     return str(detail)[:300]
+
+
+factory = Factory("phoenix", "exporters", PhoenixExporterConfig, PhoenixExporter)

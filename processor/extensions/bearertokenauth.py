@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Protocol
 
 from tracejudge.processor.component.errors import ConfigError, PermanentError
-
-
-class Authenticator(Protocol):
-    def authenticate(self, authorization: str | None) -> None:
-        """Raise PermanentError(kind="unauthenticated") unless the Authorization value is acceptable."""
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
 
 
 @dataclass(frozen=True)
@@ -27,7 +23,9 @@ class BearerTokenAuthConfig:
 
 
 class BearerTokenAuth:
-    def __init__(self, config: BearerTokenAuthConfig) -> None:
+    """An Authenticator (transport.auth) for the servers whose `auth.authenticator` names it."""
+
+    def __init__(self, settings: CreateSettings, config: BearerTokenAuthConfig) -> None:
         self._expected = f"{config.scheme} {config.token}".encode()
 
     def authenticate(self, authorization: str | None) -> None:
@@ -41,3 +39,7 @@ class BearerTokenAuth:
 
     async def shutdown(self) -> None:
         return None
+
+
+factory = Factory("bearertokenauth", "extensions", BearerTokenAuthConfig, BearerTokenAuth,
+                  offers=frozenset({"authenticator"}))

@@ -1,27 +1,31 @@
 """The `eval_service` extension: tracejudge's own EvalService (proto/tracejudge/v1/eval_service.proto) on gRPC, and
 the same messages as JSON over HTTP (`POST /v1/feedback`, `GET /v1/traces/{trace_id}`). Feedback goes to a judge
-stage, which stores it with its statistics and has the traces it is negative about judged."""
+stage (found through the host by the capability `feedback`), which stores it with its statistics and has the traces
+it is negative about judged."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
-from tracejudge.processor.component.errors import ConfigError, PermanentError
-from tracejudge.processor.extensions.bearertokenauth import Authenticator
-from tracejudge.processor.processors.judge_queue.stage import FeedbackReceipt, JudgeQueueProcessor
-from tracejudge.processor.processors.llm_extract.feedback import problems
-from tracejudge.processor.receivers.otlp.config import AuthConfig
+from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
+from tracejudge.processor.component.factory import Factory, Reference
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt, problems
+from tracejudge.processor.transport.auth import AuthConfig, Authenticator
 from tracejudge.processor.transport.http_site import HttpSite, parse_endpoint
+from tracejudge.processor.transport.status import refusal_for
 from tracejudge.processor.transport.tls import TlsServerConfig
-from tracejudge.stats.records import Alert, Evaluation, Feedback
+from tracejudge.stats.records import Alert, Evaluation
 from tracejudge.v1 import eval_service_pb2 as pb
 from tracejudge.v1 import eval_service_pb2_grpc as pb_grpc
 
@@ -51,10 +55,23 @@ class EvalServiceConfig:
         if self.grpc is None and self.http is None:
             raise ConfigError(f"{path}: give grpc and/or http, e.g. grpc: {{endpoint: 0.0.0.0:4319}}")
 
+    def references(self, path: str) -> list[Reference]:
+        found = [Reference(f"{path}.judge_queue", self.judge_queue, "processors", "feedback",
+                           "judge_queue processor")]
+        return found + ([self.auth.reference(f"{path}.auth")] if self.auth is not None else [])
 
-class InvalidFeedback(Exception):
+
+class InvalidFeedback(PermanentError):
     def __init__(self, found: list[str]) -> None:
         super().__init__("; ".join(found))
+
+
+class FeedbackApi(Protocol):
+    """What the EvalService needs of the judge stage it names (offered as `feedback`)."""
+
+    def feedback(self, records: list[Feedback]) -> FeedbackReceipt: ...
+
+    def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]: ...
 
 
 def feedback_records(request: Any) -> list[Feedback]:
@@ -118,26 +135,22 @@ def trace_message(evaluations: list[Evaluation], alerts: list[Alert], feedback: 
 
 
 class EvalService:
-    """Serves a judge stage's feedback and evaluations; `bind` gives it the stage before `start`."""
+    """Serves a judge stage's feedback and evaluations. It refers into the pipelines, so the service starts it
+    after them, and it finds its stage then."""
 
-    def __init__(self, config: EvalServiceConfig) -> None:
+    def __init__(self, settings: CreateSettings, config: EvalServiceConfig) -> None:
         self._config = config
-        self._stage: JudgeQueueProcessor | None = None
+        self._host = settings.host
+        self._stage: FeedbackApi | None = None
         self._auth: Authenticator | None = None
+        if config.auth is not None:
+            self._auth = self._host.find("extensions", "authenticator", config.auth.authenticator)
         self._server: grpc.aio.Server | None = None
         self._site: HttpSite | None = None
         self.grpc_port = self.http_port = 0
 
-    def bind(self, stages: dict[str, JudgeQueueProcessor], extensions: dict[str, Any]) -> None:
-        """Take the judge stage and authenticator the config names (config.py has checked that they exist)."""
-        name = self._config.judge_queue
-        self._stage = stages[name] if name else next(iter(stages.values()))
-        if self._config.auth is not None:
-            self._auth = extensions[self._config.auth.authenticator]
-
     async def start(self) -> None:
-        if self._stage is None:
-            raise RuntimeError("EvalService.bind was not called")
+        self._stage = self._host.find("processors", "feedback", self._config.judge_queue)
         if self._config.grpc is not None:
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             pb_grpc.add_EvalServiceServicer_to_server(_Servicer(self), server)
@@ -158,6 +171,7 @@ class EvalService:
             self._site = HttpSite(app, self._config.http.endpoint, tls.ssl_context() if tls is not None else None)
             await self._site.start()
             self.http_port = self._site.port
+        log.info("EvalService: gRPC on port %d, HTTP on port %d (0: off)", self.grpc_port, self.http_port)
 
     async def shutdown(self) -> None:
         if self._server is not None:
@@ -169,14 +183,17 @@ class EvalService:
 
     def submit(self, request: Any) -> Any:
         assert self._stage is not None
-        return receipt_message(self._stage.feedback(feedback_records(request)))
+        records = feedback_records(request)
+        with _store_errors_retryable():
+            return receipt_message(self._stage.feedback(records))
 
     def trace(self, trace_id: str) -> Any:
         assert self._stage is not None
         trace_id = trace_id.lower()
         if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
             raise InvalidFeedback([f"trace_id: {trace_id!r} is not a trace id (32 hex digits)"])
-        return trace_message(*self._stage.trace_view(trace_id))
+        with _store_errors_retryable():
+            return trace_message(*self._stage.trace_view(trace_id))
 
     def authenticate(self, authorization: str | None) -> None:
         if self._auth is not None:
@@ -185,10 +202,7 @@ class EvalService:
     async def _post_feedback(self, request: web.Request) -> web.Response:
         try:
             self.authenticate(request.headers.get("Authorization"))
-            document = await request.json()
-            if isinstance(document, dict) and "feedback" not in document:
-                document = {"feedback": [document]}  # one record on its own
-            return _json(self.submit(json_format.ParseDict(document, pb.SubmitFeedbackRequest())))
+            return _json(self.submit(await _feedback_request(request)))
         except Exception as error:
             return _http_error(error)
 
@@ -215,23 +229,34 @@ class _Servicer:
             self._service.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
             return work()
         except Exception as error:
-            code, _, message = status_for(error)
-            await context.abort(code, message)
+            refusal = refusal_for(error)
+            await context.abort(refusal.grpc_code, refusal.message)
 
 
-def status_for(error: Exception) -> tuple[grpc.StatusCode, int, str]:
-    """The one mapping of what went wrong to a gRPC status and an HTTP status, with the message to send."""
-    if isinstance(error, web.HTTPException):  # aiohttp's own refusals, e.g. 413 for a body over the limit
-        return grpc.StatusCode.INVALID_ARGUMENT, error.status, error.reason
-    if isinstance(error, PermanentError):
-        return grpc.StatusCode.UNAUTHENTICATED, 401, str(error)
-    if isinstance(error, InvalidFeedback | json_format.ParseError | ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, 400, str(error)
-    if isinstance(error, sqlite3.Error):
+async def _feedback_request(request: web.Request) -> Any:
+    """The JSON body as a SubmitFeedbackRequest (one record on its own is taken too); PermanentError if it is not
+    one."""
+    try:
+        document = await request.json()
+    except web.HTTPRequestEntityTooLarge as e:
+        raise PermanentError(f"the body is over {MAX_BODY_BYTES} bytes", kind="too_large") from e
+    except ValueError as e:
+        raise PermanentError(f"the body is not JSON: {e}") from e
+    if isinstance(document, dict) and "feedback" not in document:
+        document = {"feedback": [document]}
+    try:
+        return json_format.ParseDict(document, pb.SubmitFeedbackRequest())
+    except (json_format.ParseError, ValueError) as e:
+        raise PermanentError(str(e)) from e
+
+
+@contextlib.contextmanager
+def _store_errors_retryable() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as e:
         log.exception("eval service: the store failed")
-        return grpc.StatusCode.UNAVAILABLE, 503, f"the store failed ({error}); retry later"
-    log.exception("eval service: request failed")
-    return grpc.StatusCode.INTERNAL, 500, "internal error (logged by tracejudge)"
+        raise RetryableError(f"the store failed ({e}); retry later") from e
 
 
 def _json(message: Any) -> web.Response:
@@ -239,5 +264,11 @@ def _json(message: Any) -> web.Response:
 
 
 def _http_error(error: Exception) -> web.Response:
-    _, status, message = status_for(error)
-    return web.json_response({"error": message}, status=status)
+    refusal = refusal_for(error)
+    response = web.json_response({"error": refusal.message}, status=refusal.http_status)
+    if refusal.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, round(refusal.retry_after_s)))
+    return response
+
+
+factory = Factory("eval_service", "extensions", EvalServiceConfig, EvalService)

@@ -1,4 +1,4 @@
-"""The `file_storage` extension: the directory where components keep their SQLite databases."""
+"""The `file_storage` extension: the directory where components keep their SQLite databases (a Storage)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
 
 
 @dataclass(frozen=True)
@@ -19,14 +21,17 @@ class FileStorageConfig:
         if not self.create_directory and not os.path.isdir(self.directory):
             raise ConfigError(f"{path}.directory: {self.directory!r} does not exist (or set create_directory)")
 
+    def path_for(self, component: str) -> str:
+        """The database file of one component, e.g. `llm_extract` → <directory>/llm_extract.db."""
+        return os.path.join(self.directory, component.replace("/", "_") + ".db")
+
 
 class FileStorage:
-    def __init__(self, config: FileStorageConfig) -> None:
+    def __init__(self, settings: CreateSettings, config: FileStorageConfig) -> None:
         self._config = config
 
     def path_for(self, component: str) -> str:
-        """The database file of one component, e.g. `llm_extract` → <directory>/llm_extract.db."""
-        return os.path.join(self._config.directory, component.replace("/", "_") + ".db")
+        return self._config.path_for(component)
 
     async def start(self) -> None:
         if self._config.create_directory:
@@ -34,3 +39,6 @@ class FileStorage:
 
     async def shutdown(self) -> None:
         return None
+
+
+factory = Factory("file_storage", "extensions", FileStorageConfig, FileStorage, offers=frozenset({"storage"}))

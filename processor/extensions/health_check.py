@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.transport.http_site import HttpSite, parse_endpoint
 
 
@@ -23,9 +25,10 @@ class HealthCheckConfig:
 
 
 class HealthCheck:
-    """200 while every pipeline runs, 503 before start and once shutdown has begun."""
+    """200 while every pipeline runs, 503 before start and once shutdown has begun: a StatusWatcher, told by the
+    service through `set_ready`."""
 
-    def __init__(self, config: HealthCheckConfig) -> None:
+    def __init__(self, settings: CreateSettings, config: HealthCheckConfig) -> None:
         app = web.Application()
         app.router.add_get(config.path, self._status)
         self._site = HttpSite(app, config.endpoint)
@@ -51,3 +54,6 @@ class HealthCheck:
         up_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._ready_since))
         return web.json_response({"status": "Server available", "upSince": up_since,
                                   "uptime": f"{time.time() - self._ready_since:.0f}s"})
+
+
+factory = Factory("health_check", "extensions", HealthCheckConfig, HealthCheck, offers=frozenset({"status_watcher"}))

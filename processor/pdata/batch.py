@@ -9,9 +9,9 @@ from types import MappingProxyType
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.processor.pdata.llm_span import LlmSpan, Retrieval
-from tracejudge.processor.processors.sampler.sampling import Sample
-from tracejudge.stats.records import Feedback
+from tracejudge.processor.pdata.sample import Sample
 
 NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
 
 # An OTLP attribute value as plain Python: str, bool, int, float, bytes, or a tuple/dict of those.
 AttributeValue = object
@@ -83,3 +86,13 @@ class Retrieval:
     span_id: str
     start_unix_nano: int
     documents: tuple[str, ...]
+
+
+def decision_for(span: LlmSpan) -> str:
+    """The first record of every LLM span: extracted, or not judgeable for want of content."""
+    return EXTRACTED if span.has_content else NO_CONTENT
+
+
+def span_decision(span: LlmSpan, decision: str, metric: str = "", detail: str = "") -> Decision:
+    return Decision(span.trace_id, span.span_id, decision, span.service, span.convention,
+                    span.response_model or span.request_model, span.prompt_version, time.time(), metric, detail)

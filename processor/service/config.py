@@ -18,10 +18,11 @@ import yaml
 
 from tracejudge.processor.component.confmap import decode, expand_env
 from tracejudge.processor.component.errors import ConfigError
-from tracejudge.processor.service.factories import FACTORIES, Kind
+from tracejudge.processor.component.factory import KINDS, Kind, Reference, component_type
+from tracejudge.processor.service import factories
 from tracejudge.processor.transport.http_site import parse_endpoint
 
-SECTIONS: tuple[Kind, ...] = ("receivers", "processors", "exporters", "extensions")
+SECTIONS = KINDS
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,6 @@ class Config:
     def section(self, kind: Kind) -> Mapping[str, Any]:
         return {"receivers": self.receivers, "processors": self.processors,
                 "exporters": self.exporters, "extensions": self.extensions}[kind]
-
-
-def component_type(name: str) -> str:
-    """`otlp/jaeger` → `otlp`."""
-    return name.split("/", 1)[0]
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -131,10 +127,10 @@ def _decode_section(kind: Kind, raw: Any, problems: list[str]) -> dict[str, Any]
     configs: dict[str, Any] = {}
     for name, settings in raw.items():
         name = str(name)
-        factory = FACTORIES[kind].get(component_type(name))
-        if factory is None:
-            known = ", ".join(sorted(FACTORIES[kind])) or "none yet"
-            problems.append(f"{kind}.{name}: unknown {kind[:-1]} type {component_type(name)!r} (known: {known})")
+        try:
+            factory = factories.factory(kind, component_type(name))
+        except ConfigError as e:
+            problems.append(f"{kind}.{name}: {e}")
             continue
         decoded = decode(factory.config_class, settings, f"{kind}.{name}", problems)
         if decoded is not None:
@@ -166,65 +162,70 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
                 problems.append(f"{path}.receivers: {name!r} already feeds pipeline {fed_by[name]}; "
                                 "a receiver can feed one pipeline")
             fed_by[name] = pipeline
+        problems += stage_order_problems(path, [(name, sections["processors"][name]) for name in spec.processors
+                                                if name in sections["processors"]])
     for name in service.extensions:
         if name not in declared["extensions"]:
             problems.append(f"service.extensions: {name!r} is not defined under extensions")
+    running: dict[Kind, list[str]] = {
+        "extensions": [name for name in service.extensions if name in sections["extensions"]],
+        "processors": list(dict.fromkeys(p for spec in service.pipelines.values() for p in spec.processors
+                                         if p in sections["processors"])),
+    }
     for kind in SECTIONS:
         for name, settings in sections[kind].items():
-            for storage, where in _storages(settings, f"{kind}.{name}"):
-                if storage not in service.extensions or component_type(storage) != "file_storage":
-                    problems.append(f"{where}: {storage!r} must be a file_storage extension listed in "
-                                    "service.extensions")
-    for name, receiver in sections["receivers"].items():
-        for authenticator, where in _authenticators(receiver, f"receivers.{name}"):
-            if authenticator not in service.extensions:
-                problems.append(f"{where}: extension {authenticator!r} must be defined and listed in "
-                                "service.extensions")
-            elif component_type(authenticator) != "bearertokenauth":
-                problems.append(f"{where}: extension {authenticator!r} is not an authenticator")
-    for name in service.extensions:
-        if component_type(name) == "eval_service" and name in sections["extensions"]:
-            _check_eval_service(service, sections, name, problems)
+            for reference in factories.factory(kind, component_type(name)).references(settings, f"{kind}.{name}"):
+                problem = _reference_problem(reference, running, sections)
+                if problem:
+                    problems.append(problem)
 
 
-def _check_eval_service(service: ServiceConfig, sections: dict[Kind, dict[str, Any]], name: str,
-                        problems: list[str]) -> None:
-    """The judge stage an eval_service feeds must run, with statistics (feedback is stored with them)."""
-    path, settings = f"extensions.{name}", sections["extensions"][name]
-    running = {p for spec in service.pipelines.values() for p in spec.processors if component_type(p) == "judge_queue"}
-    if settings.judge_queue and settings.judge_queue not in running:
-        problems.append(f"{path}.judge_queue: no judge_queue processor {settings.judge_queue!r} in the pipelines")
-        return
-    if not settings.judge_queue and len(running) != 1:
-        problems.append(f"{path}.judge_queue: name the judge_queue processor that takes feedback (the pipelines "
-                        f"have {len(running)}: {', '.join(sorted(running)) or 'none'})")
-        return
-    stage = sections["processors"].get(settings.judge_queue or next(iter(running)))
-    if stage is not None and not stage.stats.enabled:
-        problems.append(f"{path}.judge_queue: feedback is stored with the statistics, which are off in that "
-                        "judge_queue processor (stats.enabled)")
-    if settings.auth is not None:
-        authenticator = settings.auth.authenticator
-        if authenticator not in service.extensions or component_type(authenticator) != "bearertokenauth":
-            problems.append(f"{path}.auth.authenticator: {authenticator!r} must be a bearertokenauth extension "
-                            "listed in service.extensions")
+def _reference_problem(reference: Reference, running: dict[Kind, list[str]],
+                       sections: dict[Kind, dict[str, Any]]) -> str:
+    """What is wrong with one reference ("" if nothing): its target must run and offer the capability."""
+    kind, name, where = reference.kind, reference.name, reference.path
+    candidates = running.get(kind, [])
+    if kind == "extensions":
+        if name not in candidates or _offer(kind, name, reference.capability, sections):
+            return f"{where}: {name!r} must be {reference.what} listed in service.extensions"
+        return ""
+    listed = [n for n in candidates
+              if reference.capability in factories.factory(kind, component_type(n)).offers]
+    if not name:
+        if len(listed) != 1:
+            return (f"{where}: name the {reference.what} to use (the pipelines have {len(listed)}: "
+                    f"{', '.join(listed) or 'none'})")
+        name = listed[0]
+    if name not in candidates:
+        return f"{where}: no {reference.what} {name!r} in the pipelines"
+    withheld = _offer(kind, name, reference.capability, sections)
+    return f"{where}: {withheld}" if withheld else ""
 
 
-def _storages(settings: Any, path: str) -> list[tuple[str, str]]:
-    found = []
-    if getattr(settings, "storage", ""):
-        found.append((settings.storage, f"{path}.storage"))
-    queue = getattr(settings, "sending_queue", None)
-    if queue is not None and queue.storage:
-        found.append((queue.storage, f"{path}.sending_queue.storage"))
-    return found
+def _offer(kind: Kind, name: str, capability: str, sections: dict[Kind, dict[str, Any]]) -> str:
+    """"" if component `name` offers `capability`, else why not."""
+    return factories.factory(kind, component_type(name)).withheld(sections[kind][name], capability)
 
 
-def _authenticators(receiver: Any, path: str) -> list[tuple[str, str]]:
-    found = []
-    protocols = getattr(receiver, "protocols", None)
-    for transport in ("grpc", "http"):
-        settings = getattr(protocols, transport, None)
-        if settings is not None and settings.auth is not None:
-            found.append((settings.auth.authenticator, f"{path}.protocols.{transport}.auth.authenticator"))
-    return found
+def stage_order_problems(path: str, stages: list[tuple[str, Any]]) -> list[str]:
+    """A pipeline's processors in an order that works: what a stage needs, an earlier stage adds; what it uses
+    (if any stage adds it) is added earlier."""
+    problems = []
+    added: set[str] = set()
+    factory_of = {name: factories.factory("processors", component_type(name)) for name, _ in stages}
+    for position, (name, _) in enumerate(stages):
+        factory = factory_of[name]
+        later = {item: other for other, _ in stages[position + 1:] for item in factory_of[other].adds}
+        for item in sorted(factory.needs - added):
+            adder = later.get(item) or _adder(item)
+            problems.append(f"{path}.processors: {name} needs {item}, which {adder} adds: list {adder} before {name}")
+        for item in sorted((factory.uses - added) & set(later)):
+            problems.append(f"{path}.processors: {name} uses {item}, which {later[item]} adds after it: list "
+                            f"{later[item]} before {name}")
+        added |= factory.adds
+    return problems
+
+
+def _adder(item: str) -> str:
+    """The processor type that adds a batch field (every field a processor needs has one)."""
+    return next(type_ for type_ in factories.known("processors") if item in factories.factory("processors", type_).adds)

@@ -12,14 +12,14 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
+from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.component.telemetry import Telemetry
-from tracejudge.processor.pdata.llm_span import LlmSpan
 
 log = logging.getLogger(__name__)
 
@@ -41,48 +41,15 @@ MIGRATIONS = (
     ALTER TABLE decisions_2 RENAME TO decisions""",
 )
 
-EXTRACTED = "extracted"
-NO_CONTENT = "not judgeable: no content"
-SAMPLED_OUT = "sampled out"
-QUEUED = "queued"
-JUDGED = "judged"
-UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
-DROPPED = "dropped"  # written "dropped: <reason>"
-WAITING = "waiting"  # written "waiting: tier_paused" or "waiting: budget_exhausted": no tier could answer yet
-
 _BATCH = 512
 FLUSH_INTERVAL_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    trace_id: str
-    span_id: str
-    decision: str
-    service: str
-    convention: str
-    model: str
-    prompt_version: str
-    recorded_unix_s: float
-    metric: str = ""  # for judged, unjudged and dropped records: the metric they are about
-    detail: str = ""  # JSON: scores, tiers, probabilities, whatever the stage knew
-
-
-def decision_for(span: LlmSpan) -> str:
-    return EXTRACTED if span.has_content else NO_CONTENT
-
-
-def span_decision(span: LlmSpan, decision: str, metric: str = "", detail: str = "") -> Decision:
-    return Decision(span.trace_id, span.span_id, decision, span.service, span.convention,
-                    span.response_model or span.request_model, span.prompt_version, time.time(), metric, detail)
-
-
-def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision: str, metric: str = "",
-                  detail: str = "") -> Decision:
-    """A record for a judge queue item, from what its body keeps of the span."""
-    return Decision(trace_id, span_id, decision, body.get("service", ""), body.get("convention", ""),
-                    body.get("response_model") or body.get("request_model", ""), body.get("prompt_version", ""),
-                    time.time(), metric, detail)
+class DecisionLogMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.dropped = Counter(
+            "tracejudge_decisions_dropped", "Decision records not kept because the decision log fell behind.",
+            registry=registry)
 
 
 class DecisionLog:
@@ -94,7 +61,7 @@ class DecisionLog:
 
     def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000) -> None:
         self._path = path
-        self._telemetry = telemetry
+        self._dropped = telemetry.metrics(DecisionLogMetrics).dropped
         self._requests: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._pending: list[Decision] = []
         self._pending_lock = threading.Lock()
@@ -114,18 +81,16 @@ class DecisionLog:
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
-    def record_extracted(self, spans: Iterable[LlmSpan]) -> None:
-        self.record([span_decision(s, decision_for(s)) for s in spans])
-
-    def record(self, records: list[Decision]) -> None:
+    def record(self, records: Iterable[Decision]) -> None:
         """Hand records over to be written; never blocks (see the class docstring)."""
+        records = list(records)
         with self._pending_lock:
             room = max(0, self._max_pending - len(self._pending))
             self._pending.extend(records[:room])
             backlog = len(self._pending)
         if len(records) > room:
             dropped = len(records) - room
-            self._telemetry.decisions_dropped.inc(dropped)
+            self._dropped.inc(dropped)
             log.warning("decision log is %d records behind; %d decision record(s) not kept", self._max_pending,
                         dropped)
         if backlog >= _BATCH:

@@ -1,92 +1,113 @@
-"""Builds the pipelines a Config describes and runs them: start downstream-first, shut down upstream-first."""
+"""Builds the pipelines a Config describes and runs them: start downstream-first, shut down upstream-first. The
+service knows components only through their factories (service/factories.py) and what those declare."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 
-from tracejudge.processor.component.consumer import Component, Fanout, TracesConsumer
+from tracejudge.processor.component.decisions import DecisionRecorder
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import Factory, Kind, component_type
+from tracejudge.processor.component.host import AdminRoute, Component, CreateSettings, RateScale
 from tracejudge.processor.component.telemetry import CONTENT_TYPE_LATEST, Telemetry
-from tracejudge.processor.exporters.helper.queued import Exporter
-from tracejudge.processor.extensions.eval_service import EvalService
-from tracejudge.processor.extensions.file_storage import FileStorage, FileStorageConfig
-from tracejudge.processor.extensions.health_check import HealthCheck
-from tracejudge.processor.processors.judge_queue.stage import JudgeQueueProcessor
-from tracejudge.processor.processors.sampler.sampling import RateScale
-from tracejudge.processor.receivers.otlp.receiver import OtlpReceiver
-from tracejudge.processor.service.config import Config, component_type
+from tracejudge.processor.consumer import Exporter, TracesConsumer
+from tracejudge.processor.service import factories
+from tracejudge.processor.service.config import Config
 from tracejudge.processor.service.decision_log import DecisionLog
-from tracejudge.processor.service.factories import FACTORIES, BuildContext
+from tracejudge.processor.service.fanout import Fanout
 from tracejudge.processor.transport.http_site import HttpSite
 
 log = logging.getLogger(__name__)
 
 
 def decisions_path(config: Config) -> str:
-    """Decision records live in the first file_storage extension the service lists (decisions.db), else in
-    memory for as long as the process runs."""
+    """Decision records live in the first storage extension the service lists (decisions.db), else in memory for
+    as long as the process runs."""
     for name in config.service.extensions:
-        settings = config.extensions.get(name)
-        if isinstance(settings, FileStorageConfig):
-            return FileStorage(settings).path_for("decisions")
+        if "storage" in factories.factory("extensions", component_type(name)).offers:
+            return str(config.extensions[name].path_for("decisions"))
     return ":memory:"
 
 
 class Service:
-    """Everything one config runs. Components are built in `__init__` (so a bad TLS file fails before any
-    port is opened) and started by `start`; `shutdown` is idempotent and safe without `start`."""
+    """Everything one config runs, and the Host its components find each other through. Components are built in
+    `__init__` (so a bad TLS file fails before any port is opened) and started by `start`; `shutdown` is
+    idempotent and safe without `start`."""
 
     def __init__(self, config: Config) -> None:
-        self.telemetry = Telemetry()
+        self._telemetry = Telemetry()
+        self._decisions = DecisionLog(decisions_path(config), self._telemetry)
+        self._sampling_scale = RateScale()
+        self._factories: dict[tuple[Kind, str], Factory] = {}
         self.extensions: dict[str, Any] = {}
-        self.decisions = DecisionLog(decisions_path(config), self.telemetry)
-        context = BuildContext(self.telemetry, self.extensions, self.decisions, RateScale())
-        for name in config.service.extensions:
-            factory = FACTORIES["extensions"][component_type(name)]
-            self.extensions[name] = factory.create(name, config.extensions[name], context)
         self.exporters: dict[str, Exporter] = {}
-        self.processors: list[Any] = []
-        self.receivers: dict[str, OtlpReceiver] = {}
-        self.judge_stages: dict[str, JudgeQueueProcessor] = {}
+        self.processors: dict[str, Any] = {}
+        self.receivers: dict[str, Any] = {}
+        for name in config.service.extensions:
+            self.extensions[name] = self._create("extensions", name, config.extensions[name])
         for pipeline in config.service.pipelines.values():
             for name in pipeline.exporters:
                 if name not in self.exporters:
-                    factory = FACTORIES["exporters"][component_type(name)]
-                    self.exporters[name] = factory.create(name, config.exporters[name], context)
+                    self.exporters[name] = self._create("exporters", name, config.exporters[name])
             head: TracesConsumer = Fanout([self.exporters[name] for name in pipeline.exporters])
             for name in reversed(pipeline.processors):
-                factory = FACTORIES["processors"][component_type(name)]
-                head = factory.create(name, config.processors[name], head, context)
-                self.processors.append(head)
-                if isinstance(head, JudgeQueueProcessor):
-                    self.judge_stages[name] = head
+                head = self.processors[name] = self._create("processors", name, config.processors[name], head)
             for name in pipeline.receivers:
-                factory = FACTORIES["receivers"][component_type(name)]
-                self.receivers[name] = factory.create(name, config.receivers[name], head, context)
-        # services that read what the pipelines write: bound to their stages, started after them
-        self.eval_services = {name: ext for name, ext in self.extensions.items() if isinstance(ext, EvalService)}
-        for service in self.eval_services.values():
-            service.bind(self.judge_stages, self.extensions)
-        self._metrics = self._metrics_site(config.service.telemetry.metrics.address)
+                self.receivers[name] = self._create("receivers", name, config.receivers[name], head)
+        # extensions that refer into the pipelines (the eval_service to its judge stage) start after them
+        self._late = {name for name in self.extensions
+                      if any(r.kind != "extensions" for r in self._factories["extensions", name].references(
+                          config.extensions[name], f"extensions.{name}"))}
+        self._metrics = self._admin_site(config.service.telemetry.metrics.address)
         self._stack: AsyncExitStack | None = None
 
+    # -- Host --------------------------------------------------------------------------------------------------
+    @property
+    def telemetry(self) -> Telemetry:
+        return self._telemetry
+
+    @property
+    def decisions(self) -> DecisionRecorder:
+        return self._decisions
+
+    @property
+    def sampling_scale(self) -> RateScale:
+        return self._sampling_scale
+
+    def find(self, kind: Kind, capability: str, name: str = "") -> Any:
+        built: dict[str, Any] = {"receivers": self.receivers, "processors": self.processors,
+                                 "exporters": self.exporters, "extensions": self.extensions}[kind]
+        if not name:
+            offering = [n for n in built if capability in self._factories[kind, n].offers]
+            if len(offering) != 1:
+                raise ConfigError(f"{len(offering)} {kind} offer {capability}: name the one to use")
+            name = offering[0]
+        if name not in built or capability not in self._factories[kind, name].offers:
+            raise ConfigError(f"no {kind[:-1]} {name!r} offering {capability} is built yet")
+        return built[name]
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
     @property
     def metrics_port(self) -> int | None:
         return self._metrics.port if self._metrics is not None else None
 
     async def start(self) -> None:
         """Extensions, then exporters, processors (last first) and receivers: nothing receives before the
-        stages behind it run. The exit stack shuts them down in the opposite order."""
+        stages behind it run; extensions that refer into the pipelines last. The exit stack shuts them down in
+        the opposite order."""
         stack = AsyncExitStack()
         try:
-            extensions = [e for e in self.extensions.values() if not isinstance(e, EvalService)]
-            ordered: list[Component] = [*extensions, self.decisions, *self.exporters.values(), *self.processors,
-                                        *self.receivers.values(), *self.eval_services.values()]
+            ordered: list[Component] = [
+                *(e for n, e in self.extensions.items() if n not in self._late), self._decisions,
+                *self.exporters.values(), *reversed(self.processors.values()), *self.receivers.values(),
+                *(e for n, e in self.extensions.items() if n in self._late)]
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
             for component in ordered:
@@ -112,29 +133,46 @@ class Service:
             stack, self._stack = self._stack, None
             await stack.aclose()
 
-    def _set_ready(self, ready: bool) -> None:
-        for extension in self.extensions.values():
-            if isinstance(extension, HealthCheck):
-                extension.set_ready(ready)
+    def _create(self, kind: Kind, name: str, config: Any, *next_consumer: TracesConsumer) -> Any:
+        factory = self._factories[kind, name] = factories.factory(kind, component_type(name))
+        return factory.create(CreateSettings(name, self), config, *next_consumer)
 
-    def _metrics_site(self, address: str) -> HttpSite | None:
+    def _offering(self, capability: str) -> Iterator[Any]:
+        for (kind, name), factory in self._factories.items():
+            if capability in factory.offers:
+                yield self.find(kind, capability, name)
+
+    def _set_ready(self, ready: bool) -> None:
+        for watcher in self._offering("status_watcher"):
+            watcher.set_ready(ready)
+
+    def _admin_site(self, address: str) -> HttpSite | None:
+        """/metrics, and the routes components offer (`admin_routes`)."""
         if not address:
             return None
-        telemetry = self.telemetry
+        telemetry = self._telemetry
 
         async def metrics(request: web.Request) -> web.Response:
             response = web.Response(body=telemetry.exposition())
             response.headers["Content-Type"] = CONTENT_TYPE_LATEST
             return response
 
-        async def resume(request: web.Request) -> web.Response:
-            tier = request.match_info["tier"]
-            resumed = [p for p in self.processors if isinstance(p, JudgeQueueProcessor) and p.resume(tier)]
-            if not resumed:
-                return web.json_response({"error": f"no judge tier {tier!r} in this configuration"}, status=404)
-            return web.json_response({"resumed": tier})
-
         app = web.Application()
         app.router.add_get("/metrics", metrics)
-        app.router.add_post("/judge/tiers/{tier}/resume", resume)
+        routes: dict[tuple[str, str], list[AdminRoute]] = {}
+        for component in self._offering("admin_routes"):
+            for route in component.admin_routes():
+                routes.setdefault((route.method, route.path), []).append(route)
+        for (method, path), handlers in routes.items():
+            app.router.add_route(method, path, _every_handler(handlers))
         return HttpSite(app, address)
+
+
+def _every_handler(routes: list[AdminRoute]) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        answers = [answer for route in routes if (answer := await route.handler(request)) is not None]
+        if answers:
+            return answers[0]
+        return web.json_response({"error": f"nothing in this configuration answers {request.path}"}, status=404)
+
+    return handle

@@ -119,6 +119,7 @@ extensions:
     directory: "{data}"
 service:
   extensions: [file_storage]
+  telemetry: {{metrics: {{address: "127.0.0.1:0"}}}}
   pipelines:
     traces:
       receivers: [otlp]

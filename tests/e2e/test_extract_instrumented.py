@@ -25,8 +25,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from tests.support.host import ComponentHost
 from tests.support.openai_server import Completion, OpenAiServer
-from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message
 from tracejudge.processor.processors.llm_extract.processor import LlmExtractConfig, LlmExtractProcessor
@@ -37,7 +37,6 @@ from tracejudge.processor.receivers.otlp.config import (
     ProtocolsConfig,
 )
 from tracejudge.processor.receivers.otlp.receiver import OtlpReceiver
-from tracejudge.processor.service.decision_log import DecisionLog
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "checkout"
@@ -108,10 +107,10 @@ class Sink:
 
 @asynccontextmanager
 async def _receiver(sink: Sink) -> AsyncIterator[OtlpReceiver]:
-    telemetry = Telemetry()
-    extract = LlmExtractProcessor(LlmExtractConfig(), sink, telemetry, DecisionLog(":memory:", telemetry))
+    host = ComponentHost()
+    extract = LlmExtractProcessor(host.settings("llm_extract"), LlmExtractConfig(), sink)
     protocols = ProtocolsConfig(grpc=GrpcReceiverConfig("127.0.0.1:0"), http=HttpReceiverConfig("127.0.0.1:0"))
-    receiver = OtlpReceiver("otlp", OtlpReceiverConfig(protocols), extract, telemetry, {})
+    receiver = OtlpReceiver(host.settings("otlp"), OtlpReceiverConfig(protocols), extract)
     await extract.start()
     await receiver.start()
     try:

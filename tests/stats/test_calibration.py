@@ -14,8 +14,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from tests.stats.test_monitor import stream
+from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.calibration import MIN_N, auroc, calibrate
-from tracejudge.stats.records import Feedback
 from tracejudge.stats.store import SqliteStore
 
 

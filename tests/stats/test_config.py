@@ -8,7 +8,7 @@ import pytest
 
 from tests.processor.processors.judge_queue.test_stage import judging_config
 from tracejudge.processor.component.errors import ConfigError
-from tracejudge.processor.processors.judge_queue.stage import JudgeQueueStageConfig
+from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.service.config import parse_config
 from tracejudge.stats.config import StatsConfig
 

@@ -95,8 +95,7 @@ CHAPTERS = (
 )
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser("demo", help="run the whole loop on a simulated RAG app, in about a minute")
+def add_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--calls", type=int, default=120, help="LLM calls per chapter (default: %(default)s)")
     demo.add_argument("--data", help="directory for the demo's stores and config (default: a new temporary one, "
                       "kept so that you can explore it afterwards)")
@@ -105,7 +104,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--phoenix", metavar="URL", help="also forward to Arize Phoenix at URL (e.g. "
                       "http://localhost:6006): spans over OTLP/HTTP, scores as annotations")
     demo.add_argument("--seed", type=int, default=7)
-    demo.set_defaults(run=run)
 
 
 def demo_config(data: Path, seed: int, otlp_endpoint: str | None, phoenix: str | None) -> str:
@@ -147,9 +145,9 @@ async def play(data: Path, calls: int, seed: int, otlp_endpoint: str | None, pho
     try:
         say("starting the processor (embedded config; the local judge is the shipped MiniLM model) ...")
         await service.start()
-        stage = service.judge_stages["judge_queue"]
-        endpoint = f"127.0.0.1:{service.receivers['otlp'].grpc.port}"  # type: ignore[union-attr]
-        eval_service = f"127.0.0.1:{service.eval_services['eval_service'].grpc_port}"
+        stage = service.processors["judge_queue"]
+        endpoint = f"127.0.0.1:{service.receivers['otlp'].grpc.port}"
+        eval_service = f"127.0.0.1:{service.extensions['eval_service'].grpc_port}"
         spans: list[tuple[Chapter, int, int]] = []
         for number, chapter in enumerate(CHAPTERS, start=1):
             say(f"\n[{number}/{len(CHAPTERS)}] {chapter.title}: {chapter.story}")

@@ -24,7 +24,7 @@ from tracejudge.judge.cascade import Cascade, CascadeItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.judge.verdict import METRICS, JudgeInput
 from tracejudge.processor.cli.gate.report import GateResult, MetricResult, RecordResult, junit, markdown
-from tracejudge.processor.processors.judge_queue.stage import JudgeQueueStageConfig
+from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.compare import REGRESSED, paired_comparison
 
@@ -245,11 +245,9 @@ def record_results(records: Sequence[GoldenRecord], baseline: Mapping[str, Mappi
                          run.scores[r.metric].get(r.id), run.unjudged[r.metric].get(r.id, "")) for r in records]
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    gate = commands.add_parser(
-        "gate", help="CI gate: score a golden dataset and exit 1 if a metric dropped significantly from a baseline",
-        description="Exit status: 0 no significant regression, 1 a significant regression in some metric, 2 bad "
-                    "usage or input.")
+def add_arguments(gate: argparse.ArgumentParser) -> None:
+    gate.description = ("Exit status: 0 no significant regression, 1 a significant regression in some metric, 2 bad "
+                        "usage or input.")
     gate.add_argument("--dataset", required=True, help="golden JSONL records: id, query, context, metric, response")
     gate.add_argument("--baseline", required=True, help="baseline JSON, written by a run with --write-baseline")
     source = gate.add_mutually_exclusive_group()
@@ -270,7 +268,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       "(default: %(default)s)")
     gate.add_argument("--threshold", type=_fraction, default=0.5, help="a record passes at this score or above "
                       "(default: %(default)s)")
-    gate.set_defaults(run=run)
 
 
 def _fraction(text: str) -> float:

@@ -21,8 +21,7 @@ from typing import IO, TYPE_CHECKING
 from tqdm import tqdm
 
 from tracejudge.judge.limits import utc_day
-from tracejudge.processor.cli.stats import stats_stores
-from tracejudge.processor.processors.judge_queue.stage import queue_path
+from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.calibration import Calibration, calibrate
 from tracejudge.stats.config import StatsConfig
@@ -39,14 +38,11 @@ ALERTS_LISTED = 20  # the newest alerts of a stage, in the alerts table
 _SPEND = "Judge spend (USD, per UTC day)"
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = commands.add_parser("report", help="per series quality with CIs, CUSUM and alerts, the judge tiers' "
-                                                 "mix and spend; --html DIR also writes a page with charts")
+def add_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
                          "(default: %(default)s)")
     command.add_argument("--html", metavar="DIR", help="also write DIR/index.html and its PNG charts")
     command.add_argument("--since", type=_hours, metavar="HOURS", help="only evaluations of the last HOURS hours")
-    command.set_defaults(run=run)
 
 
 def _hours(text: str) -> float:

@@ -1,42 +1,27 @@
-"""The exporter contract and the bounded sending queue that every network exporter sits behind."""
+"""The bounded sending queue that every network exporter sits behind (the Collector's exporterhelper)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.component.factory import Reference
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.storage import Storage, storage_reference
 from tracejudge.processor.exporters.helper.retry import RetryConfig, call_with_retry
-from tracejudge.processor.exporters.helper.sending_queue import QueuedItem, SendingQueue, Sizer
+from tracejudge.processor.exporters.helper.sending_queue import DiskQueue, MemoryQueue, QueuedItem, SendingQueue, Sizer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.transport.tls import TlsClientConfig
 
 log = logging.getLogger(__name__)
-
-
-class Exporter(Protocol):
-    """The end of a pipeline. A fan-out first asks every exporter `has_room`, then calls `enqueue` on each
-    without awaiting in between, so a batch is either in every exporter's queue or in none. After `enqueue`
-    the exporter owns delivery; a failure is counted and logged, never reported back to the client."""
-
-    name: str
-
-    def has_room(self, batch: TraceBatch) -> bool: ...
-
-    def enqueue(self, batch: TraceBatch) -> None: ...
-
-    def pending(self) -> int:
-        """Requests accepted and not yet delivered or given up on (0 for an exporter without a queue)."""
-        ...
-
-    async def start(self) -> None: ...
-
-    async def shutdown(self) -> None: ...
 
 
 class Sender(Protocol):
@@ -89,6 +74,31 @@ class ExporterSettings:
         if self.timeout <= 0:
             raise ConfigError(f"{path}.timeout: must be positive")
 
+    def references(self, path: str) -> list[Reference]:
+        storage = self.sending_queue.storage
+        return [storage_reference(storage, f"{path}.sending_queue.storage")] if storage else []
+
+
+class ExporterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sent_spans = Counter(
+            "tracejudge_exporter_sent_spans", "Spans an exporter delivered downstream.", ["exporter"],
+            registry=registry)
+        self.send_failed_spans = Counter(
+            "tracejudge_exporter_send_failed_spans",
+            "Spans an exporter gave up on after its retries (or a permanent downstream error).",
+            ["exporter"], registry=registry)
+        self.enqueue_failed_spans = Counter(
+            "tracejudge_exporter_enqueue_failed_spans",
+            "Spans refused because an exporter's sending queue was full (the client was told to retry).",
+            ["exporter"], registry=registry)
+        self.queue_size = Gauge(
+            "tracejudge_exporter_queue_size", "What waits in an exporter's sending queue, in its sizer's unit.",
+            ["exporter"], registry=registry)
+        self.queue_capacity = Gauge(
+            "tracejudge_exporter_queue_capacity", "Capacity of an exporter's sending queue, in its sizer's unit.",
+            ["exporter"], registry=registry)
+
 
 # How long shutdown waits for queued requests to be delivered before giving up on them.
 DRAIN_TIMEOUT_S = 10.0
@@ -99,7 +109,7 @@ class QueuedExporter:
     """A bounded sending queue drained by `num_consumers` workers, each delivering with retries."""
 
     def __init__(self, name: str, sender: Sender, config: QueueConfig, retry: RetryConfig, timeout_s: Duration,
-                 telemetry: Telemetry, open_queue: Callable[[], SendingQueue]) -> None:
+                 metrics: ExporterMetrics, open_queue: Callable[[], SendingQueue]) -> None:
         self.name = name
         self._sender = sender
         self._config = config
@@ -110,11 +120,11 @@ class QueuedExporter:
         self._workers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
-        self._sent = telemetry.exporter_sent_spans.labels(name)
-        self._failed = telemetry.exporter_send_failed_spans.labels(name)
-        self._refused = telemetry.exporter_enqueue_failed_spans.labels(name)
-        self._size = telemetry.exporter_queue_size.labels(name)
-        telemetry.exporter_queue_capacity.labels(name).set(config.queue_size)
+        self._sent = metrics.sent_spans.labels(name)
+        self._failed = metrics.send_failed_spans.labels(name)
+        self._refused = metrics.enqueue_failed_spans.labels(name)
+        self._size = metrics.queue_size.labels(name)
+        metrics.queue_capacity.labels(name).set(config.queue_size)
 
     def has_room(self, batch: TraceBatch) -> bool:
         queue = self._queue
@@ -226,3 +236,16 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         await asyncio.wait({waiter}, timeout=timeout_s)
     finally:
         waiter.cancel()
+
+
+def queued_exporter(settings: CreateSettings, sender: Sender, config: ExporterSettings) -> QueuedExporter:
+    """An exporter delivering through `sender` behind the sending queue `config` describes: in memory, or in the
+    `storage` extension it names."""
+    queue = config.sending_queue
+    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size, queue.sizer)
+    if queue.storage:
+        storage: Storage = settings.host.find("extensions", "storage", queue.storage)
+        open_queue = functools.partial(DiskQueue, storage.path_for(f"{settings.name}_queue"), queue.queue_size,
+                                       queue.sizer)
+    return QueuedExporter(settings.name, sender, queue, config.retry_on_failure, config.timeout,
+                          settings.host.telemetry.metrics(ExporterMetrics), open_queue)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -74,3 +76,18 @@ async def _stopped_within(stop: asyncio.Event, delay_s: float) -> bool:
     finally:
         waiter.cancel()
     return bool(done)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, with no zone information
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - time.time())

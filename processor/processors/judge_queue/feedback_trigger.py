@@ -18,8 +18,9 @@ from tracejudge.judge.queue import KeptSpan
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.processors.sampler.sampling import Sample, SamplingDecision
-from tracejudge.stats.records import FEEDBACK_STRATUM, Feedback
+from tracejudge.processor.pdata.feedback import Feedback
+from tracejudge.processor.pdata.sample import Sample, SamplingDecision
+from tracejudge.stats.records import FEEDBACK_STRATUM
 
 NOT_SAMPLED = SamplingDecision(False, 0.0, "", False)
 

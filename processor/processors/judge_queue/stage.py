@@ -10,36 +10,32 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+
+from aiohttp import web
 
 from tracejudge.judge.embedded_model import loaded
-from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
-from tracejudge.judge.tiers import JudgesConfig, build_judges
-from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.consumer import TracesConsumer
-from tracejudge.processor.component.errors import ConfigError, RetryableError
-from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.judge.queue import JudgeQueue, NewItem
+from tracejudge.judge.tiers import build_judges
+from tracejudge.processor.component.decisions import DROPPED, QUEUED
+from tracejudge.processor.component.errors import RetryableError
+from tracejudge.processor.component.host import AdminRoute, CreateSettings
+from tracejudge.processor.component.storage import Storage
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.pdata.evaluation import EvaluationResult
-from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
-from tracejudge.processor.pdata.llm_span import LlmSpan
-from tracejudge.processor.processors.judge_queue.feedback_trigger import (
-    NOT_SAMPLED,
-    FeedbackConfig,
-    FeedbackTrigger,
-    triggered,
-)
-from tracejudge.processor.processors.judge_queue.review_queue import ReviewConfig, ReviewQueue
+from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
+from tracejudge.processor.pdata.llm_span import span_decision
+from tracejudge.processor.pdata.sample import Sample
+from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
+from tracejudge.processor.processors.judge_queue.feedback_trigger import NOT_SAMPLED, FeedbackTrigger, triggered
+from tracejudge.processor.processors.judge_queue.items import decision_fields, item_body, item_decision
+from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
+from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
+from tracejudge.processor.processors.judge_queue.stores import stats_path
 from tracejudge.processor.processors.judge_queue.trace_assembly import TraceAssembly
-from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, WorkerConfig
-from tracejudge.processor.processors.sampler.sampling import RateScale, Sample, SamplingDecision
-from tracejudge.processor.service.decision_log import DROPPED, QUEUED, DecisionLog, item_decision, span_decision
-from tracejudge.stats.config import StatsConfig
+from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
 from tracejudge.stats.projection import QueryProjection
-from tracejudge.stats.records import Alert, Evaluation, Feedback
+from tracejudge.stats.records import Alert, Evaluation
 from tracejudge.stats.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,110 +45,7 @@ KEPT_SWEEP_ROWS = 200  # deleted per step
 KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
 
 
-@dataclass(frozen=True)
-class RouteRule:
-    """Sends matching spans straight to the heavy tier: every condition given must hold."""
-
-    name: str
-    attribute: str = ""
-    equals: str = ""  # with `attribute`: its value as text must equal this; without it, the attribute must exist
-    failed_check: bool = False
-    status: Literal["", "error", "ok", "unset"] = ""
-
-    def validate(self, path: str) -> None:
-        if not self.name:
-            raise ConfigError(f"{path}.name: required")
-        if self.equals and not self.attribute:
-            raise ConfigError(f"{path}.equals: needs `attribute`")
-        if not (self.attribute or self.failed_check or self.status):
-            raise ConfigError(f"{path}: give at least one condition (attribute, failed_check, status)")
-
-    def matches(self, span: LlmSpan, checks: tuple[EvaluationResult, ...]) -> bool:
-        if self.status and span.status != self.status:
-            return False
-        if self.failed_check and all(result.passed for result in checks):
-            return False
-        if self.attribute:
-            value = span.attributes.get(self.attribute)
-            if value is None or (self.equals and str(value).lower() != self.equals.lower()):
-                return False
-        return True
-
-
-@dataclass(frozen=True)
-class JudgeQueueStageConfig:
-    storage: str  # a file_storage extension: the judge queue is always on disk
-    metrics: tuple[str, ...] = ("faithfulness", "relevancy")
-    # Identifies the judge configuration: items are unique per span, metric and judge version, so changing it
-    # judges the same spans again.
-    judge_version: str = "1"
-    queue: JudgeQueueConfig = field(default_factory=JudgeQueueConfig)
-    judges: JudgesConfig = field(default_factory=JudgesConfig)
-    routes: tuple[RouteRule, ...] = ()
-    workers: WorkerConfig = field(default_factory=WorkerConfig)
-    decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
-    max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
-    max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
-    stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
-    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
-    review: ReviewConfig = field(default_factory=ReviewConfig)  # verdicts a person should look at, to a JSONL file
-
-    def validate(self, path: str) -> None:
-        problems = []
-        if not self.metrics:
-            problems.append(f"{path}.metrics: list at least one metric")
-        known = self.judges.local.metrics | self.judges.heavy.metrics
-        problems += [f"{path}.metrics: no judge tier judges {m!r} (they judge: {', '.join(sorted(known))})"
-                     for m in self.metrics if m not in known]
-        if self.decision_wait > self.max_decision_wait:
-            problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
-        if self.max_buffered_traces < 1:
-            problems.append(f"{path}.max_buffered_traces: must be at least 1")
-        names = [rule.name for rule in self.routes]
-        problems += [f"{path}.routes: rule name {n!r} is used more than once" for n in set(names)
-                     if names.count(n) > 1]
-        if problems:
-            raise ConfigError(problems)
-
-
-def stats_path(queue_path: str) -> Path:
-    """The statistics' database beside the judge queue's: judge_queue.db -> judge_queue.stats.db."""
-    return Path(queue_path).with_suffix(".stats.db")
-
-
-def queue_path(stats_db: Path) -> Path:
-    """The judge queue's database beside its statistics': judge_queue.stats.db -> judge_queue.db."""
-    return stats_db.with_name(stats_db.name.removesuffix(".stats.db") + ".db")
-
-
-def _decision_fields(decision: SamplingDecision) -> dict[str, Any]:
-    return {"probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform}
-
-
-def item_body(sample: Sample, route: str) -> dict[str, Any]:
-    """What a judge needs, and what makes its score attributable and weightable."""
-    span, decision = sample.span, sample.decision
-    return {
-        "service": span.service, "convention": span.convention, "operation": span.operation,
-        "request_model": span.request_model, "response_model": span.response_model,
-        "model_fingerprint": span.model_fingerprint, "prompt_name": span.prompt_name,
-        "prompt_version": span.prompt_version, "response_id": span.response_id,
-        "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
-        "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
-        "query": span.input_text, "question": span.question, "response": span.output_text,
-        "documents": list(span.documents),
-        **_decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
-    }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FeedbackReceipt:
-    accepted: int  # feedback records stored now (repeats of stored ones are not counted)
-    queued: int  # judge items queued because of them
-    awaiting_trace: int  # traces with negative feedback that have not arrived yet
-
-
-class FeedbackUnavailable(Exception):
+class FeedbackUnavailable(RetryableError):
     """Feedback is stored with the statistics, which this judge stage has turned off."""
 
 
@@ -161,22 +54,23 @@ class JudgeQueueProcessor:
     counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
     the pipeline's exporters) once judged."""
 
-    def __init__(self, path: str, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
-                 telemetry: Telemetry, decisions: DecisionLog, scale: RateScale,
+    def __init__(self, settings: CreateSettings, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  clock: Callable[[], float] = time.time) -> None:
-        self._path = path
+        host = settings.host
+        storage: Storage = host.find("extensions", "storage", config.storage)
+        self._path = storage.path_for(settings.name)
         self._config = config
         self._next = next_consumer
-        self._telemetry = telemetry
-        self._decisions = decisions
-        self._scale = scale
+        self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
+        self._decisions = host.decisions
+        self._scale = host.sampling_scale
         self._clock = clock
         self._queue: JudgeQueue | None = None
         self.worker: JudgeWorker | None = None
         self.stats: StatsRecorder | None = None
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
-        self._enqueued = telemetry.judge_queue_enqueued
-        self._dropped = telemetry.judge_queue_dropped.labels(config.queue.when_full)
+        self._enqueued = self._metrics.enqueued
+        self._dropped = self._metrics.dropped.labels(config.queue.when_full)
         self._trigger = FeedbackTrigger(config.feedback, clock)
         self._kept_forgotten_at = 0.0
         self._warned_feedback = False
@@ -252,7 +146,7 @@ class JudgeQueueProcessor:
         kept = self._queue.kept(negative)
         items = []
         for span in kept:
-            body = {**span.body, **_decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
+            body = {**span.body, **decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
             items += [NewItem(span.span_id, span.trace_id, metric, body, now) for metric in self._config.metrics]
         result = self._queue.enqueue(items)
         self._enqueued.inc(result.inserted)
@@ -316,6 +210,15 @@ class JudgeQueueProcessor:
         """Resume a paused judge tier; False if this stage has no such tier."""
         return self.worker is not None and self.worker.resume(tier)
 
+    def admin_routes(self) -> list[AdminRoute]:
+        """POST /judge/tiers/{tier}/resume: resume a tier paused after an auth or billing error."""
+
+        async def resume(request: web.Request) -> web.Response | None:
+            tier = request.match_info["tier"]
+            return web.json_response({"resumed": tier}) if self.resume(tier) else None
+
+        return [AdminRoute("POST", "/judge/tiers/{tier}/resume", resume)]
+
     async def start(self) -> None:
         self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
         judges = build_judges(self._config.judges, self._queue)
@@ -328,7 +231,7 @@ class JudgeQueueProcessor:
             self._trigger.wait_for(self.stats.tracker.store.feedback(negative_since_unix_nano=int(since * 1e9)))
         review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
-                                  self._telemetry, self._scale, self._config.judge_version, self.stats, review)
+                                  self._metrics, self._scale, self._config.judge_version, self.stats, review)
         await self.worker.start()
 
     async def shutdown(self) -> None:

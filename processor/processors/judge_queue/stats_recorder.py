@@ -20,8 +20,8 @@ import aiohttp
 from tracejudge.judge.cascade import CascadeVerdict
 from tracejudge.judge.checks import refusal
 from tracejudge.judge.queue import JudgeItem
-from tracejudge.processor.component.consumer import TracesConsumer
 from tracejudge.processor.component.errors import PermanentError, RetryableError
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.processors.judge_queue.alert_spans import alert_request
 from tracejudge.stats.config import StatsConfig

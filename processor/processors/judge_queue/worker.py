@@ -16,23 +16,23 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 
 from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
 from tracejudge.judge.queue import JudgeItem, JudgeQueue
 from tracejudge.judge.tiers import Judges
 from tracejudge.judge.verdict import JudgeInput
-from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.consumer import TracesConsumer
-from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.component.decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionRecorder
+from tracejudge.processor.component.errors import PermanentError, RetryableError
+from tracejudge.processor.component.host import RateScale
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
+from tracejudge.processor.processors.judge_queue.config import WorkerConfig
+from tracejudge.processor.processors.judge_queue.items import item_decision
+from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
 from tracejudge.processor.processors.judge_queue.trace_assembly import context_for
-from tracejudge.processor.processors.sampler.sampling import RateScale
-from tracejudge.processor.service.decision_log import JUDGED, UNJUDGED, WAITING, Decision, DecisionLog, item_decision
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +44,16 @@ WAITING_ERRORS = frozenset({"tier_paused", "budget_exhausted"})
 MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however low the budget
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    count: int = 2  # workers, each judging one leased batch at a time
-    batch_size: int = 16  # items leased at once
-    lease: Duration = 300.0  # an item leased longer than this (its worker died) is leased again
-    poll_interval: Duration = 0.5  # how often an idle worker looks for ready items
-    max_attempts: int = 3  # judging attempts per item before it is recorded as unjudged
-    retry_backoff: Duration = 30.0  # wait before a retry, times the attempt number
-
-    def validate(self, path: str) -> None:
-        problems = [f"{path}.{name}: must be at least 1" for name in ("count", "batch_size", "max_attempts")
-                    if getattr(self, name) < 1]
-        problems += [f"{path}.{name}: must be positive" for name in ("lease", "poll_interval")
-                     if getattr(self, name) <= 0]
-        if problems:
-            raise ConfigError(problems)
-
-
 class JudgeWorker:
     def __init__(self, queue: JudgeQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
-                 decisions: DecisionLog, telemetry: Telemetry, scale: RateScale, judge_version: str,
+                 decisions: DecisionRecorder, metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
                  stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
         self._queue = queue
         self._judges = judges
         self._config = config
         self._emit = emit
         self._decisions = decisions
-        self._telemetry = telemetry
+        self._metrics = metrics
         self._scale = scale
         self._judge_version = judge_version
         self._stats = stats
@@ -208,21 +190,21 @@ class JudgeWorker:
             records.append(item_decision(item.trace_id, item.span_id, item.body, decision, item.metric,
                                          json.dumps(detail)))
             outcome = "judged" if verdict.judged else verdict.error_type
-            self._telemetry.judge_verdicts.labels(verdict.tier or "none", item.metric, outcome).inc()
+            self._metrics.verdicts.labels(verdict.tier or "none", item.metric, outcome).inc()
             if result.escalation:
-                self._telemetry.judge_escalations.labels(result.escalation.split(":")[0]).inc()
+                self._metrics.escalations.labels(result.escalation.split(":")[0]).inc()
             if verdict.cost_usd:
-                self._telemetry.judge_cost_usd.labels(verdict.tier).inc(verdict.cost_usd)
+                self._metrics.cost_usd.labels(verdict.tier).inc(verdict.cost_usd)
             if verdict.cached:
-                self._telemetry.judge_cache_hits.labels(verdict.tier).inc()
+                self._metrics.cache_hits.labels(verdict.tier).inc()
         self._decisions.record(records)
 
     def _update_state(self) -> None:
         """Gauges, and the sampler's rate scale: down in proportion once the heavy budget is nearly spent."""
         for tier, gate in self._judges.gates.items():
-            self._telemetry.judge_tier_paused.labels(tier).set(1 if gate.paused else 0)
-            self._telemetry.judge_spent_usd.labels(tier).set(gate.spent_usd)
-        self._telemetry.judge_queue_waiting.set(self._queue.waiting())
+            self._metrics.tier_paused.labels(tier).set(1 if gate.paused else 0)
+            self._metrics.spent_usd.labels(tier).set(gate.spent_usd)
+        self._metrics.waiting.set(self._queue.waiting())
         scale, reason = 1.0, ""
         for tier, gate in self._judges.gates.items():
             left, low = gate.budget_left_fraction, gate.low_budget_fraction
@@ -232,7 +214,7 @@ class JudgeWorker:
         if abs(scale - self._scale.value) > 1e-9:
             log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
         self._scale.set(scale, reason)
-        self._telemetry.sampling_scale.set(scale)
+        self._metrics.sampling_scale.set(scale)
 
 
 def _result_attributes(result: CascadeVerdict) -> dict[str, Plain]:

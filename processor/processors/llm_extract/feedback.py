@@ -7,7 +7,6 @@ The attribute names are configurable (`llm_extract.feedback`); a request without
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,10 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.conventions import as_text
 from tracejudge.processor.pdata.extract import plain_attributes
-from tracejudge.stats.records import Feedback
+from tracejudge.processor.pdata.feedback import Feedback, problems
 
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _UP = frozenset({"up", "+1", "1", "true", "thumbs_up", "positive", "like"})
 _DOWN = frozenset({"down", "-1", "false", "thumbs_down", "negative", "dislike"})
 
@@ -45,23 +42,6 @@ class FeedbackAttributes:
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(k for k in (self.thumbs, self.rating, self.regenerated, self.edited_text, self.comment) if k)
-
-
-def problems(record: Feedback, path: str) -> list[str]:
-    """What is wrong with a feedback record from outside, each problem naming its field under `path`."""
-    found = []
-    if not _TRACE_ID.fullmatch(record.trace_id) or record.trace_id == "0" * 32:
-        found.append(f"{path}.trace_id: {record.trace_id!r} is not a trace id (32 lowercase hex digits, not all 0)")
-    if record.span_id and (not _SPAN_ID.fullmatch(record.span_id) or record.span_id == "0" * 16):
-        found.append(f"{path}.span_id: {record.span_id!r} is not a span id (16 lowercase hex digits) or empty")
-    if record.rating is not None and not 0 <= record.rating <= 1:
-        found.append(f"{path}.rating: must be between 0 and rating_max")
-    if record.thumbs not in (-1, 0, 1):
-        found.append(f"{path}.thumbs: must be up, down or unset")
-    if not (record.thumbs or record.rating is not None or record.regenerated or record.edited_text
-            or record.comment or record.labels):
-        found.append(f"{path}: carries nothing (give thumbs, rating, regenerated, edited_text, comment or labels)")
-    return found
 
 
 class FeedbackReader:

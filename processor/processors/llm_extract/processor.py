@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from tracejudge.processor.component.consumer import TracesConsumer
-from tracejudge.processor.component.telemetry import Telemetry
+from prometheus_client import CollectorRegistry, Counter
+
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.extract import AttributeMap, Extractor
+from tracejudge.processor.pdata.llm_span import decision_for, span_decision
 from tracejudge.processor.processors.llm_extract.feedback import FeedbackAttributes, FeedbackReader
-from tracejudge.processor.service.decision_log import DecisionLog
 
 
 @dataclass(frozen=True)
@@ -26,17 +28,25 @@ class LlmExtractConfig:
         self.feedback.validate(f"{path}.feedback")
 
 
-class LlmExtractProcessor:
-    """Only spans whose bytes show an LLM marker are looked at; batches without any pass through untouched.
-    `decisions` is the service's decision log (it starts and stops with the service)."""
+class ExtractMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.extracted = Counter(
+            "tracejudge_llm_spans_extracted", "LLM spans recognised, by the convention that identified them.",
+            ["convention"], registry=registry)
+        self.without_content = Counter(
+            "tracejudge_llm_spans_without_content", "LLM spans without captured content (not judgeable).",
+            ["convention"], registry=registry)
 
-    def __init__(self, config: LlmExtractConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
-                 decisions: DecisionLog) -> None:
+
+class LlmExtractProcessor:
+    """Only spans whose bytes show an LLM marker are looked at; batches without any pass through untouched."""
+
+    def __init__(self, settings: CreateSettings, config: LlmExtractConfig, next_consumer: TracesConsumer) -> None:
         self._extractor = Extractor(AttributeMap(config.attributes))
         self._feedback = FeedbackReader(config.feedback)
         self._next = next_consumer
-        self._telemetry = telemetry
-        self._decisions = decisions
+        self._metrics = settings.host.telemetry.metrics(ExtractMetrics)
+        self._decisions = settings.host.decisions
 
     async def consume(self, batch: TraceBatch) -> None:
         llm_spans, retrievals = self._extractor.extract_all(batch.request, batch.payload)
@@ -48,10 +58,10 @@ class LlmExtractProcessor:
                                                      feedback=feedback))
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for span in llm_spans:
-            self._telemetry.llm_spans_extracted.labels(span.convention).inc()
+            self._metrics.extracted.labels(span.convention).inc()
             if not span.has_content:
-                self._telemetry.llm_spans_without_content.labels(span.convention).inc()
-        self._decisions.record_extracted(llm_spans)
+                self._metrics.without_content.labels(span.convention).inc()
+        self._decisions.record([span_decision(span, decision_for(span)) for span in llm_spans])
 
     async def start(self) -> None:
         return None

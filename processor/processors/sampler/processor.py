@@ -5,11 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from tracejudge.processor.component.consumer import TracesConsumer
-from tracejudge.processor.component.telemetry import Telemetry
+from prometheus_client import CollectorRegistry, Counter
+
+from tracejudge.processor.component.decisions import SAMPLED_OUT
+from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.processors.sampler.sampling import RateScale, Sample, Sampler, SamplerConfig
-from tracejudge.processor.service.decision_log import SAMPLED_OUT, DecisionLog, span_decision
+from tracejudge.processor.pdata.llm_span import span_decision
+from tracejudge.processor.pdata.sample import Sample
+from tracejudge.processor.processors.sampler.sampling import Sampler, SamplerConfig
+
+
+class SamplerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter(
+            "tracejudge_sampling_decisions", "Sampling decisions on judgeable LLM spans, by stratum and outcome.",
+            ["stratum", "outcome"], registry=registry)
 
 
 class LlmSamplerProcessor:
@@ -17,12 +28,12 @@ class LlmSamplerProcessor:
     not judgeable and get no decision. Forwarding is unaffected: only `batch.samples` changes. Spans sampled out
     get a decision record; sampled ones get theirs from the judge queue."""
 
-    def __init__(self, config: SamplerConfig, next_consumer: TracesConsumer, telemetry: Telemetry,
-                 decisions: DecisionLog, scale: RateScale) -> None:
-        self._sampler = Sampler(config, scale=scale)
+    def __init__(self, settings: CreateSettings, config: SamplerConfig, next_consumer: TracesConsumer) -> None:
+        host = settings.host
+        self._sampler = Sampler(config, scale=host.sampling_scale)
         self._next = next_consumer
-        self._counted = telemetry.sampling_decisions
-        self._decisions = decisions
+        self._counted = host.telemetry.metrics(SamplerMetrics).decisions
+        self._decisions = host.decisions
 
     async def consume(self, batch: TraceBatch) -> None:
         judgeable = [span for span in batch.llm_spans if span.has_content]

@@ -18,8 +18,10 @@ from typing import Literal
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.host import RateScale
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
+from tracejudge.processor.pdata.sample import SamplingDecision
 
 UNIFORM = "uniform"
 # How many prompt versions the "new prompt version" rule remembers (least recently seen are forgotten).
@@ -81,28 +83,6 @@ class SamplerConfig:
         names = [rule.name for rule in self.rules]
         for name in {n for n in names if names.count(n) > 1}:
             raise ConfigError(f"{path}.rules: rule name {name!r} is used more than once")
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingDecision:
-    sampled: bool
-    probability: float  # the inclusion probability p: weight a sampled span by 1/p
-    stratum: str  # "uniform", "<attribute>=<value>", or "rule:<name>": what set p
-    in_uniform: bool  # sampled by the uniform floor alone, so usable for uniform-only estimates
-    scale: float = 1.0  # the share of the configured rates in force (below 1 when the judge budget runs low)
-
-
-class RateScale:
-    """The share of its configured rates the sampler uses, set by whoever watches the judge budget (1 = all).
-    Every rate is multiplied by it, so what is sampled still nests and p stays the true inclusion probability."""
-
-    def __init__(self) -> None:
-        self.value = 1.0
-        self.reason = ""
-
-    def set(self, value: float, reason: str) -> None:
-        self.value = min(1.0, max(0.0, value))
-        self.reason = reason if self.value < 1 else ""
 
 
 class Sampler:
@@ -174,11 +154,3 @@ def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """A sampled LLM span and why: what the judge queue takes in."""
-
-    span: LlmSpan
-    decision: SamplingDecision

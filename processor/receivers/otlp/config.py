@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import Reference
+from tracejudge.processor.transport.auth import AuthConfig
 from tracejudge.processor.transport.http_site import parse_endpoint
 from tracejudge.processor.transport.tls import TlsServerConfig
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    authenticator: str  # the name of an extension, e.g. bearertokenauth
 
 
 @dataclass(frozen=True)
@@ -59,3 +56,8 @@ class OtlpReceiverConfig:
         grpc, http = self.protocols.grpc, self.protocols.http
         if grpc and http and grpc.endpoint == http.endpoint and not grpc.endpoint.endswith(":0"):
             raise ConfigError(f"{path}.protocols: grpc and http cannot share endpoint {grpc.endpoint}")
+
+    def references(self, path: str) -> list[Reference]:
+        return [settings.auth.reference(f"{path}.protocols.{transport}.auth")
+                for transport, settings in (("grpc", self.protocols.grpc), ("http", self.protocols.http))
+                if settings is not None and settings.auth is not None]

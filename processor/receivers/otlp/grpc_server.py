@@ -10,11 +10,11 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tracejudge.processor.component.errors import PermanentError
-from tracejudge.processor.extensions.bearertokenauth import Authenticator
 from tracejudge.processor.pdata.otlp_codec import decode_protobuf, encode_response
-from tracejudge.processor.pdata.otlp_status import refusal_for
 from tracejudge.processor.receivers.otlp.config import GrpcReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
+from tracejudge.processor.transport.auth import Authenticator
+from tracejudge.processor.transport.status import refusal_for
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 

@@ -10,12 +10,12 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 
 from tracejudge.processor.component.errors import PermanentError
-from tracejudge.processor.extensions.bearertokenauth import Authenticator
 from tracejudge.processor.pdata.otlp_codec import decode_json, decode_protobuf, encode_response, encode_status
-from tracejudge.processor.pdata.otlp_status import refusal_for
 from tracejudge.processor.receivers.otlp.config import HttpReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
+from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.http_site import HttpSite
+from tracejudge.processor.transport.status import refusal_for
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

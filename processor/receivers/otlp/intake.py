@@ -5,14 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tracejudge.processor.component.consumer import TracesConsumer
+from prometheus_client import CollectorRegistry, Counter
+
 from tracejudge.processor.component.errors import PermanentError, RetryableError
-from tracejudge.processor.component.telemetry import Telemetry
+from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.otlp_codec import Decoded
 
 # Above these sizes a body is decoded off the event loop (JSON decodes some 40 times slower than protobuf).
 OFFLOAD_PROTOBUF_BYTES = 1024 * 1024
 OFFLOAD_JSON_BYTES = 64 * 1024
+
+
+class ReceiverMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted_spans = Counter(
+            "tracejudge_receiver_accepted_spans", "Spans accepted by a receiver and handed to the pipeline.",
+            ["receiver", "transport"], registry=registry)
+        self.refused_spans = Counter(
+            "tracejudge_receiver_refused_spans", "Spans refused by a receiver (whole requests or partial rejects).",
+            ["receiver", "transport", "reason"], registry=registry)
+        self.refused_requests = Counter(
+            "tracejudge_receiver_refused_requests", "Requests refused by a receiver, by status.",
+            ["receiver", "transport", "reason"], registry=registry)
 
 
 class Intake:
@@ -22,10 +36,10 @@ class Intake:
     (already counted) otherwise. Either way nothing is half-accepted: the pipeline's fan-out is all or nothing.
     """
 
-    def __init__(self, name: str, next_consumer: TracesConsumer, telemetry: Telemetry) -> None:
+    def __init__(self, name: str, next_consumer: TracesConsumer, metrics: ReceiverMetrics) -> None:
         self._name = name
         self._next = next_consumer
-        self._telemetry = telemetry
+        self._metrics = metrics
 
     async def accept(self, transport: str, decode: Callable[[], Decoded], size_bytes: int, as_json: bool = False
                      ) -> Decoded:
@@ -45,9 +59,9 @@ class Intake:
             except RetryableError:
                 self._refused(transport, "overloaded", decoded.batch.span_count)
                 raise
-            self._telemetry.receiver_accepted_spans.labels(self._name, transport).inc(decoded.batch.span_count)
+            self._metrics.accepted_spans.labels(self._name, transport).inc(decoded.batch.span_count)
         if decoded.rejected_spans:
-            self._telemetry.receiver_refused_spans.labels(self._name, transport, "invalid").inc(
+            self._metrics.refused_spans.labels(self._name, transport, "invalid").inc(
                 decoded.rejected_spans)
         return decoded
 
@@ -56,6 +70,6 @@ class Intake:
         self._refused(transport, reason, 0)
 
     def _refused(self, transport: str, reason: str, spans: int) -> None:
-        self._telemetry.receiver_refused_requests.labels(self._name, transport, reason).inc()
+        self._metrics.refused_requests.labels(self._name, transport, reason).inc()
         if spans:
-            self._telemetry.receiver_refused_spans.labels(self._name, transport, reason).inc(spans)
+            self._metrics.refused_spans.labels(self._name, transport, reason).inc(spans)

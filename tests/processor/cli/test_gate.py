@@ -239,6 +239,7 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:0
 processors:
+  llm_extract:
   judge_queue:
     storage: file_storage
     judges:
@@ -254,7 +255,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [judge_queue]
+      processors: [llm_extract, judge_queue]
       exporters: [debug]
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.stats.test_monitor import stream
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.processor import cli
-from tracejudge.stats.records import Feedback
+from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.store import SqliteStore
 
 CONTEXT = "The Eiffel Tower is 330 metres tall.\n\nIt stands in Paris."
@@ -33,6 +33,7 @@ receivers:
     protocols:
       grpc: {{endpoint: 127.0.0.1:0}}
 processors:
+  llm_extract:
   judge_queue:
     storage: file_storage
     metrics: [faithfulness]
@@ -44,7 +45,7 @@ extensions:
 service:
   extensions: [file_storage]
   pipelines:
-    traces: {{receivers: [otlp], processors: [judge_queue], exporters: [debug]}}
+    traces: {{receivers: [otlp], processors: [llm_extract, judge_queue], exporters: [debug]}}
 """)
     return path
 

@@ -22,8 +22,8 @@ from tracejudge.judge.limits import utc_day
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
 from tracejudge.processor import cli
 from tracejudge.processor.cli.report import read_stage
-from tracejudge.processor.cli.stats import stats_stores
-from tracejudge.processor.extensions.file_storage import FileStorage, FileStorageConfig
+from tracejudge.processor.extensions.file_storage import FileStorageConfig
+from tracejudge.processor.processors.judge_queue.stores import stats_stores
 from tracejudge.processor.service.config import load_config
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.records import MODEL_CHANGE, Alert, Evaluation, SeriesKey
@@ -47,6 +47,7 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:0
 processors:
+  llm_extract:
   judge_queue:
     storage: file_storage
     judges:
@@ -62,7 +63,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [judge_queue]
+      processors: [llm_extract, judge_queue]
       exporters: [debug]
 """
 
@@ -113,7 +114,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     tracker.close()
     storage = config.extensions["file_storage"]
     assert isinstance(storage, FileStorageConfig)
-    queue = JudgeQueue(FileStorage(storage).path_for(stage), JudgeQueueConfig(), "1")
+    queue = JudgeQueue(storage.path_for(stage), JudgeQueueConfig(), "1")
     spend: dict[tuple[str, str], float] = {}
     try:
         for e in evaluations:

@@ -73,6 +73,7 @@ extensions:
     http: {{endpoint: 127.0.0.1:0}}
 service:
   extensions: [file_storage, eval_service]
+  telemetry: {{metrics: {{address: "127.0.0.1:0"}}}}
   pipelines:
     traces:
       receivers: [otlp]
@@ -118,7 +119,7 @@ async def pipeline(tmp_path: Path) -> AsyncIterator[tuple[Service, EvalService, 
             running(config(downstream.endpoint, judge_server.base_url, tmp_path / "data")) as service:
         app = App(grpc_target(service))
         try:
-            yield service, service.eval_services["eval_service"], app
+            yield service, service.extensions["eval_service"], app
         finally:
             app.provider.shutdown()
 
@@ -178,7 +179,7 @@ async def test_feedback_before_and_after_the_trace_gets_it_judged_by_grpc_http_a
         assert document["feedback"][0]["rating"] == 1.0 and "evaluations" not in document
         span_feedback = (await stub.GetTrace(pb.GetTraceRequest(trace_id=linked))).feedback
         assert [(f.regenerated, f.span_id, f.source) for f in span_feedback] == [(True, linked_span, "span")]
-        assert service.judge_stages["judge_queue"].stats is not None
+        assert service.processors["judge_queue"].stats is not None
 
 
 async def _has_evaluations(evaluations: Any, trace_id: str) -> bool:
@@ -247,7 +248,7 @@ async def test_the_eval_service_serves_tls_and_requires_its_token(tmp_path: Path
         "extensions: [file_storage, eval_service]", "extensions: [file_storage, bearertokenauth, eval_service]")
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     async with running(text) as service:
-        eval_service = service.eval_services["eval_service"]
+        eval_service = service.extensions["eval_service"]
         credentials = grpc.ssl_channel_credentials(root_certificates=Path(cert).read_bytes())
         async with grpc.aio.secure_channel(f"localhost:{eval_service.grpc_port}", credentials) as channel:
             stub = pb_grpc.EvalServiceStub(channel)

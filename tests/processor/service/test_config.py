@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.process import TRACEJUDGE
 from tracejudge.processor.component.confmap import parse_duration
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import KINDS
 from tracejudge.processor.exporters.otlp import OtlpExporterConfig
 from tracejudge.processor.receivers.otlp.config import OtlpReceiverConfig
+from tracejudge.processor.service import factories
 from tracejudge.processor.service.config import parse_config
 
 VALID = """
@@ -204,7 +208,7 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
      "{concurrency: 0}, server: {base_url: 'http://x', model: m}}}\n  llm_extract:\n",
      "processors.judge_queue.judges.heavy.limits.concurrency: must be at least 1"),
     ("      grpc:\n", "      grpc:\n        auth: {authenticator: bearertokenauth}\n",
-     "receivers.otlp.protocols.grpc.auth.authenticator: extension 'bearertokenauth' must be defined"),
+     "receivers.otlp.protocols.grpc.auth.authenticator: 'bearertokenauth' must be a bearertokenauth extension"),
 ])
 def test_each_rule_names_its_yaml_path(old: str, new: str, expected: str) -> None:
     assert old in VALID
@@ -227,6 +231,60 @@ def test_missing_required_key_and_service() -> None:
 def test_a_receiver_feeds_one_pipeline() -> None:
     text = VALID + "    traces/second:\n      receivers: [otlp]\n      exporters: [debug]\n"
     assert any("'otlp' already feeds pipeline traces" in p for p in problems(text))
+
+
+PIPELINE_ORDER = """
+receivers:
+  otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}
+processors:
+  llm_extract:
+  llm_checks:
+  sampler:
+  judge_queue: {{storage: file_storage}}
+exporters:
+  debug:
+extensions:
+  file_storage: {{directory: /tmp/unused}}
+service:
+  extensions: [file_storage]
+  pipelines:
+    traces: {{receivers: [otlp], processors: [{processors}], exporters: [debug]}}
+"""
+
+
+@pytest.mark.parametrize(("processors", "expected"), [
+    ("judge_queue, sampler, llm_extract", "service.pipelines.traces.processors: judge_queue needs llm_spans, which "
+     "llm_extract adds: list llm_extract before judge_queue"),
+    ("llm_extract, judge_queue, sampler", "service.pipelines.traces.processors: judge_queue uses samples, which "
+     "sampler adds after it: list sampler before judge_queue"),
+    ("llm_extract, sampler, llm_checks, judge_queue", "service.pipelines.traces.processors: sampler uses evaluations, "
+     "which llm_checks adds after it: list llm_checks before sampler"),
+    ("sampler", "service.pipelines.traces.processors: sampler needs llm_spans, which llm_extract adds: list "
+     "llm_extract before sampler"),
+])
+def test_a_pipeline_in_an_order_that_cannot_work_is_refused(processors: str, expected: str) -> None:
+    assert expected in problems(PIPELINE_ORDER.format(processors=processors))
+
+
+@pytest.mark.parametrize("processors", ["llm_extract", "llm_extract, judge_queue", "llm_extract, sampler, judge_queue",
+                                        "llm_extract, llm_checks, sampler, judge_queue"])
+def test_pipelines_in_a_working_order_are_accepted(processors: str) -> None:
+    parse_config(PIPELINE_ORDER.format(processors=processors), {})
+
+
+def test_validate_refuses_an_impossible_order_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(PIPELINE_ORDER.format(processors="judge_queue, sampler, llm_extract"))
+    result = subprocess.run([*TRACEJUDGE, "validate", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "service.pipelines.traces.processors: judge_queue needs llm_spans" in result.stderr
+
+
+def test_every_factory_in_the_map_is_the_type_and_kind_it_is_listed_as() -> None:
+    for kind in KINDS:
+        for type_ in factories.known(kind):
+            factory = factories.factory(kind, type_)
+            assert (factory.kind, factory.type) == (kind, type_)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("250ms", 0.25), ("1m30s", 90.0), ("1h", 3600.0),

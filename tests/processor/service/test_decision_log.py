@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
 from tracejudge.processor.component.telemetry import Telemetry
-from tracejudge.processor.pdata.llm_span import LlmSpan, Message
-from tracejudge.processor.service.decision_log import EXTRACTED, NO_CONTENT, DecisionLog
+from tracejudge.processor.pdata.llm_span import LlmSpan, Message, decision_for, span_decision
+from tracejudge.processor.service.decision_log import DecisionLog
 
 
 def llm_span(span_id: str, content: bool, trace_id: str = "ab" * 16) -> LlmSpan:
@@ -17,11 +18,15 @@ def llm_span(span_id: str, content: bool, trace_id: str = "ab" * 16) -> LlmSpan:
                    request_model="gpt-4o-mini", prompt_version="v3", output_messages=output)
 
 
+def extracted(spans: list[LlmSpan]) -> list[Decision]:
+    return [span_decision(span, decision_for(span)) for span in spans]
+
+
 async def test_records_are_readable_per_trace_and_survive_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "decisions.db")
     log = DecisionLog(path, Telemetry())
     await log.start()
-    log.record_extracted([llm_span("01" * 8, True), llm_span("02" * 8, False), llm_span("03" * 8, True, "cd" * 16)])
+    log.record(extracted([llm_span("01" * 8, True), llm_span("02" * 8, False), llm_span("03" * 8, True, "cd" * 16)]))
     got = await log.for_trace("AB" * 16)
     assert [(d.span_id, d.decision, d.model, d.prompt_version) for d in got] == [
         ("01" * 8, EXTRACTED, "gpt-4o-mini", "v3"), ("02" * 8, NO_CONTENT, "gpt-4o-mini", "v3")]
@@ -38,7 +43,7 @@ async def test_records_beyond_the_backlog_limit_are_counted_as_dropped(tmp_path:
     telemetry = Telemetry()
     log = DecisionLog(str(tmp_path / "d.db"), telemetry, max_pending=2)
     # Not started: nothing drains the backlog, so the third and fourth records cannot be kept.
-    log.record_extracted([llm_span(f"{i:016x}", True) for i in range(4)])
+    log.record(extracted([llm_span(f"{i:016x}", True) for i in range(4)]))
     assert telemetry.registry.get_sample_value("tracejudge_decisions_dropped_total") == 2
     await log.start()
     assert len(await log.for_trace("ab" * 16)) == 2

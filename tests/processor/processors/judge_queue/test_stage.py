@@ -25,7 +25,7 @@ from tests.support.requests import export_request
 from tests.support.waiting import eventually
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
-from tracejudge.processor.processors.judge_queue.stage import RouteRule
+from tracejudge.processor.processors.judge_queue.config import RouteRule
 from tracejudge.processor.service.decision_log import read_decisions
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

@@ -1,4 +1,5 @@
-"""The one place where errors become OTLP status codes (gRPC code, HTTP status, retry hint)."""
+"""The one place where errors become statuses (gRPC code, HTTP status, retry hint): for the OTLP receivers and the
+EvalService alike."""
 
 from __future__ import annotations
 

@@ -1,0 +1,42 @@
+"""`tracejudge alerts`: the alerts raised so far, with their causes and example traces."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO
+
+from tracejudge.processor.processors.judge_queue.stores import opened_stats
+from tracejudge.processor.service.config import Config, config_or_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
+                        "(default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    parser.add_argument("--trace", default="", help="only alerts linking to this trace id")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_or_report(args.config)
+    if config is None:
+        return 2
+    return alerts(config, args.trace, args.json, sys.stdout)
+
+
+def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:
+    count = 0
+    for _, store, _ in opened_stats(config):
+        for alert in store.alerts(trace_id):
+            count += 1
+            if as_json:
+                print(alert.to_json(), file=out)
+                continue
+            ci = (f", 95% CI {alert.ci_low:+.3f}..{alert.ci_high:+.3f}"
+                  if alert.ci_low is not None and alert.ci_high is not None else "")
+            print(f"[{alert.cause}] {alert.series} via {alert.detector}: {alert.summary}{ci}", file=out)
+            for trace, span in alert.examples:
+                print(f"    example: trace {trace} span {span}", file=out)
+    if not count and not as_json:
+        print("no alerts", file=out)
+    return 0

@@ -1,0 +1,37 @@
+"""Decision records: what happened to each LLM span, so that "why wasn't this evaluated?" has an answer. Stages
+hand them to the service's DecisionRecorder; `tracejudge explain` reads them back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+EXTRACTED = "extracted"
+NO_CONTENT = "not judgeable: no content"
+SAMPLED_OUT = "sampled out"
+QUEUED = "queued"
+JUDGED = "judged"
+UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
+DROPPED = "dropped"  # written "dropped: <reason>"
+WAITING = "waiting"  # written "waiting: tier_paused" or "waiting: budget_exhausted": no tier could answer yet
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    trace_id: str
+    span_id: str
+    decision: str
+    service: str
+    convention: str
+    model: str
+    prompt_version: str
+    recorded_unix_s: float
+    metric: str = ""  # for judged, unjudged and dropped records: the metric they are about
+    detail: str = ""  # JSON: scores, tiers, probabilities, whatever the stage knew
+
+
+class DecisionRecorder(Protocol):
+    """Takes records without blocking the caller; they are written in the background, in order."""
+
+    def record(self, records: Iterable[Decision]) -> None: ...

@@ -1,0 +1,83 @@
+"""What the service gives each component: a Host to find the others through, and the lifecycle every component
+follows."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tracejudge.processor.component.decisions import DecisionRecorder
+from tracejudge.processor.component.factory import Kind
+from tracejudge.processor.component.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+
+class Component(Protocol):
+    """Lifecycle of everything the service builds. `start` returns quickly; `shutdown` is idempotent, safe
+    without `start`, and drains what was accepted."""
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class StatusWatcher(Protocol):
+    """Offered as `status_watcher`: told when every pipeline runs (ready) and when shutdown begins."""
+
+    def set_ready(self, ready: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    """An operator's endpoint on the service's admin site (beside /metrics), offered as `admin_routes` by a
+    component's `admin_routes()`. Every component's handler for a route runs; each returns its response, or None
+    when the request is not about it (no component answering is a 404)."""
+
+    method: str
+    path: str  # aiohttp route syntax, e.g. /judge/tiers/{tier}/resume
+    handler: Callable[[web.Request], Awaitable[web.Response | None]]
+
+
+class RateScale:
+    """The share of its configured rates the sampler uses, set by whoever watches the judge budget (1 = all).
+    Every rate is multiplied by it, so what is sampled still nests and p stays the true inclusion probability.
+    One per service: the host hands the same one to every component."""
+
+    def __init__(self) -> None:
+        self.value = 1.0
+        self.reason = ""
+
+    def set(self, value: float, reason: str) -> None:
+        self.value = min(1.0, max(0.0, value))
+        self.reason = reason if self.value < 1 else ""
+
+
+class Host(Protocol):
+    """The running service, as a component sees it. Extensions are built first, so any other component can `find`
+    an extension while it is created; an extension finds pipeline components when it starts (all are built by
+    then, and a component whose references point into the pipelines is started after them)."""
+
+    @property
+    def telemetry(self) -> Telemetry: ...
+
+    @property
+    def decisions(self) -> DecisionRecorder: ...
+
+    @property
+    def sampling_scale(self) -> RateScale: ...
+
+    def find(self, kind: Kind, capability: str, name: str = "") -> Any:
+        """The component `name` of `kind`, or with `name` "" the only one that offers `capability`. The config
+        was checked (factory `Reference`s), so it exists and offers it; the caller knows its interface."""
+        ...
+
+
+@dataclass(frozen=True)
+class CreateSettings:
+    """What a factory's `create` gets besides the component's config."""
+
+    name: str  # as in the config: `otlp/jaeger`
+    host: Host
