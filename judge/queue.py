@@ -15,9 +15,11 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
-from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError, StorageError
+from tracejudge.processor.component.sqlite import open_database, open_read_only
 
 WhenFull = Literal["drop_new", "drop_oldest"]
 
@@ -106,24 +108,77 @@ class Enqueued:
     turned_away: list[NewItem]
 
 
+class WorkQueue(Protocol):
+    """The judge queue as its workers use it: lease ready items, then complete or release them. A lease that is
+    neither completed nor released expires (its worker died) and the item is leased again. JudgeQueue implements
+    it on SQLite; another engine implements the same."""
+
+    def waiting(self) -> int: ...
+
+    def lease(self, limit: int, lease_s: float) -> list[JudgeItem]: ...
+
+    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None) -> None: ...
+
+    def release(self, keys: Iterable[int], delay_s: float) -> None: ...
+
+    def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]: ...
+
+    def forget_documents(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedContent:
+    query: str  # the user's question, without the system prompt (older items have only the whole input)
+    response: str
+    context: str  # what the item was judged against
+
+
+class JudgeQueueReader:
+    """Read-only queries over a judge queue file, for the CLI (report, golden) while its stage may be writing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = path
+        self._db = open_read_only(path, _MIGRATIONS, "the judge queue")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def spend(self, since_day: str) -> dict[str, dict[str, float]]:
+        """day -> tier -> USD from the spend ledger, from `since_day` (YYYY-MM-DD, UTC) on."""
+        spend: dict[str, dict[str, float]] = {}
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'spend'", ()):
+            return spend  # a queue from before the ledger
+        for day, tier, usd in self._read("SELECT day, tier, usd FROM spend WHERE day >= ? ORDER BY day, tier",
+                                         (since_day,)):
+            spend.setdefault(day, {})[tier] = usd
+        return spend
+
+    def judged_content(self, span_id: str, metric: str, judge_version: str) -> JudgedContent | None:
+        """What a judged item was about, or None if it is not (or no longer) in the queue."""
+        rows = self._read("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND judge_version = ? "
+                          "AND state = 'done'", (span_id, metric, judge_version))
+        if not rows:
+            return None
+        body, context = json.loads(rows[0][0]), rows[0][1]
+        if context is None:  # judged before items kept their context
+            context = "\n\n".join(body.get("documents") or ())
+        return JudgedContent(str(body.get("question") or body.get("query", "")), str(body.get("response", "")),
+                             context)
+
+    def _read(self, sql: str, parameters: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read the judge queue {self._path}: {e}") from e
+
+
 class JudgeQueue:
     def __init__(self, path: str, config: JudgeQueueConfig, judge_version: str,
                  clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._judge_version = judge_version
         self._clock = clock
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # survives kill -9; an OS crash may lose the last commits
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
-                with self._db:
-                    self._db.execute("BEGIN")
-                    self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {number}")
-        except sqlite3.Error as e:
-            raise OSError(f"cannot open the judge queue {path}: {e}") from e
+        self._db = open_database(path, _MIGRATIONS, "the judge queue")
 
     def close(self) -> None:
         self._db.close()

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlite_utils
 
+from tracejudge.processor.component.sqlite import open_database
 from tracejudge.processor.pdata.feedback import Feedback
 
 from .records import Alert, Evaluation, SeriesKey
@@ -123,21 +123,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        connection = sqlite3.connect(path, isolation_level=None)
-        connection.execute("PRAGMA synchronous=NORMAL")  # with WAL: survives kill -9; an OS crash may lose the last
-        self._db = sqlite_utils.Database(connection)
-        self._db.enable_wal()
-        self._migrate()
-
-    def _migrate(self) -> None:
-        done = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if done > len(_MIGRATIONS):
-            raise RuntimeError(f"{self.path}: written by a newer tracejudge (schema {done}, this one knows "
-                               f"{len(_MIGRATIONS)}); upgrade tracejudge or point it at another file")
-        with self._db.atomic():
-            for number, statement in enumerate(_MIGRATIONS[done:], start=done + 1):
-                self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
+        self._db = sqlite_utils.Database(open_database(path, _MIGRATIONS, "the statistics store"))
 
     def fresh(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
         spans = sorted({e.span_id for e in evaluations})

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tracejudge.judge.queue import JudgeQueueReader
 from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
@@ -69,10 +69,11 @@ def failures(store: SqliteStore, queue_path: Path, max_score: float, with_feedba
     groups: dict[str, list[tuple[Evaluation, str, str, str]]] = {}
     with _read_only(queue_path) as queue:
         for evaluation in _low_scores(store, unhappy if with_feedback else None, max_score):
-            content = _content(queue, evaluation)
+            content = queue.judged_content(evaluation.span_id, evaluation.metric, evaluation.judge_version) \
+                if queue is not None else None
             if content is None:
-                continue  # judged before judge items kept their context, or the queue was cleared
-            query, response, context = content
+                continue  # the queue was cleared
+            query, response, context = content.query, content.response, content.context
             groups.setdefault(golden_id(evaluation.metric, query, context), []).append(
                 (evaluation, query, response, context))
     found = [_golden(key, occurrences, feedback) for key, occurrences in groups.items()]
@@ -105,30 +106,16 @@ def _golden(key: str, occurrences: list[tuple[Evaluation, str, str, str]],
                   provenance)
 
 
-def _content(queue: sqlite3.Connection | None, e: Evaluation) -> tuple[str, str, str] | None:
-    """(query, response, context) of the judged item, from the judge queue."""
-    if queue is None:
-        return None
-    row = queue.execute("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND judge_version = ? "
-                        "AND state = 'done'", (e.span_id, e.metric, e.judge_version)).fetchone()
-    if row is None:
-        return None
-    body = json.loads(row[0])
-    context = row[1] if row[1] is not None else "\n\n".join(body.get("documents") or ())
-    # the user's question, without the system prompt (older items have only the whole input)
-    return str(body.get("question") or body.get("query", "")), str(body.get("response", "")), context
-
-
 @contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
+def _read_only(path: Path) -> Iterator[JudgeQueueReader | None]:
     if not path.exists():
         yield None
         return
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    reader = JudgeQueueReader(path)
     try:
-        yield connection
+        yield reader
     finally:
-        connection.close()
+        reader.close()
 
 
 def _iso(unix_nano: int) -> str:

@@ -1,9 +1,10 @@
-"""Errors that cross component boundaries; the receiver alone maps them to OTLP status codes.
+"""Errors that cross component boundaries; transport/status.py alone maps them to gRPC and HTTP statuses.
 
     TracejudgeError
     ├── ConfigError      the configuration is invalid; every problem is listed, each naming its YAML path
     ├── PermanentError   the input is bad: sending the same request again cannot succeed
-    └── RetryableError   overload or a transient failure: the same request may succeed later
+    ├── RetryableError   overload or a transient failure: the same request may succeed later
+    └── StorageError     a store cannot be opened or read (also an OSError: the service cannot start)
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class RetryableError(TracejudgeError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StorageError(TracejudgeError, OSError):
+    """A store cannot be opened or read: a bad path, a database written by a newer tracejudge, a full disk."""

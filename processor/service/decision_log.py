@@ -19,6 +19,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.decisions import Decision
+from tracejudge.processor.component.errors import StorageError
+from tracejudge.processor.component.sqlite import open_database, open_read_only
 from tracejudge.processor.component.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -116,12 +118,9 @@ class DecisionLog:
 
     def _run(self) -> None:
         try:
-            db = sqlite3.connect(self._path, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            _migrate(db)
-        except sqlite3.Error as e:
-            self._ready.set_exception(OSError(f"cannot open the decision log {self._path}: {e}"))
+            db = open_database(self._path, MIGRATIONS, "the decision log")
+        except StorageError as e:
+            self._ready.set_exception(e)
             return
         self._ready.set_result(None)
         while True:
@@ -150,15 +149,12 @@ class DecisionLog:
 
 def read_decisions(path: str, trace_id: str) -> list[Decision]:
     """The records of one trace, read from the database file directly (the service may be running or not)."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise OSError(f"cannot open the decision log {path}: {e}") from e
+    db = open_read_only(path, MIGRATIONS, "the decision log")
     try:
         rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
                           (trace_id.lower(),)).fetchall()
     except sqlite3.Error as e:
-        raise OSError(f"cannot read the decision log {path}: {e}") from e
+        raise StorageError(f"cannot read the decision log {path}: {e}") from e
     finally:
         db.close()
     return [Decision(*row) for row in rows]
@@ -167,13 +163,3 @@ def read_decisions(path: str, trace_id: str) -> list[Decision]:
 def _row(decision: Decision) -> tuple[Any, ...]:
     return (decision.trace_id, decision.span_id, decision.decision, decision.service, decision.convention,
             decision.model, decision.prompt_version, decision.recorded_unix_s, decision.metric, decision.detail)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db:
-            db.execute("BEGIN")
-            for part in statement.split(";\n"):
-                db.execute(part)
-            db.execute(f"PRAGMA user_version = {number}")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.stats.test_monitor import stream
+from tracejudge.processor.component.errors import StorageError
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.replay import recover, replay
@@ -88,7 +89,7 @@ def test_a_newer_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "stats.db")
     db.execute("PRAGMA user_version = 99")
     db.close()
-    with pytest.raises(RuntimeError, match="newer tracejudge"):
+    with pytest.raises(StorageError, match="newer tracejudge"):
         SqliteStore(tmp_path / "stats.db")
 
 

@@ -5,10 +5,8 @@ written as a page with its PNG charts beside it (`report_plots`)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import math
-import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -21,6 +19,7 @@ from typing import IO, TYPE_CHECKING
 from tqdm import tqdm
 
 from tracejudge.judge.limits import utc_day
+from tracejudge.judge.queue import JudgeQueueReader
 from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.calibration import Calibration, calibrate
@@ -152,20 +151,14 @@ def read_stage(stage: str, stats_db: Path, settings: StatsConfig, since_unix_nan
 
 
 def read_spend(queue_db: Path, since_day: str) -> dict[str, dict[str, float]]:
-    """day -> tier -> USD from the judge queue's spend ledger (read-only; none when it does not exist yet)."""
+    """day -> tier -> USD from the judge queue's spend ledger (none when it does not exist yet)."""
     if not queue_db.exists():
         return {}
-    spend: dict[str, dict[str, float]] = defaultdict(dict)
+    reader = JudgeQueueReader(queue_db)
     try:
-        with contextlib.closing(sqlite3.connect(f"{queue_db.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'spend'").fetchone():
-                return {}
-            for day, tier, usd in db.execute("SELECT day, tier, usd FROM spend WHERE day >= ? ORDER BY day, tier",
-                                             (since_day,)):
-                spend[day][tier] = usd
-    except sqlite3.Error as e:
-        raise OSError(f"cannot read the judge spend from {queue_db}: {e}") from e
-    return dict(spend)
+        return reader.spend(since_day)
+    finally:
+        reader.close()
 
 
 class _Reading:

@@ -15,6 +15,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from tracejudge.processor.component.errors import StorageError
+from tracejudge.processor.component.sqlite import open_database
+
 Sizer = Literal["requests", "items", "bytes"]
 
 
@@ -118,18 +121,11 @@ class DiskQueue(_Base):
 
     def __init__(self, path: str, capacity: int, sizer: Sizer) -> None:
         super().__init__(capacity, sizer)
+        self._db = open_database(path, _MIGRATIONS, "the sending queue")
         try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a commit survives the process being killed; only an OS crash can lose the last commits.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
-                self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
             rows = self._db.execute("SELECT id, span_count, length(payload) FROM queue ORDER BY id").fetchall()
         except sqlite3.Error as e:
-            raise OSError(f"cannot open the sending queue {path}: {e}") from e
+            raise StorageError(f"cannot read the sending queue {path}: {e}") from e
         for key, span_count, size_bytes in rows:
             self._add(QueuedItem(b"", span_count, size_bytes, key))
 

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 
 from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
-from tracejudge.judge.queue import JudgeItem, JudgeQueue
+from tracejudge.judge.queue import JudgeItem, WorkQueue
 from tracejudge.judge.tiers import Judges
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.component.decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionRecorder
@@ -45,7 +45,7 @@ MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however l
 
 
 class JudgeWorker:
-    def __init__(self, queue: JudgeQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
+    def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
                  decisions: DecisionRecorder, metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
                  stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
         self._queue = queue
