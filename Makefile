@@ -97,6 +97,7 @@ typecheck: $(VENV)/.installed-dev
 		-p tracejudge.processor -p tracejudge.judge -p tracejudge.stats
 
 bench: $(VENV)/.installed-dev
+	$(PY) -m bench.startup
 	$(PY) -m bench.forwarding
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging

@@ -1,15 +1,17 @@
-"""What a judge queue item keeps of its span: everything a judge needs, and what makes its score attributable and
-weightable; and the decision record of an item, from its body."""
+"""What a judge queue item keeps of its span (everything a judge needs, and what makes its score attributable and
+weightable), the decision record of an item, and the one way items are committed and counted."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracejudge.processor.component.decisions import Decision
+from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, KeptSpan, NewItem
+from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
+from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 
 
 def decision_fields(decision: SamplingDecision) -> dict[str, Any]:
@@ -38,3 +40,20 @@ def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision
     return Decision(trace_id, span_id, decision, body.get("service", ""), body.get("convention", ""),
                     body.get("response_model") or body.get("request_model", ""), body.get("prompt_version", ""),
                     time.time(), metric, detail)
+
+
+class ItemWriter:
+    """Commits items to the judge queue and counts what went in and what the full queue turned away."""
+
+    def __init__(self, queue: JudgeQueue, metrics: JudgeQueueMetrics, when_full: str) -> None:
+        self._queue = queue
+        self._enqueued = metrics.enqueued
+        self._dropped = metrics.dropped.labels(when_full)
+        self.dropped = f"{DROPPED}: judge queue full ({when_full})"  # the decision of a turned-away item
+
+    def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
+               kept: Sequence[KeptSpan] = ()) -> Enqueued:
+        result = self._queue.enqueue(items, documents, kept)
+        self._enqueued.inc(result.inserted)
+        self._dropped.inc(len(result.turned_away))
+        return result

@@ -4,10 +4,8 @@ acknowledged (one item per span and metric), and runs the workers that judge the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 
@@ -16,7 +14,7 @@ from aiohttp import web
 from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.queue import JudgeQueue, NewItem
 from tracejudge.judge.tiers import build_judges
-from tracejudge.processor.component.decisions import DROPPED, QUEUED
+from tracejudge.processor.component.decisions import QUEUED
 from tracejudge.processor.component.errors import RetryableError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
 from tracejudge.processor.component.storage import Storage
@@ -26,8 +24,9 @@ from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
 from tracejudge.processor.pdata.llm_span import span_decision
 from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
-from tracejudge.processor.processors.judge_queue.feedback_trigger import NOT_SAMPLED, FeedbackTrigger, triggered
-from tracejudge.processor.processors.judge_queue.items import decision_fields, item_body, item_decision
+from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
+from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
+from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
@@ -46,13 +45,14 @@ KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
 
 
 class FeedbackUnavailable(RetryableError):
-    """Feedback is stored with the statistics, which this judge stage has turned off."""
+    """Feedback before the stage started (or after it stopped): the client should retry."""
 
 
 class JudgeQueueProcessor:
     """Place it after `sampler`. If the queue is full, the configured policy decides what is dropped; that is
     counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
-    the pipeline's exporters) once judged."""
+    the pipeline's exporters) once judged. Offers `feedback` (the FeedbackDesk's, when statistics are on) and the
+    admin route that resumes a paused tier."""
 
     def __init__(self, settings: CreateSettings, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  clock: Callable[[], float] = time.time) -> None:
@@ -66,11 +66,11 @@ class JudgeQueueProcessor:
         self._scale = host.sampling_scale
         self._clock = clock
         self._queue: JudgeQueue | None = None
+        self._writer: ItemWriter | None = None
         self.worker: JudgeWorker | None = None
         self.stats: StatsRecorder | None = None
+        self.desk: FeedbackDesk | None = None
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
-        self._enqueued = self._metrics.enqueued
-        self._dropped = self._metrics.dropped.labels(config.queue.when_full)
         self._trigger = FeedbackTrigger(config.feedback, clock)
         self._kept_forgotten_at = 0.0
         self._warned_feedback = False
@@ -81,13 +81,13 @@ class JudgeQueueProcessor:
         await self._next.consume(batch)
 
     def _enqueue(self, batch: TraceBatch) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._writer is not None
         now = self._clock()
         if batch.feedback:  # first: an LLM span carrying its own thumbs-down is judged from this very batch
             self._span_feedback(batch.feedback)
         samples = [*batch.samples, *self._trigger.samples(batch)]
         # kept only if feedback can be stored: it is stored with the statistics
-        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.stats else []
+        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.desk else []
         arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
         items = []
         for sample in samples:
@@ -98,9 +98,7 @@ class JudgeQueueProcessor:
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]
         if items or arrival.documents or kept:
-            result = self._queue.enqueue(items, arrival.documents, kept)
-            self._enqueued.inc(result.inserted)
-            self._dropped.inc(len(result.turned_away))
+            result = self._writer.commit(items, arrival.documents, kept)
             self._record(samples, result.turned_away)
         for trace, ready in arrival.holds.items():
             self._queue.hold_trace(trace, ready)
@@ -109,16 +107,13 @@ class JudgeQueueProcessor:
             self._forget_kept()
 
     def _span_feedback(self, feedback: tuple[Feedback, ...]) -> None:
-        if self.stats is None:
+        if self.desk is None:
             if not self._warned_feedback:
                 self._warned_feedback = True
                 log.warning("feedback in span attributes is ignored: it is stored with the statistics, which are "
                             "off (processors.judge_queue.stats.enabled)")
             return
-        try:
-            self.feedback(feedback)
-        except sqlite3.Error as e:  # nothing of the batch is forwarded yet: the client's retry does it all again
-            raise RetryableError(f"the feedback in this request could not be stored ({e})") from e
+        self.desk.from_spans(feedback)
 
     def _forget_kept(self) -> None:
         """Expire kept spans in small steps, for at most KEPT_SWEEP_BUDGET_S: it runs on the event loop."""
@@ -129,49 +124,10 @@ class JudgeQueueProcessor:
                and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
             pass
 
-    def feedback(self, records: list[Feedback] | tuple[Feedback, ...]) -> FeedbackReceipt:
-        """Store feedback (validated by the caller; given no time, it is stamped now) and queue the LLM spans of
-        the traces it is negative about: those kept unsampled now, those still to arrive when they do. Repeating
-        feedback stores nothing again and queues only what is not queued yet (a retry after a failure)."""
-        store = self.stats_store
-        assert self._queue is not None, "feedback before start"
-        now = self._clock()
-        stamped = [r if r.time_unix_nano else dataclasses.replace(r, time_unix_nano=int(now * 1e9))
-                   for r in (record.identified() for record in records)]  # the id is taken before the stamp
-        new = store.save_feedback(stamped)
-        waiting = self._trigger.wait_for(stamped)
-        negative = {record.trace_id: record.reason for record in stamped if record.negative}
-        if not negative:
-            return FeedbackReceipt(len(new), 0, 0)
-        kept = self._queue.kept(negative)
-        items = []
-        for span in kept:
-            body = {**span.body, **decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
-            items += [NewItem(span.span_id, span.trace_id, metric, body, now) for metric in self._config.metrics]
-        result = self._queue.enqueue(items)
-        self._enqueued.inc(result.inserted)
-        self._dropped.inc(len(result.turned_away))
-        self._record_items(items, result.turned_away)
-        known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
-        return FeedbackReceipt(len(new), result.inserted, len((set(negative) - known) & waiting))
-
-    def _record_items(self, items: list[NewItem], turned_away: list[NewItem]) -> None:
-        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
-        away = {(item.span_id, item.metric) for item in turned_away}
-        records = [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
-                                 json.dumps({"stratum": item.body["stratum"]}))
-                   for item in items if (item.span_id, item.metric) not in away]
-        records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric) for item in turned_away]
-        self._decisions.record(records)
-
-    def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
-        """What is recorded about one trace: its evaluations, the alerts linking to it, its feedback."""
-        store = self.stats_store
-        return store.trace_evaluations(trace_id), store.alerts(trace_id), store.feedback(trace_id)
-
     def _record(self, samples: list[Sample], turned_away: list[NewItem]) -> None:
+        assert self._writer is not None
         dropped = {(item.span_id, item.metric) for item in turned_away}
-        reason = f"{DROPPED}: judge queue full ({self._config.queue.when_full})"
+        reason = self._writer.dropped
         records = []
         for sample in samples:
             detail = json.dumps({"probability": sample.decision.probability, "stratum": sample.decision.stratum,
@@ -185,15 +141,24 @@ class JudgeQueueProcessor:
                     for item in turned_away if item.span_id not in spans]
         self._decisions.record(records)
 
-    @property
-    def stats_enabled(self) -> bool:
-        return self._config.stats.enabled
+    # -- the feedback API the eval_service finds (capability `feedback`) -------------------------------------
+    def feedback(self, records: list[Feedback]) -> FeedbackReceipt:
+        return self._desk().feedback(records)
+
+    def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
+        return self._desk().trace_view(trace_id)
+
+    def _desk(self) -> FeedbackDesk:
+        if self.desk is None:
+            raise FeedbackUnavailable("the judge stage is not running; retry later")
+        return self.desk
 
     @property
     def stats_store(self) -> Store:
+        """The statistics' store (for the demo and tests); the stage must run with statistics on."""
         if self.stats is None:
-            raise FeedbackUnavailable("feedback and evaluations are stored with the statistics, which are off here "
-                                      "(processors.judge_queue.stats.enabled) or not started")
+            raise FeedbackUnavailable("the statistics are off here (processors.judge_queue.stats.enabled) or not "
+                                      "started")
         return self.stats.tracker.store
 
     async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
@@ -221,20 +186,25 @@ class JudgeQueueProcessor:
 
     async def start(self) -> None:
         self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
+        self._writer = ItemWriter(self._queue, self._metrics, self._config.queue.when_full)
         judges = build_judges(self._config.judges, self._queue)
         stats = self._config.stats
         if stats.enabled:
             projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
             self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
                                        projection)
+            store = self.stats.tracker.store
             since = self._clock() - self._config.feedback.wait_for_trace
-            self._trigger.wait_for(self.stats.tracker.store.feedback(negative_since_unix_nano=int(since * 1e9)))
+            self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))
+            self.desk = FeedbackDesk(self._queue, self._writer, store, self._trigger, self._config.metrics,
+                                     self._decisions, self._clock)
         review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
                                   self._metrics, self._scale, self._config.judge_version, self.stats, review)
         await self.worker.start()
 
     async def shutdown(self) -> None:
+        self.desk = None
         if self.worker is not None:
             await self.worker.shutdown()
             self.worker = None
