@@ -1,0 +1,1 @@
+"""Receivers: where spans enter a pipeline. Each exports its `factory` (one today: otlp)."""

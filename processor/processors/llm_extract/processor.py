@@ -13,7 +13,7 @@ from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.extract import AttributeMap, Extractor
 from tracejudge.processor.pdata.llm_span import decision_for, span_decision
-from tracejudge.processor.processors.llm_extract.feedback import FeedbackAttributes, FeedbackReader
+from tracejudge.processor.processors.llm_extract.feedback_attributes import FeedbackAttributes, FeedbackReader
 
 
 @dataclass(frozen=True)
