@@ -126,6 +126,25 @@ class WorkQueue(Protocol):
     def forget_documents(self) -> None: ...
 
 
+class JudgeQueueStore(WorkQueue, Protocol):
+    """Everything the judge_queue processor asks of its queue: what the workers lease, and the intake (items,
+    their traces' documents, unsampled spans kept for feedback). JudgeQueue implements it on SQLite (with the spend
+    ledger and verdict cache, judge.tiers.JudgeStore, in the same file); another engine implements the same."""
+
+    def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
+                kept: Sequence[KeptSpan] = ()) -> Enqueued: ...
+
+    def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]: ...
+
+    def traces_with_items(self, trace_ids: Iterable[str]) -> set[str]: ...
+
+    def forget_kept(self, older_than_s: float, max_kept: int, limit: int = 200) -> int: ...
+
+    def hold_trace(self, trace_id: str, ready_unix_s: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JudgedContent:
     query: str  # the user's question, without the system prompt (older items have only the whole input)

@@ -6,22 +6,19 @@ import argparse
 import sys
 from typing import IO
 
+from tracejudge.processor.cli.config_option import add_config_option, with_config
 from tracejudge.processor.processors.judge_queue.stores import opened_stats
-from tracejudge.processor.service.config import Config, config_or_report
+from tracejudge.processor.service.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
-                        "(default: %(default)s)")
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
     parser.add_argument("--trace", default="", help="only alerts linking to this trace id")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_or_report(args.config)
-    if config is None:
-        return 2
-    return alerts(config, args.trace, args.json, sys.stdout)
+    return with_config(args, lambda config: alerts(config, args.trace, args.json, sys.stdout))
 
 
 def alerts(config: Config, trace_id: str, as_json: bool, out: IO[str]) -> int:

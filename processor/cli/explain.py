@@ -10,8 +10,8 @@ import time
 from collections import defaultdict
 from typing import IO
 
+from tracejudge.processor.cli.config_option import add_config_option, with_config
 from tracejudge.processor.component.decisions import Decision
-from tracejudge.processor.service.config import config_or_report
 from tracejudge.processor.service.decision_log import read_decisions
 from tracejudge.processor.service.service import decisions_path
 
@@ -20,16 +20,12 @@ _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace_id", help="the trace id, 32 hex digits")
-    parser.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with, to find "
-                        "its decision records (default: %(default)s)")
+    add_config_option(parser, "the config the processor runs with, to find its decision records")
     parser.add_argument("--json", action="store_true", help="one JSON record per line instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_or_report(args.config)
-    if config is None:
-        return 2
-    return explain(decisions_path(config), args.trace_id, args.json, sys.stdout)
+    return with_config(args, lambda config: explain(decisions_path(config), args.trace_id, args.json, sys.stdout))
 
 
 def explain(path: str, trace_id: str, as_json: bool, out: IO[str]) -> int:

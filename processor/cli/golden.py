@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tracejudge.judge.queue import JudgeQueueReader
+from tracejudge.processor.cli.config_option import add_config_option
 from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
@@ -126,8 +127,7 @@ def add_arguments(golden: argparse.ArgumentParser) -> None:
     actions = golden.add_subparsers(dest="golden_command", required=True)
     export = actions.add_parser("export", help="write confirmed failures (judged, low score, negative feedback) "
                                 "as a deduplicated dataset with provenance")
-    export.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
-                        "(default: %(default)s)")
+    add_config_option(export)
     export.add_argument("--out", required=True, help="the JSONL dataset to write (read by tracejudge gate)")
     export.add_argument("--deepeval", help="also write this deepeval dataset JSON file")
     export.add_argument("--max-score", type=float, default=0.5, help="a failure scored below this "

@@ -7,21 +7,18 @@ import argparse
 import sys
 from typing import IO
 
+from tracejudge.processor.cli.config_option import add_config_option, with_config
 from tracejudge.processor.processors.judge_queue.stores import opened_stats
-from tracejudge.processor.service.config import Config, config_or_report
+from tracejudge.processor.service.config import Config
 from tracejudge.stats.replay import replay
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
-                        "(default: %(default)s)")
+    add_config_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_or_report(args.config)
-    if config is None:
-        return 2
-    return replay_alerts(config, sys.stdout)
+    return with_config(args, lambda config: replay_alerts(config, sys.stdout))
 
 
 def replay_alerts(config: Config, out: IO[str]) -> int:

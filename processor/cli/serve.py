@@ -8,8 +8,9 @@ import logging
 import signal
 import sys
 
+from tracejudge.processor.cli.config_option import add_config_option, with_config
 from tracejudge.processor.component.errors import ConfigError
-from tracejudge.processor.service.config import Config, config_or_report
+from tracejudge.processor.service.config import Config
 from tracejudge.processor.service.service import Service
 
 log = logging.getLogger("tracejudge")
@@ -18,13 +19,14 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="otel-config.yaml", help="path to the YAML config (default: %(default)s)")
+    add_config_option(parser, "the YAML config")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_or_report(args.config)
-    if config is None:
-        return 2
+    return with_config(args, _run)
+
+
+def _run(config: Config) -> int:
     logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from tracejudge.processor.service.config import config_or_report
+from tracejudge.processor.cli.config_option import add_config_option, with_config
+from tracejudge.processor.service.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="otel-config.yaml", help="path to the YAML config (default: %(default)s)")
+    add_config_option(parser, "the YAML config")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_or_report(args.config)
-    if config is None:
-        return 2
-    print(f"{args.config}: valid ({len(config.service.pipelines)} pipeline(s))")
-    return 0
+    def valid(config: Config) -> int:
+        print(f"{args.config}: valid ({len(config.service.pipelines)} pipeline(s))")
+        return 0
+
+    return with_config(args, valid)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from tracejudge.judge.limits import utc_day
 from tracejudge.judge.queue import JudgeQueueReader
+from tracejudge.processor.cli.config_option import add_config_option
 from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.calibration import Calibration, calibrate
@@ -38,8 +39,7 @@ _SPEND = "Judge spend (USD, per UTC day)"
 
 
 def add_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--config", default="otel-config.yaml", help="the config the processor runs with "
-                         "(default: %(default)s)")
+    add_config_option(command)
     command.add_argument("--html", metavar="DIR", help="also write DIR/index.html and its PNG charts")
     command.add_argument("--since", type=_hours, metavar="HOURS", help="only evaluations of the last HOURS hours")
 

@@ -9,7 +9,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from tracejudge.judge.queue import JudgeQueue, NewItem
+from tracejudge.judge.queue import JudgeQueueStore, NewItem
 from tracejudge.processor.component.decisions import QUEUED, DecisionRecorder
 from tracejudge.processor.component.errors import RetryableError
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
@@ -22,7 +22,7 @@ from tracejudge.stats.store import Store
 class FeedbackDesk:
     """Runs on the event loop, like the stage that owns it; every call is one or two short transactions."""
 
-    def __init__(self, queue: JudgeQueue, writer: ItemWriter, store: Store, trigger: FeedbackTrigger,
+    def __init__(self, queue: JudgeQueueStore, writer: ItemWriter, store: Store, trigger: FeedbackTrigger,
                  metrics: Sequence[str], decisions: DecisionRecorder, clock: Callable[[], float]) -> None:
         self._queue = queue
         self._writer = writer

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, KeptSpan, NewItem
+from tracejudge.judge.queue import Document, Enqueued, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
@@ -45,7 +45,7 @@ def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision
 class ItemWriter:
     """Commits items to the judge queue and counts what went in and what the full queue turned away."""
 
-    def __init__(self, queue: JudgeQueue, metrics: JudgeQueueMetrics, when_full: str) -> None:
+    def __init__(self, queue: JudgeQueueStore, metrics: JudgeQueueMetrics, when_full: str) -> None:
         self._queue = queue
         self._enqueued = metrics.enqueued
         self._dropped = metrics.dropped.labels(when_full)

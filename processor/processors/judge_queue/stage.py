@@ -12,7 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from tracejudge.judge.embedded_model import loaded
-from tracejudge.judge.queue import JudgeQueue, NewItem
+from tracejudge.judge.queue import JudgeQueue, JudgeQueueStore, NewItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED
 from tracejudge.processor.component.errors import RetryableError
@@ -65,7 +65,7 @@ class JudgeQueueProcessor:
         self._decisions = host.decisions
         self._scale = host.sampling_scale
         self._clock = clock
-        self._queue: JudgeQueue | None = None
+        self._queue: JudgeQueueStore | None = None
         self._writer: ItemWriter | None = None
         self.worker: JudgeWorker | None = None
         self.stats: StatsRecorder | None = None
