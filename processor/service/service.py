@@ -48,7 +48,8 @@ class Service:
         self._factories: dict[tuple[Kind, str], Factory] = {}
         self.extensions: dict[str, Any] = {}
         self.exporters: dict[str, Exporter] = {}
-        self.processors: dict[str, Any] = {}
+        self.processors: dict[str, Any] = {}  # by name; a processor in two pipelines is built for each (the first here)
+        self._stages: list[Any] = []  # every processor built, downstream first: the order they start in
         self.receivers: dict[str, Any] = {}
         for name in config.service.extensions:
             self.extensions[name] = self._create("extensions", name, config.extensions[name])
@@ -58,7 +59,9 @@ class Service:
                     self.exporters[name] = self._create("exporters", name, config.exporters[name])
             head: TracesConsumer = Fanout([self.exporters[name] for name in pipeline.exporters])
             for name in reversed(pipeline.processors):
-                head = self.processors[name] = self._create("processors", name, config.processors[name], head)
+                head = self._create("processors", name, config.processors[name], head)
+                self.processors.setdefault(name, head)
+                self._stages.append(head)
             for name in pipeline.receivers:
                 self.receivers[name] = self._create("receivers", name, config.receivers[name], head)
         # extensions that refer into the pipelines (the eval_service to its judge stage) start after them
@@ -106,7 +109,7 @@ class Service:
         try:
             ordered: list[Component] = [
                 *(e for n, e in self.extensions.items() if n not in self._late), self._decisions,
-                *self.exporters.values(), *reversed(self.processors.values()), *self.receivers.values(),
+                *self.exporters.values(), *self._stages, *self.receivers.values(),
                 *(e for n, e in self.extensions.items() if n in self._late)]
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
