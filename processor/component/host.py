@@ -39,6 +39,7 @@ class AdminRoute:
     method: str
     path: str  # aiohttp route syntax, e.g. /judge/tiers/{tier}/resume
     handler: Callable[[web.Request], Awaitable[web.Response | None]]
+    not_found: str = "nothing in this configuration answers {path}"  # formatted with the path's parameters
 
 
 class RateScale:
@@ -46,13 +47,16 @@ class RateScale:
     Every rate is multiplied by it, so what is sampled still nests and p stays the true inclusion probability.
     One per service: the host hands the same one to every component."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[float], None] | None = None) -> None:
         self.value = 1.0
         self.reason = ""
+        self._on_change = on_change  # the service's gauge
 
     def set(self, value: float, reason: str) -> None:
         self.value = min(1.0, max(0.0, value))
         self.reason = reason if self.value < 1 else ""
+        if self._on_change is not None:
+            self._on_change(self.value)
 
 
 class Host(Protocol):

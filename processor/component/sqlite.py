@@ -14,12 +14,11 @@ from pathlib import Path
 from tracejudge.processor.component.errors import StorageError
 
 
-def open_database(path: str | Path, migrations: Sequence[str], what: str, *,
-                  check_same_thread: bool = True) -> sqlite3.Connection:
+def open_database(path: str | Path, migrations: Sequence[str], what: str) -> sqlite3.Connection:
     """`path` migrated to the newest schema, in autocommit mode (transactions are explicit). `what` names the
     store in errors ("the judge queue"). StorageError if it cannot be opened or is newer than this code."""
     try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+        db = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error as e:
         raise StorageError(f"cannot open {what} {path}: {e}") from e
     try:
@@ -45,8 +44,12 @@ def open_read_only(path: str | Path, migrations: Sequence[str], what: str) -> sq
     """`path` for reading while its owner may be writing (the CLI); nothing is created or migrated."""
     try:
         db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot read {what} {path}: {e}") from e
+    try:
         _version(db, path, migrations, what)
     except sqlite3.Error as e:
+        db.close()
         raise StorageError(f"cannot read {what} {path}: {e}") from e
     return db
 

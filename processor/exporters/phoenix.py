@@ -104,7 +104,7 @@ class _Body(bytes):
 
 
 class AnnotationSender:
-    """A Sender (see exporter.py): each queued OTLP request becomes one POST of its annotations."""
+    """A Sender (see exporters/helper/queued.py): each queued OTLP request becomes one POST of its annotations."""
 
     def __init__(self, config: PhoenixExporterConfig) -> None:
         self._url = config.url

@@ -23,7 +23,7 @@ from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt, problems
 from tracejudge.processor.transport.auth import AuthConfig, Authenticator
 from tracejudge.processor.transport.http_site import HttpSite, parse_endpoint
-from tracejudge.processor.transport.status import refusal_for
+from tracejudge.processor.transport.status import abort, refusal_for, retry_after_s
 from tracejudge.processor.transport.tls import TlsServerConfig
 from tracejudge.stats.records import Alert, Evaluation
 from tracejudge.v1 import eval_service_pb2 as pb
@@ -143,14 +143,15 @@ class EvalService:
         self._host = settings.host
         self._stage: FeedbackApi | None = None
         self._auth: Authenticator | None = None
-        if config.auth is not None:
-            self._auth = self._host.find("extensions", "authenticator", config.auth.authenticator)
+        self._name = settings.name
         self._server: grpc.aio.Server | None = None
         self._site: HttpSite | None = None
         self.grpc_port = self.http_port = 0
 
     async def start(self) -> None:
         self._stage = self._host.find("processors", "feedback", self._config.judge_queue)
+        if self._config.auth is not None:
+            self._auth = self._host.find("extensions", "authenticator", self._config.auth.authenticator)
         if self._config.grpc is not None:
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             pb_grpc.add_EvalServiceServicer_to_server(_Servicer(self), server)
@@ -171,7 +172,8 @@ class EvalService:
             self._site = HttpSite(app, self._config.http.endpoint, tls.ssl_context() if tls is not None else None)
             await self._site.start()
             self.http_port = self._site.port
-        log.info("EvalService: gRPC on port %d, HTTP on port %d (0: off)", self.grpc_port, self.http_port)
+        log.info("%s: EvalService: gRPC on port %d, HTTP on port %d (0: off)", self._name, self.grpc_port,
+                 self.http_port)
 
     async def shutdown(self) -> None:
         if self._server is not None:
@@ -229,8 +231,7 @@ class _Servicer:
             self._service.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
             return work()
         except Exception as error:
-            refusal = refusal_for(error)
-            await context.abort(refusal.grpc_code, refusal.message)
+            await abort(context, error)
 
 
 async def _feedback_request(request: web.Request) -> Any:
@@ -266,8 +267,8 @@ def _json(message: Any) -> web.Response:
 def _http_error(error: Exception) -> web.Response:
     refusal = refusal_for(error)
     response = web.json_response({"error": refusal.message}, status=refusal.http_status)
-    if refusal.retry_after_s is not None:
-        response.headers["Retry-After"] = str(max(1, round(refusal.retry_after_s)))
+    if (seconds := retry_after_s(refusal)) is not None:
+        response.headers["Retry-After"] = str(seconds)
     return response
 
 

@@ -67,10 +67,6 @@ class Config:
     extensions: Mapping[str, Any]
     service: ServiceConfig
 
-    def section(self, kind: Kind) -> Mapping[str, Any]:
-        return {"receivers": self.receivers, "processors": self.processors,
-                "exporters": self.exporters, "extensions": self.extensions}[kind]
-
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     try:
@@ -168,13 +164,17 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
         if name not in declared["extensions"]:
             problems.append(f"service.extensions: {name!r} is not defined under extensions")
     running: dict[Kind, list[str]] = {
-        "extensions": [name for name in service.extensions if name in sections["extensions"]],
-        "processors": list(dict.fromkeys(p for spec in service.pipelines.values() for p in spec.processors
-                                         if p in sections["processors"])),
-    }
+        kind: list(dict.fromkeys(n for spec in service.pipelines.values() for n in getattr(spec, kind)
+                                 if n in sections[kind]))
+        for kind in ("receivers", "processors", "exporters")}
+    running["extensions"] = [name for name in service.extensions if name in sections["extensions"]]
+    # pipeline components are checked when declared (an unused one would be refused the day it is listed);
+    # extensions only when listed: a defined, unlisted extension is not started
+    checked = {**{kind: list(sections[kind]) for kind in SECTIONS}, "extensions": running["extensions"]}
     for kind in SECTIONS:
-        for name, settings in sections[kind].items():
-            for reference in factories.factory(kind, component_type(name)).references(settings, f"{kind}.{name}"):
+        for name in checked[kind]:
+            factory = factories.factory(kind, component_type(name))
+            for reference in factory.references(sections[kind][name], f"{kind}.{name}"):
                 problem = _reference_problem(reference, running, sections)
                 if problem:
                     problems.append(problem)
@@ -184,20 +184,18 @@ def _reference_problem(reference: Reference, running: dict[Kind, list[str]],
                        sections: dict[Kind, dict[str, Any]]) -> str:
     """What is wrong with one reference ("" if nothing): its target must run and offer the capability."""
     kind, name, where = reference.kind, reference.name, reference.path
-    candidates = running.get(kind, [])
-    if kind == "extensions":
-        if name not in candidates or _offer(kind, name, reference.capability, sections):
-            return f"{where}: {name!r} must be {reference.what} listed in service.extensions"
-        return ""
-    listed = [n for n in candidates
-              if reference.capability in factories.factory(kind, component_type(n)).offers]
+    running_where = "listed in service.extensions" if kind == "extensions" else "in the pipelines"
+    offering = sorted(n for n in running[kind]
+                      if reference.capability in factories.factory(kind, component_type(n)).offers)
     if not name:
-        if len(listed) != 1:
-            return (f"{where}: name the {reference.what} to use (the pipelines have {len(listed)}: "
-                    f"{', '.join(listed) or 'none'})")
-        name = listed[0]
-    if name not in candidates:
-        return f"{where}: no {reference.what} {name!r} in the pipelines"
+        if len(offering) != 1:
+            return (f"{where}: name the {reference.what} to use ({len(offering)} {running_where}: "
+                    f"{', '.join(offering) or 'none'})")
+        name = offering[0]
+    if name not in offering:
+        if kind == "extensions":
+            return f"{where}: {name!r} must be {reference.what} {running_where}"
+        return f"{where}: no {reference.what} {name!r} {running_where}"
     withheld = _offer(kind, name, reference.capability, sections)
     return f"{where}: {withheld}" if withheld else ""
 
@@ -227,5 +225,6 @@ def stage_order_problems(path: str, stages: list[tuple[str, Any]]) -> list[str]:
 
 
 def _adder(item: str) -> str:
-    """The processor type that adds a batch field (every field a processor needs has one)."""
-    return next(type_ for type_ in factories.known("processors") if item in factories.factory("processors", type_).adds)
+    """The processor type that adds a batch field."""
+    adders = [type_ for type_ in factories.known("processors") if item in factories.factory("processors", type_).adds]
+    return adders[0] if adders else "no processor"

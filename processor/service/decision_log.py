@@ -57,7 +57,7 @@ class DecisionLogMetrics:
 class DecisionLog:
     """`path` is a SQLite file (":memory:" keeps decisions only while the process runs).
 
-    `record_extracted` never blocks the caller: with more than `max_pending` records waiting to be written,
+    `record` never blocks the caller: with more than `max_pending` records waiting to be written,
     new ones are counted as dropped and logged, not silently lost.
     """
 

@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
 
 from tracejudge.processor.component.decisions import DecisionRecorder
 from tracejudge.processor.component.errors import ConfigError
@@ -36,6 +37,14 @@ def decisions_path(config: Config) -> str:
     return ":memory:"
 
 
+class ServiceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sampling_scale = Gauge(
+            "tracejudge_sampling_scale", "The share of the configured sampling rates in force (below 1 when a "
+            "judge budget runs low).", registry=registry)
+        self.sampling_scale.set(1)
+
+
 class Service:
     """Everything one config runs, and the Host its components find each other through. Components are built in
     `__init__` (so a bad TLS file fails before any port is opened) and started by `start`; `shutdown` is
@@ -44,8 +53,9 @@ class Service:
     def __init__(self, config: Config) -> None:
         self._telemetry = Telemetry()
         self._decisions = DecisionLog(decisions_path(config), self._telemetry)
-        self._sampling_scale = RateScale()
+        self._sampling_scale = RateScale(self._telemetry.metrics(ServiceMetrics).sampling_scale.set)
         self._factories: dict[tuple[Kind, str], Factory] = {}
+        self._built: list[tuple[Factory, Any]] = []  # every component, with the factory that made it
         self.extensions: dict[str, Any] = {}
         self.exporters: dict[str, Exporter] = {}
         self.processors: dict[str, Any] = {}  # by name; a processor in two pipelines is built for each (the first here)
@@ -138,12 +148,13 @@ class Service:
 
     def _create(self, kind: Kind, name: str, config: Any, *next_consumer: TracesConsumer) -> Any:
         factory = self._factories[kind, name] = factories.factory(kind, component_type(name))
-        return factory.create(CreateSettings(name, self), config, *next_consumer)
+        component = factory.create(CreateSettings(name, self), config, *next_consumer)
+        self._built.append((factory, component))
+        return component
 
     def _offering(self, capability: str) -> Iterator[Any]:
-        for (kind, name), factory in self._factories.items():
-            if capability in factory.offers:
-                yield self.find(kind, capability, name)
+        """Every component that offers `capability` (both copies of a processor listed in two pipelines)."""
+        return (component for factory, component in self._built if capability in factory.offers)
 
     def _set_ready(self, ready: bool) -> None:
         for watcher in self._offering("status_watcher"):
@@ -176,6 +187,7 @@ def _every_handler(routes: list[AdminRoute]) -> Any:
         answers = [answer for route in routes if (answer := await route.handler(request)) is not None]
         if answers:
             return answers[0]
-        return web.json_response({"error": f"nothing in this configuration answers {request.path}"}, status=404)
+        message = routes[0].not_found.format(path=request.path, **request.match_info)
+        return web.json_response({"error": message}, status=404)
 
     return handle

@@ -34,7 +34,3 @@ class JudgeQueueMetrics:
             ["tier"], registry=r)
         self.waiting = Gauge(
             "tracejudge_judge_queue_waiting", "Items in the judge queue not yet judged.", registry=r)
-        self.sampling_scale = Gauge(
-            "tracejudge_sampling_scale", "The share of the configured sampling rates in force (below 1 when a "
-            "judge budget runs low).", registry=r)
-        self.sampling_scale.set(1)

@@ -155,10 +155,9 @@ class JudgeQueueProcessor:
 
     @property
     def stats_store(self) -> Store:
-        """The statistics' store (for the demo and tests); the stage must run with statistics on."""
+        """The statistics' store (for the demo and tests)."""
         if self.stats is None:
-            raise FeedbackUnavailable("the statistics are off here (processors.judge_queue.stats.enabled) or not "
-                                      "started")
+            raise RuntimeError("no statistics: the stage is not running or has stats.enabled off")
         return self.stats.tracker.store
 
     async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
@@ -182,7 +181,8 @@ class JudgeQueueProcessor:
             tier = request.match_info["tier"]
             return web.json_response({"resumed": tier}) if self.resume(tier) else None
 
-        return [AdminRoute("POST", "/judge/tiers/{tier}/resume", resume)]
+        return [AdminRoute("POST", "/judge/tiers/{tier}/resume", resume,
+                           "no judge tier {tier!r} in this configuration")]
 
     async def start(self) -> None:
         self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tracejudge.processor.component.factory import component_type
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.store import SqliteStore
-
-if TYPE_CHECKING:
-    from tracejudge.processor.service.config import Config
 
 
 def stats_path(queue_path: str) -> Path:
@@ -26,8 +23,8 @@ def queue_path(stats_db: Path) -> Path:
     return stats_db.with_name(stats_db.name.removesuffix(".stats.db") + ".db")
 
 
-def stats_stores(config: Config) -> Iterator[tuple[str, Path, StatsConfig]]:
-    """(stage name, stats database, stats settings) of every judge stage with statistics on."""
+def stats_stores(config: Any) -> Iterator[tuple[str, Path, StatsConfig]]:
+    """(stage name, stats database, stats settings) of every judge stage with statistics on, in a parsed Config."""
     for name, settings in config.processors.items():
         if component_type(name) != "judge_queue" or not settings.stats.enabled:
             continue
@@ -36,7 +33,7 @@ def stats_stores(config: Config) -> Iterator[tuple[str, Path, StatsConfig]]:
             yield name, stats_path(storage.path_for(name)), settings.stats
 
 
-def opened_stats(config: Config) -> Iterator[tuple[str, SqliteStore, StatsConfig]]:
+def opened_stats(config: Any) -> Iterator[tuple[str, SqliteStore, StatsConfig]]:
     """Each judge stage's store that exists, closed after use."""
     for name, path, settings in stats_stores(config):
         if not path.exists():

@@ -214,7 +214,6 @@ class JudgeWorker:
         if abs(scale - self._scale.value) > 1e-9:
             log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
         self._scale.set(scale, reason)
-        self._metrics.sampling_scale.set(scale)
 
 
 def _result_attributes(result: CascadeVerdict) -> dict[str, Plain]:

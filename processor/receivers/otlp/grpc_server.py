@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from typing import NoReturn
-
 import grpc
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from tracejudge.processor.component.errors import PermanentError
 from tracejudge.processor.pdata.otlp_codec import decode_protobuf, encode_response
 from tracejudge.processor.receivers.otlp.config import GrpcReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
 from tracejudge.processor.transport.auth import Authenticator
-from tracejudge.processor.transport.status import refusal_for
+from tracejudge.processor.transport.status import abort
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
@@ -57,21 +52,9 @@ class GrpcTransport:
                 self._auth.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
             except PermanentError as error:
                 self._intake.refuse("grpc", error.kind)
-                await _abort(context, error)
+                await abort(context, error)
         try:
             decoded = await self._intake.accept("grpc", lambda: decode_protobuf(payload, self._name), len(payload))
         except Exception as error:  # every refusal, including our own bugs, becomes a status code
-            await _abort(context, error)
+            await abort(context, error)
         return encode_response(decoded, as_json=False)
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
-    refusal = refusal_for(error)
-    if refusal.retry_after_s is not None:
-        delay = duration_pb2.Duration(seconds=math.floor(refusal.retry_after_s),
-                                      nanos=int((refusal.retry_after_s % 1) * 1e9))
-        status = status_pb2.Status(code=refusal.rpc_code, message=refusal.message)
-        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
-    await context.abort(refusal.grpc_code, refusal.message)
-    raise RuntimeError("grpc.aio abort() returned instead of raising")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import zlib
 
 from aiohttp import web
@@ -15,7 +14,7 @@ from tracejudge.processor.receivers.otlp.config import HttpReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
 from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.http_site import HttpSite
-from tracejudge.processor.transport.status import refusal_for
+from tracejudge.processor.transport.status import refusal_for, retry_after_s
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -114,8 +113,7 @@ def _error_response(error: Exception, as_json: bool) -> web.Response:
     refusal = refusal_for(error)
     headers = {}
     details = []
-    if refusal.retry_after_s is not None:
-        seconds = max(1, math.ceil(refusal.retry_after_s))
+    if (seconds := retry_after_s(refusal)) is not None:
         headers["Retry-After"] = str(seconds)
         details.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds)))
     body = encode_status(refusal.rpc_code, refusal.message, as_json, details)

@@ -245,7 +245,7 @@ async def test_the_eval_service_serves_tls_and_requires_its_token(tmp_path: Path
         "    grpc: {endpoint: 127.0.0.1:0}\n    http: {endpoint: 127.0.0.1:0}\n",
         f"    grpc: {{endpoint: 127.0.0.1:0, {tls}}}\n    http: {{endpoint: 127.0.0.1:0, {tls}}}\n"
         "    auth: {authenticator: bearertokenauth}\n  bearertokenauth: {token: s3cret}\n").replace(
-        "extensions: [file_storage, eval_service]", "extensions: [file_storage, bearertokenauth, eval_service]")
+        "extensions: [file_storage, eval_service]", "extensions: [file_storage, eval_service, bearertokenauth]")
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     async with running(text) as service:
         eval_service = service.extensions["eval_service"]

@@ -280,6 +280,12 @@ def test_validate_refuses_an_impossible_order_naming_the_key(tmp_path: Path) -> 
     assert "service.pipelines.traces.processors: judge_queue needs llm_spans" in result.stderr
 
 
+def test_a_defined_extension_that_is_not_listed_is_not_checked_or_started() -> None:
+    text = PIPELINE_ORDER.format(processors="llm_extract").replace(
+        "extensions:\n", "extensions:\n  eval_service: {grpc: {endpoint: 127.0.0.1:0}, judge_queue: nowhere}\n", 1)
+    assert "eval_service" in parse_config(text, {}).extensions
+
+
 def test_every_factory_in_the_map_is_the_type_and_kind_it_is_listed_as() -> None:
     for kind in KINDS:
         for type_ in factories.known(kind):

@@ -235,6 +235,7 @@ async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_n
                     assert response.status == 200
                 async with session.post(url.replace("heavy", "nope")) as response:
                     assert response.status == 404
+                    assert (await response.json())["error"] == "no judge tier 'nope' in this configuration"
             await eventually(lambda: results(downstream) == {(llm.span_id, "faithfulness"), (llm.span_id, "relevancy")},
                              what="judged after the resume")
             assert metric(service, "tracejudge_judge_tier_paused", tier="heavy") == 0
