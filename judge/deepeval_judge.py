@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pydantic
 from openai.lib._pydantic import to_strict_json_schema  # what the client's own chat.completions.parse sends
 
-from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError, PermanentError
 
 from .openai_judge import CALL_ERRORS, OpenAiJudge
 from .server_config import DeepEvalJudgeConfig
@@ -42,7 +42,7 @@ _FLIPPED_SCORE_NOTICE = ".*now scores in the same direction as every other deepe
 Schema = TypeVar("Schema", bound=pydantic.BaseModel)
 
 
-class AnswerNotParsed(Exception):
+class AnswerNotParsed(PermanentError):
     """The judge's answer does not fit the schema deepeval asked for; `content` is the answer."""
 
     def __init__(self, schema_name: str, content: str) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError, RetryableError
 
 from .verdict import Judge, JudgeInput, JudgeWrapper, Verdict, unjudged
 
@@ -56,7 +56,7 @@ class SpendLedger(Protocol):
     def add_spend(self, tier: str, day: str, usd: float) -> None: ...
 
 
-class Unavailable(Exception):
+class Unavailable(RetryableError):
     """The tier cannot take a call now; `error_type` is what the unjudged verdict says."""
 
     def __init__(self, error_type: str, message: str) -> None:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
+from tracejudge.processor.component.errors import PermanentError
+
 from .cascade import Cascade, CascadeConfig, CascadeItem, CascadeVerdict
 from .server_config import OpenAiJudgeConfig
 from .tiers import JudgesConfig, TierConfig, build_judges
@@ -17,7 +19,7 @@ BATCH = 64
 TIERS = ("local", "heavy", "cascade")
 
 
-class InputError(Exception):
+class InputError(PermanentError):
     """A record the judge cannot read; the message names the line."""
 
 

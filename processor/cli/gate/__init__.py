@@ -24,6 +24,7 @@ from tracejudge.judge.cascade import Cascade, CascadeItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.judge.verdict import METRICS, JudgeInput
 from tracejudge.processor.cli.gate.report import GateResult, MetricResult, RecordResult, junit, markdown
+from tracejudge.processor.component.errors import PermanentError
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.compare import REGRESSED, paired_comparison
@@ -33,7 +34,7 @@ MAX_LOST = 0.1  # of the records the baseline scored, left unscored by this run 
 HINT = "run `tracejudge gate --write-baseline` (same dataset and judges) on the main branch first to create it"
 
 
-class InputError(Exception):
+class InputError(PermanentError):
     """A file the gate cannot use (exit status 2); the message names the file, and the line where there is one."""
 
 
