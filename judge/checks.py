@@ -2,6 +2,9 @@
 
 Each check either passes, fails with an explanation, or does not apply (and is then absent). A check never guesses:
 one that needs the answer text is skipped when content capture was off.
+
+They run on the event loop, on text a client sent: every check is linear in the text it reads (bounded patterns,
+no nested quantifiers over unbounded input) and reads at most MAX_CHECKED_CHARS of it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from tracejudge.processor.pdata.llm_span import LlmSpan
 
 CHECK_PREFIX = "tracejudge.check."
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+MAX_CHECKED_CHARS = 256 * 1024  # of an answer: the checks look at its beginning, and say so when it is longer
+# An e-mail address is found from its "@": a local-part character before it, and after it a run of domain
+# characters holding "<char>.<two letters>" (what [local]+@[domain]+\.[A-Za-z]{2,} matches, found in linear time).
+_EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_EMAIL_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.-]*")
+_EMAIL_TLD = re.compile(r"[A-Za-z0-9.-]\.[A-Za-z]{2}")
 # International (+CC ...) or North American ((555) 123-4567, 555-123-4567); bare digit groups are left to _CARD.
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,4}[\s.-]?\d{2,4}"
                     r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])")
@@ -31,7 +39,6 @@ _REFUSAL = re.compile(
 _DIGIT = re.compile(r"\d")
 _REFUSAL_HINTS = ("sorry", "unable", "not able", "can't", "can\u2019t", "cannot", "won't", "won\u2019t", "will not",
                   "as an ai")
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
 def check_result(check: str, passed: bool, explanation: str = "") -> EvaluationResult:
@@ -78,14 +85,15 @@ class Checks:
         results = [_truncated(span)] if span.finish_reasons else []
         if not span.output_messages:  # content capture was off: nothing to check the answer of
             return tuple(results)
-        answer = span.output_text
-        results.append(self._length(answer))
+        whole = span.output_text
+        results.append(self._length(whole))
+        answer = whole[:MAX_CHECKED_CHARS]
         if self._config.refusal:
             results.append(_refusal(answer))
         if self._config.pii:
-            results.append(_pii(answer))
+            results.append(_pii(answer, len(whole)))
         if _json_requested(span):
-            results.append(self._json(answer))
+            results.append(self._json(whole))
         context_chars = sum(len(d) for d in span.documents)
         if self._config.citations_required_above_chars and context_chars >= self._config.citations_required_above_chars:
             cited = bool(self._citation.search(answer))
@@ -105,12 +113,12 @@ class Checks:
         return check_result("answer_length", True)
 
     def _json(self, answer: str) -> EvaluationResult:
-        text = answer.strip()
-        fenced = _FENCE.match(text)
         try:
-            document = json.loads(fenced.group(1) if fenced else text)
+            document = json.loads(_unfenced(answer.strip()))
         except json.JSONDecodeError as e:
             return check_result("json", False, f"JSON was requested but the answer is not JSON: {e}")
+        except RecursionError:
+            return check_result("json", False, "JSON was requested but the answer nests too deeply to parse")
         if self._schema is not None:
             error = jsonschema.exceptions.best_match(self._schema.iter_errors(document))
             if error is not None:
@@ -136,16 +144,37 @@ def refusal(answer: str) -> str | None:
     return match.group(0) if match else None
 
 
-def _pii(answer: str) -> EvaluationResult:
+def _unfenced(text: str) -> str:
+    """The inside of a ```json ... ``` (or ``` ... ```) fence around the whole text, else the text."""
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return text
+    inner = text[3:-3]
+    return (inner[4:] if inner.startswith("json") else inner).strip()
+
+
+def has_email(text: str) -> bool:
+    """Whether `text` holds an e-mail address; linear in its length."""
+    at = text.find("@")
+    while at != -1:
+        run = _EMAIL_DOMAIN_RUN.match(text, at + 1)
+        end = run.end() if run else at + 1
+        if at > 0 and text[at - 1] in _EMAIL_LOCAL and _EMAIL_TLD.search(text, at + 1, end):
+            return True
+        at = text.find("@", max(end, at + 1))
+    return False
+
+
+def _pii(answer: str, whole_chars: int) -> EvaluationResult:
     found = []
-    if "@" in answer and _EMAIL.search(answer):
+    if has_email(answer):
         found.append("e-mail address")
     if _DIGIT.search(answer):
         if _PHONE.search(answer):
             found.append("phone number")
         if any(_luhn(re.sub(r"\D", "", m.group(0))) for m in _CARD.finditer(answer)):
             found.append("payment card number")
-    return check_result("pii", not found, f"answer contains: {', '.join(found)}" if found else "")
+    scanned = f" (first {len(answer)} of {whole_chars} characters checked)" if whole_chars > len(answer) else ""
+    return check_result("pii", not found, f"answer contains: {', '.join(found)}{scanned}" if found else scanned)
 
 
 def _luhn(digits: str) -> bool:

@@ -3,6 +3,8 @@ hand them to the service's DecisionRecorder; `tracejudge explain` reads them bac
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,6 +17,7 @@ JUDGED = "judged"
 UNJUDGED = "unjudged"  # written "unjudged: <error.type>"
 DROPPED = "dropped"  # written "dropped: <reason>"
 WAITING = "waiting"  # written "waiting: tier_paused" or "waiting: budget_exhausted": no tier could answer yet
+UNPROCESSABLE = "unprocessable"  # written "unprocessable: <stage>: <error>": forwarded as received, left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,25 @@ class Decision:
     recorded_unix_s: float
     metric: str = ""  # for judged, unjudged and dropped records: the metric they are about
     detail: str = ""  # JSON: scores, tiers, probabilities, whatever the stage knew
+
+
+@dataclass(frozen=True, slots=True)
+class SpanFault:
+    """A span a stage could not process: it is forwarded as received, counted and recorded, and left out."""
+
+    trace_id: str
+    span_id: str
+    error: str  # the exception's type
+    detail: str
+
+    @classmethod
+    def of(cls, trace_id: str, span_id: str, error: BaseException) -> SpanFault:
+        return cls(trace_id, span_id, type(error).__name__, str(error)[:200])
+
+    def decision(self, stage: str) -> Decision:
+        """`unprocessable: <stage>: <error>`, with what little is known of the span."""
+        return Decision(self.trace_id, self.span_id, f"{UNPROCESSABLE}: {stage}: {self.error}", "", "", "", "",
+                        time.time(), detail=json.dumps({"error": self.detail}))
 
 
 class DecisionRecorder(Protocol):

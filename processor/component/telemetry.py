@@ -7,12 +7,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
 
 M = TypeVar("M")
+
+
+class SpanFaultMetrics:
+    """Shared by every stage that can fail on one span without failing its request."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.unprocessable = Counter(
+            "tracejudge_spans_unprocessable", "Spans a stage could not process (forwarded as received, left out of "
+            "that stage and what follows), by stage and error type.", ["stage", "error"], registry=registry)
 
 
 class Telemetry:

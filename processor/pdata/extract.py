@@ -10,12 +10,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from tracejudge.processor.component.decisions import SpanFault
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.conventions import CONVENTIONS, as_int, as_text, as_texts, classify
 from tracejudge.processor.pdata.llm_span import AttributeValue, LlmSpan, Retrieval
@@ -33,6 +34,12 @@ _STATUS = {Status.STATUS_CODE_UNSET: "unset", Status.STATUS_CODE_OK: "ok", Statu
 def may_contain_llm(payload: bytes, markers: tuple[bytes, ...] = LLM_MARKERS) -> bool:
     """False only if no span of this serialized request can be an LLM span; pass `Extractor.markers` if custom."""
     return any(marker in payload for marker in markers)
+
+
+class Extracted(NamedTuple):
+    llm_spans: tuple[LlmSpan, ...]
+    retrievals: tuple[Retrieval, ...]
+    unprocessable: tuple[SpanFault, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +99,15 @@ class Extractor:
         whose bytes hold a marker are looked at; otherwise spans of no convention cost a scan of their keys."""
         return self.extract_all(request, payload)[0]
 
-    def extract_all(self, request: ExportTraceServiceRequest, payload: bytes | None = None
-                    ) -> tuple[tuple[LlmSpan, ...], tuple[Retrieval, ...]]:
-        """The LLM spans of `request` and its retriever spans (the context of LLM spans after them)."""
+    def extract_all(self, request: ExportTraceServiceRequest, payload: bytes | None = None) -> Extracted:
+        """The LLM spans of `request`, its retriever spans (the context of LLM spans after them), and the spans
+        that could not be read: a span whose attributes break extraction is left out, never its request."""
         marked = None if payload is None else self._marked_spans(payload)
         if marked is not None and not marked:
-            return (), ()
+            return Extracted((), (), ())
         found: list[LlmSpan] = []
         retrievals: list[Retrieval] = []
+        unprocessable: list[SpanFault] = []
         index = -1
         for resource_spans in request.resource_spans:
             resource: dict[str, object] | None = None
@@ -108,18 +116,21 @@ class Extractor:
                     index += 1
                     if (marked is not None and index not in marked) or not self._is_candidate(span):
                         continue
-                    attrs = plain_attributes(span.attributes)
-                    convention = classify(attrs, self._custom_keys)
-                    if convention is None:
-                        documents = cv.retrieved_documents(attrs)
-                        if documents:
-                            retrievals.append(Retrieval(span.trace_id.hex(), span.span_id.hex(),
-                                                        span.start_time_unix_nano, documents))
-                        continue
-                    if resource is None:
-                        resource = plain_attributes(resource_spans.resource.attributes)
-                    found.append(self._record(span, convention, attrs, resource))
-        return tuple(found), tuple(retrievals)
+                    try:
+                        attrs = plain_attributes(span.attributes)
+                        convention = classify(attrs, self._custom_keys)
+                        if convention is None:
+                            documents = cv.retrieved_documents(attrs)
+                            if documents:
+                                retrievals.append(Retrieval(span.trace_id.hex(), span.span_id.hex(),
+                                                            span.start_time_unix_nano, documents))
+                            continue
+                        if resource is None:
+                            resource = plain_attributes(resource_spans.resource.attributes)
+                        found.append(self._record(span, convention, attrs, resource))
+                    except Exception as error:  # values no convention foresaw (a map where text belongs, ...)
+                        unprocessable.append(SpanFault.of(span.trace_id.hex(), span.span_id.hex(), error))
+        return Extracted(tuple(found), tuple(retrievals), tuple(unprocessable))
 
     def _marked_spans(self, payload: bytes) -> set[int] | None:
         try:

@@ -7,10 +7,13 @@ import dataclasses
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.judge.checks import Checks, ChecksConfig
+from tracejudge.processor.component.decisions import SpanFault
 from tracejudge.processor.component.factory import Factory
 from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.telemetry import SpanFaultMetrics
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.evaluation_events import with_evaluation_events
 
 
@@ -29,19 +32,31 @@ class LlmChecksProcessor:
         self._checks = Checks(config)
         self._next = next_consumer
         self._counted = settings.host.telemetry.metrics(ChecksMetrics).verdicts
+        self._faults = settings.host.telemetry.metrics(SpanFaultMetrics).unprocessable
+        self._decisions = settings.host.decisions
 
     async def consume(self, batch: TraceBatch) -> None:
-        evaluations = {s.span_id: results for s in batch.llm_spans if (results := self._checks.run(s))}
-        if not evaluations:
-            await self._next.consume(batch)
-            return
-        response_ids = {s.span_id: s.response_id for s in batch.llm_spans}
-        request, payload = with_evaluation_events(batch.payload, evaluations, response_ids)
-        await self._next.consume(dataclasses.replace(batch, payload=payload, request=request,
-                                                     evaluations=evaluations))
+        evaluations: dict[str, tuple[EvaluationResult, ...]] = {}
+        faults = []
+        for span in batch.llm_spans:
+            try:
+                if results := self._checks.run(span):
+                    evaluations[span.span_id] = results
+            except Exception as error:  # one span's content must not fail its request
+                faults.append(SpanFault.of(span.trace_id, span.span_id, error))
+        if evaluations:
+            response_ids = {s.span_id: s.response_id for s in batch.llm_spans}
+            request, payload = with_evaluation_events(batch.payload, evaluations, response_ids)
+            batch = dataclasses.replace(batch, payload=payload, request=request, evaluations=evaluations)
+        await self._next.consume(batch)
+        # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for results in evaluations.values():
             for result in results:
                 self._counted.labels(result.name, result.label).inc()
+        for fault in faults:
+            self._faults.labels("llm_checks", fault.error).inc()
+        if faults:
+            self._decisions.record(fault.decision("llm_checks") for fault in faults)
 
     async def start(self) -> None:
         return None

@@ -23,6 +23,7 @@ from tracejudge.processor.service import factories
 from tracejudge.processor.service.config import Config
 from tracejudge.processor.service.decision_log import DecisionLog
 from tracejudge.processor.service.fanout import Fanout
+from tracejudge.processor.service.loop_monitor import LoopMonitor
 from tracejudge.processor.transport.http_site import HttpSite
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Service:
                       if any(r.kind != "extensions" for r in self._factories["extensions", name].references(
                           config.extensions[name], f"extensions.{name}"))}
         self._metrics = self._admin_site(config.service.telemetry.metrics.address)
+        self.loop_monitor = LoopMonitor(self._telemetry)
         self._stack: AsyncExitStack | None = None
 
     # -- Host --------------------------------------------------------------------------------------------------
@@ -121,6 +123,7 @@ class Service:
                 *(e for n, e in self.extensions.items() if n not in self._late), self._decisions,
                 *self.exporters.values(), *self._stages, *self.receivers.values(),
                 *(e for n, e in self.extensions.items() if n in self._late)]
+            ordered.insert(0, self.loop_monitor)
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
             for component in ordered:

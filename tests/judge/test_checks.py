@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from types import MappingProxyType
 
 import pytest
 
-from tracejudge.judge.checks import Checks, ChecksConfig
+from tests.support.growth import growth
+from tracejudge.judge.checks import MAX_CHECKED_CHARS, Checks, ChecksConfig, has_email
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message
@@ -91,3 +93,38 @@ def test_config_errors_name_the_key() -> None:
         ChecksConfig(json_schema={"type": 5}).validate("processors.llm_checks")
     with pytest.raises(ConfigError, match="citation_pattern: not a valid regular expression"):
         ChecksConfig(citation_pattern="[").validate("processors.llm_checks")
+
+
+HOSTILE = {  # answers that made the checks' regular expressions quadratic or cubic, by size
+    "e-mail check: a long local part with no domain": lambda n: "a" * n + "@",
+    "e-mail check: many @ with long domains": lambda n: ("x@" + "b" * 50) * (n // 52),
+    "JSON fence with no closing fence": lambda n: "```" + " " * n + "x",
+    "JSON nested deeper than the parser's stack": lambda n: "[" * n,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_answers_are_checked_in_linear_time(case: str) -> None:
+    checks = Checks(ChecksConfig())
+
+    def run_at(n: int) -> Callable[[], object]:
+        hostile = span(HOSTILE[case](n), attributes={"gen_ai.output.type": "json"})
+        return lambda: checks.run(hostile)
+
+    results = verdicts(checks.run(span(HOSTILE[case](20_000), attributes={"gen_ai.output.type": "json"})))
+    assert results["json"] == "fail" and results["pii"] == "pass"
+    # 8 times the input: ~8 times the work when linear (the old patterns: ~64 and ~512 times)
+    assert growth(run_at, 20_000) < 24
+
+
+def test_an_e_mail_address_is_found_where_the_old_pattern_found_it() -> None:
+    for text, found in (("write to ann.lee+x@mail.example.org today", True), ("a@b.co", True), ("@b.co", False),
+                        ("a@b.c", False), ("a@.co", False), ("a@bco", False), ("x@y@z.io", True),
+                        ("me@localhost and you@host.d e", False)):
+        assert has_email(text) is found, text
+
+
+def test_only_the_beginning_of_a_huge_answer_is_scanned_and_the_verdict_says_so() -> None:
+    answer = "fine " * (MAX_CHECKED_CHARS // 5) + "call me at a@b.co"
+    result = next(r for r in Checks(ChecksConfig()).run(span(answer)) if r.name.endswith("pii"))
+    assert result.label == "pass" and f"first {MAX_CHECKED_CHARS} of {len(answer)} characters" in result.explanation

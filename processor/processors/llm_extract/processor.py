@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.telemetry import SpanFaultMetrics
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.extract import AttributeMap, Extractor
@@ -46,22 +47,25 @@ class LlmExtractProcessor:
         self._feedback = FeedbackReader(config.feedback)
         self._next = next_consumer
         self._metrics = settings.host.telemetry.metrics(ExtractMetrics)
+        self._faults = settings.host.telemetry.metrics(SpanFaultMetrics).unprocessable
         self._decisions = settings.host.decisions
 
     async def consume(self, batch: TraceBatch) -> None:
-        llm_spans, retrievals = self._extractor.extract_all(batch.request, batch.payload)
+        llm_spans, retrievals, unprocessable = self._extractor.extract_all(batch.request, batch.payload)
         feedback = self._feedback.read(batch.request, batch.payload)
-        if not llm_spans and not retrievals and not feedback:
-            await self._next.consume(batch)
-            return
-        await self._next.consume(dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals,
-                                                     feedback=feedback))
+        if llm_spans or retrievals or feedback:
+            batch = dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals, feedback=feedback)
+        await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for span in llm_spans:
             self._metrics.extracted.labels(span.convention).inc()
             if not span.has_content:
                 self._metrics.without_content.labels(span.convention).inc()
         self._decisions.record([span_decision(span, decision_for(span)) for span in llm_spans])
+        if unprocessable:
+            for fault in unprocessable:
+                self._faults.labels("llm_extract", fault.error).inc()
+            self._decisions.record(fault.decision("llm_extract") for fault in unprocessable)
 
     async def start(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from aiohttp import web
@@ -19,6 +20,9 @@ from tracejudge.processor.transport.status import refusal_for, retry_after_s
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _READ_CHUNK = 64 * 1024
+# Compressed bodies above this are inflated in a worker thread: one big body does not hold up other clients.
+OFFLOAD_COMPRESSED_BYTES = 64 * 1024
+MAX_GZIP_MEMBERS = 64
 
 
 class HttpTransport:
@@ -79,15 +83,18 @@ class HttpTransport:
                 raise _too_large(limit)
         if encoding == "identity":
             return bytes(raw)
-        return _decompress(bytes(raw), encoding, limit)
+        if len(raw) <= OFFLOAD_COMPRESSED_BYTES:
+            return _decompress(bytes(raw), encoding, limit)
+        return await asyncio.to_thread(_decompress, bytes(raw), encoding, limit)
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
-    """Every member of a gzip body (RFC 1952 allows several), never more than `limit` bytes in all."""
+    """Every member of a gzip body (RFC 1952 allows several; at most MAX_GZIP_MEMBERS, as each costs a copy of what
+    follows it), never more than `limit` bytes in all."""
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     body = bytearray()
     rest = raw
-    while True:
+    for _ in range(MAX_GZIP_MEMBERS):
         decompressor = zlib.decompressobj(wbits)
         try:
             body += decompressor.decompress(rest, limit + 1 - len(body))
@@ -102,6 +109,7 @@ def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
             return bytes(body)
         if encoding != "gzip":
             raise PermanentError(f"unexpected data after the end of the {encoding} body")
+    raise PermanentError(f"gzip body of more than {MAX_GZIP_MEMBERS} members: send one (OTLP clients do)")
 
 
 def _too_large(limit: int) -> PermanentError:

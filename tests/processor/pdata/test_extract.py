@@ -428,7 +428,7 @@ def test_retriever_spans_of_both_conventions_yield_their_documents() -> None:
     recorder.span({"gen_ai.operation.name": "retrieval"}, name="retrieval without captured documents")
     recorder.span(GEN_AI_CHAT, name="chat")
     request = recorder.request()
-    llm_spans, retrievals = Extractor().extract_all(request, request.SerializeToString())
+    llm_spans, retrievals, _ = Extractor().extract_all(request, request.SerializeToString())
     assert [s.name for s in llm_spans] == ["chat"]
     assert [r.documents for r in retrievals] == [("first", "second"), ("GenAI doc",)]
     assert retrievals[0].start_unix_nano == T0 and len(retrievals[0].trace_id) == 32
