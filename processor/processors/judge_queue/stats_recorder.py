@@ -32,6 +32,8 @@ from tracejudge.stats.tracker import QualityTracker
 
 log = logging.getLogger(__name__)
 
+MAX_UNIX_NANO = 2**63 - 1
+
 
 class StatsRecorder:
     def __init__(self, path: Path, config: StatsConfig, emit: TracesConsumer, judge_version: str,
@@ -67,7 +69,8 @@ class StatsRecorder:
                     projection: tuple[float, ...]) -> Evaluation:
         body: dict[str, Any] = item.body
         verdict = result.verdict
-        start, end = int(body.get("start_unix_nano") or 0), int(body.get("end_unix_nano") or 0)
+        # a client may send any uint64; the store keeps signed 64-bit integers (past 2^63-1 is the year 2262)
+        start, end = (min(int(body.get(key) or 0), MAX_UNIX_NANO) for key in ("start_unix_nano", "end_unix_nano"))
         return Evaluation(
             trace_id=item.trace_id, span_id=item.span_id, time_unix_nano=start,
             service=str(body.get("service", "")), prompt_version=str(body.get("prompt_version") or ""),

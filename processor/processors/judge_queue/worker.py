@@ -97,11 +97,47 @@ class JudgeWorker:
                     await asyncio.wait_for(self._stopping.wait(), self._config.poll_interval)
 
     async def run_once(self) -> int:
-        """Lease one batch of ready items and see it through; returns how many items were leased."""
+        """Lease one batch of ready items and see it through; returns how many items were leased. If the batch
+        fails, each item is tried alone, so a poisoned one holds up no other; an item that keeps failing is set
+        aside (see `_failed`)."""
         items = self._queue.lease(self._config.batch_size, self._config.lease)
         self._update_state()
         if not items:
             return 0
+        try:
+            await self._see_through(items)
+        except Exception as error:
+            if len(items) == 1:
+                self._failed(items[0], error)
+            else:
+                log.warning("judge worker: a batch of %d items failed (%s: %s); trying them one by one", len(items),
+                            type(error).__name__, error)
+                for item in items:
+                    try:
+                        await self._see_through([item])
+                    except Exception as alone:
+                        self._failed(item, alone)
+        self._update_state()
+        return len(items)
+
+    def _failed(self, item: JudgeItem, error: Exception) -> None:
+        """Retry a failing item later, up to max_attempts; then set it aside for good: completed, with the
+        decision `unjudged: <error type>` (the dead letter: it is never judged or sent again)."""
+        if item.attempts < self._config.max_attempts:
+            log.warning("judge worker: item %s/%s failed (%s: %s); retried later", item.span_id, item.metric,
+                        type(error).__name__, error)
+            self._queue.release([item.key], self._config.retry_backoff * item.attempts)
+            return
+        log.error("judge worker: item %s/%s failed %d times; set aside as unjudged", item.span_id, item.metric,
+                  item.attempts, exc_info=error)
+        self._queue.complete([item.key])
+        self._metrics.verdicts.labels("none", item.metric, type(error).__name__).inc()
+        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body,
+                                              f"{UNJUDGED}: {type(error).__name__}", item.metric,
+                                              json.dumps({"explanation": f"failed {item.attempts} times: "
+                                                                         f"{str(error)[:300]}"}))])
+
+    async def _see_through(self, items: list[JudgeItem]) -> None:
         documents = self._queue.documents(item.trace_id for item in items)
         inputs = [CascadeItem(JudgeInput(item.metric, item.body.get("query", ""), item.body.get("response", ""),
                                          context_for(item.body.get("documents", ()), documents.get(item.trace_id, ()),
@@ -112,7 +148,7 @@ class JudgeWorker:
         ended = time.time_ns()
         final = self._retry_transient(list(zip(items, verdicts, strict=True)))
         if final and not await self._send(final, started, ended):
-            return len(items)
+            return
         if self._stats is not None:
             await self._stats.record(final)  # committed before the items complete: a crash cannot lose a score
         contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
@@ -123,8 +159,6 @@ class JudgeWorker:
         self._rounds += 1
         if self._rounds % 100 == 0:
             self._queue.forget_documents()
-        self._update_state()
-        return len(items)
 
     def _retry_transient(self, results: list[tuple[JudgeItem, CascadeVerdict]]
                          ) -> list[tuple[JudgeItem, CascadeVerdict]]:

@@ -80,3 +80,14 @@ async def test_drift_reads_the_users_question_not_the_system_prompt(tmp_path: Pa
     (batch,) = list(recorder.tracker.store.evaluations())
     assert batch[0].query_words == 4
     await recorder.close()
+
+
+async def test_a_span_time_past_the_stores_integers_is_recorded_not_fatal(tmp_path: Path) -> None:
+    """OTLP times are uint64; a start time >= 2^63 used to raise OverflowError in the store on every retry."""
+    recorder = StatsRecorder(tmp_path / "stats.db", StatsConfig(), FlakyExporters(refusals=0), "1")
+    item, verdict = judged(1, 0.9, "fp_a")
+    item.body.update(start_unix_nano=2**64 - 1, end_unix_nano=2**64 - 1)
+    await recorder.record([(item, verdict)])
+    (stored,) = recorder.tracker.store.trace_evaluations(item.trace_id)
+    assert stored.time_unix_nano == 2**63 - 1 and stored.score == 0.9
+    await recorder.close()
