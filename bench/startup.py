@@ -97,7 +97,7 @@ def served_config(shipped: str, data: Path) -> tuple[str, dict[str, int]]:
         ports[match.group(1)] = free_port()
         return f"127.0.0.1:{ports[match.group(1)]}"
 
-    text = re.sub(r"0\.0\.0\.0:(\d+)", port, shipped)
+    text = re.sub(r"(?:0\.0\.0\.0|localhost):(\d+)", port, shipped)
     text = re.sub(r"directory: .*", f"directory: {data}", text)
     return text, ports
 

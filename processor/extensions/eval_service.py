@@ -46,14 +46,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class EvalServiceConfig:
-    grpc: Endpoint | None = None  # e.g. {endpoint: 0.0.0.0:4319}
-    http: Endpoint | None = None  # e.g. {endpoint: 0.0.0.0:4320}
+    grpc: Endpoint | None = None  # e.g. {endpoint: localhost:4319}
+    http: Endpoint | None = None  # e.g. {endpoint: localhost:4320}
     judge_queue: str = ""  # the judge_queue processor that takes the feedback; "" if the config has one
     auth: AuthConfig | None = None  # an authenticator extension (bearertokenauth) for both protocols
 
     def validate(self, path: str) -> None:
         if self.grpc is None and self.http is None:
-            raise ConfigError(f"{path}: give grpc and/or http, e.g. grpc: {{endpoint: 0.0.0.0:4319}}")
+            raise ConfigError(f"{path}: give grpc and/or http, e.g. grpc: {{endpoint: localhost:4319}}")
 
     def references(self, path: str) -> list[Reference]:
         found = [Reference(f"{path}.judge_queue", self.judge_queue, "processors", "feedback",

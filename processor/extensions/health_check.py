@@ -15,7 +15,7 @@ from tracejudge.processor.transport.http_site import HttpSite, parse_endpoint
 
 @dataclass(frozen=True)
 class HealthCheckConfig:
-    endpoint: str = "0.0.0.0:13133"
+    endpoint: str = "localhost:13133"
     path: str = "/"
 
     def validate(self, path: str) -> None:

@@ -34,7 +34,7 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class MetricsTelemetryConfig:
-    address: str = "0.0.0.0:8888"  # where /metrics is served; "" turns it off
+    address: str = "localhost:8888"  # where /metrics is served; "" turns it off
 
     def validate(self, path: str) -> None:
         if self.address:

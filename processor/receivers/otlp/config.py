@@ -13,7 +13,7 @@ from tracejudge.processor.transport.tls import TlsServerConfig
 
 @dataclass(frozen=True)
 class GrpcReceiverConfig:
-    endpoint: str = "0.0.0.0:4317"
+    endpoint: str = "localhost:4317"
     max_recv_msg_size_mib: int = 4
     tls: TlsServerConfig | None = None
     auth: AuthConfig | None = None
@@ -26,7 +26,7 @@ class GrpcReceiverConfig:
 
 @dataclass(frozen=True)
 class HttpReceiverConfig:
-    endpoint: str = "0.0.0.0:4318"
+    endpoint: str = "localhost:4318"
     max_request_body_size: int = 20 * 1024 * 1024  # bytes, after decompression
     traces_url_path: str = "/v1/traces"
     tls: TlsServerConfig | None = None

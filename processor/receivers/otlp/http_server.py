@@ -51,11 +51,11 @@ class HttpTransport:
     async def _export(self, request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
         try:
+            if self._auth is not None:  # first: an unauthenticated client learns nothing about what we accept
+                self._auth.authenticate(request.headers.get("Authorization"))
             if request.content_type not in (PROTOBUF, JSON):
                 raise PermanentError(f"unsupported Content-Type {request.content_type!r}: send {PROTOBUF} or "
                                      f"{JSON}", kind="unsupported_media_type")
-            if self._auth is not None:
-                self._auth.authenticate(request.headers.get("Authorization"))
             body = await self._read_body(request)
         except PermanentError as error:
             self._intake.refuse("http", error.kind)

@@ -59,7 +59,7 @@ def test_valid_config_decodes_into_typed_frozen_settings() -> None:
     config = parse_config(VALID, {})
     receiver = config.receivers["otlp"]
     assert isinstance(receiver, OtlpReceiverConfig)
-    assert receiver.protocols.grpc is not None and receiver.protocols.grpc.endpoint == "0.0.0.0:4317"
+    assert receiver.protocols.grpc is not None and receiver.protocols.grpc.endpoint == "localhost:4317"
     assert receiver.protocols.http is not None and receiver.protocols.http.endpoint == "127.0.0.1:4318"
     jaeger = config.exporters["otlp/jaeger"]
     assert isinstance(jaeger, OtlpExporterConfig)

@@ -38,10 +38,10 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
            "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
-           "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
+           "TRACEJUDGE_DATA_DIR": str(tmp_path / "data"), "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0",
+           "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0"}
     config = tmp_path / "otel-config.yaml"
-    config.write_text(Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
-                      .replace("address: 0.0.0.0:8888", "address: 127.0.0.1:0"))
+    config.write_text(Path("otel-config.yaml").read_text())
     process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(config)], env=env, text=True,
                                stderr=subprocess.PIPE)
     assert process.stderr is not None
@@ -61,9 +61,9 @@ def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Pa
 async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_key(tmp_path: Path) -> None:
     environ = {"TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
                "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
-               "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1"}
-    text = (Path("otel-config.yaml").read_text().replace("0.0.0.0:13133", "127.0.0.1:0")
-            .replace("address: 0.0.0.0:8888", "address: 127.0.0.1:0"))
+               "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1",
+               "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0"}
+    text = Path("otel-config.yaml").read_text()
     request = export_request(spans=1, llm_every=1)  # a root LLM span: the trace is complete once it arrives
     span = request.resource_spans[0].scope_spans[0].spans[0]
     async with running(text, environ) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:

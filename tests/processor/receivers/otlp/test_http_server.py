@@ -166,6 +166,8 @@ async def test_bearer_token_auth_is_401() -> None:
             payload = export_request().SerializeToString()
             assert (await post(http_url(service), payload, PROTOBUF))[0] == 401
             assert (await post(http_url(service), payload, {**PROTOBUF, "Authorization": "Bearer no"}))[0] == 401
+            # the token first: without it, not even the accepted content types are told
+            assert (await post(http_url(service), payload, {"Content-Type": "text/plain"}))[0] == 401
             assert (await post(http_url(service), payload, {**PROTOBUF, "Authorization": "Bearer s3cret"}))[0] == 200
             await downstream.wait_for_requests(1)
             assert downstream.requests == [payload]
