@@ -243,12 +243,14 @@ async def _feedback_request(request: web.Request) -> Any:
         raise PermanentError(f"the body is over {MAX_BODY_BYTES} bytes", kind="too_large") from e
     except ValueError as e:
         raise PermanentError(f"the body is not JSON: {e}") from e
+    except RecursionError as e:
+        raise PermanentError("the body nests deeper than any feedback request does") from e
     if isinstance(document, dict) and "feedback" not in document:
         document = {"feedback": [document]}
     try:
         return json_format.ParseDict(document, pb.SubmitFeedbackRequest())
-    except (json_format.ParseError, ValueError) as e:
-        raise PermanentError(str(e)) from e
+    except (json_format.ParseError, ValueError, RecursionError) as e:
+        raise PermanentError(str(e) or "the body nests deeper than any feedback request does") from e
 
 
 @contextlib.contextmanager

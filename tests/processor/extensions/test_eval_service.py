@@ -206,6 +206,9 @@ async def test_bad_feedback_is_refused_naming_the_field(tmp_path: Path) -> None:
             assert "feedback[0].rating" in (await response.json())["error"]
         async with http.post("/v1/feedback", data="{not json") as response:
             assert response.status == 400
+        for nested in ("[" * 100_000, '{"feedback": [' + '{"labels": [' * 5_000):  # 500 before
+            async with http.post("/v1/feedback", data=nested) as response:
+                assert response.status == 400
         # a review-queue line's feedback posted without the reviewer's verdict filled in
         async with http.post("/v1/feedback", json={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "labels": [
                 {"metric": "faithfulness", "passed": None}]}) as response:
