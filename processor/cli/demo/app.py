@@ -91,6 +91,7 @@ PROMPTS = {
 def run(endpoint: str, provider: str, eval_service: str, prompt_version: str, topics: list[str], calls: int,
         seed: int) -> None:
     rng = random.Random(seed)
+    random.seed(seed)  # the SDK draws trace ids from `random`: the same run samples the same traces every time
     tracer_provider = TracerProvider(resource=Resource.create(
         {"service.name": "support-bot", "app.prompt.version": prompt_version}))
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{endpoint}",
