@@ -49,7 +49,14 @@ _MIGRATIONS = (
     "ALTER TABLE items ADD COLUMN context TEXT",
     # feedback asks by trace: has it been queued or judged?
     "CREATE INDEX items_trace ON items (trace_id)",
+    # leasing decides from these alone, never reading a row (whose body may be megabytes, before these columns)
+    "CREATE INDEX items_ready ON items (state, ready_unix_s, id)",
+    "CREATE INDEX items_lease ON items (state, lease_until, id)",
 )
+
+# The ids a lease takes, from the two covering indexes above (tests check the plan reads no table row).
+LEASE_IDS = ("SELECT id FROM items WHERE state = 'queued' AND ready_unix_s <= ? UNION ALL "
+             "SELECT id FROM items WHERE state = 'leased' AND lease_until < ? ORDER BY id LIMIT ?")
 
 
 @dataclass(frozen=True)
@@ -295,10 +302,10 @@ class JudgeQueue:
         now = self._clock()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            ids = [key for (key,) in self._db.execute(LEASE_IDS, (now, now, limit))]
             rows = self._db.execute(
                 "SELECT id, span_id, trace_id, metric, judge_version, body, attempts FROM items "
-                "WHERE (state = 'queued' AND ready_unix_s <= ?) OR (state = 'leased' AND lease_until < ?) "
-                "ORDER BY id LIMIT ?", (now, now, limit)).fetchall()
+                f"WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall() if ids else []
             self._db.executemany("UPDATE items SET state = 'leased', lease_until = ?, attempts = attempts + 1 "
                                  "WHERE id = ?", [(now + lease_s, row[0]) for row in rows])
         return [JudgeItem(key, span, trace, metric, version, json.loads(body), attempts + 1)

@@ -20,6 +20,7 @@ from tracejudge.processor.component.confmap import decode, expand_env
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import KINDS, Kind, Reference, component_type
 from tracejudge.processor.service import factories
+from tracejudge.processor.transport.auth import AuthConfig
 from tracejudge.processor.transport.http_site import parse_endpoint
 
 SECTIONS = KINDS
@@ -34,7 +35,9 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class MetricsTelemetryConfig:
-    address: str = "localhost:8888"  # where /metrics is served; "" turns it off
+    address: str = "localhost:8888"  # where /metrics (and the admin routes) are served; "" turns it off
+    # an authenticator extension the admin routes (POST /judge/tiers/{tier}/resume) require; /metrics stays open
+    auth: AuthConfig | None = None
 
     def validate(self, path: str) -> None:
         if self.address:
@@ -171,6 +174,11 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
     # pipeline components are checked when declared (an unused one would be refused the day it is listed);
     # extensions only when listed: a defined, unlisted extension is not started
     checked = {**{kind: list(sections[kind]) for kind in SECTIONS}, "extensions": running["extensions"]}
+    admin_auth = service.telemetry.metrics.auth
+    if admin_auth is not None:
+        problem = _reference_problem(admin_auth.reference("service.telemetry.metrics.auth"), running, sections)
+        if problem:
+            problems.append(problem)
     for kind in SECTIONS:
         for name in checked[kind]:
             factory = factories.factory(kind, component_type(name))

@@ -14,17 +14,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from tracejudge.processor.component.decisions import DecisionRecorder
-from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.component.factory import Factory, Kind, component_type
 from tracejudge.processor.component.host import AdminRoute, Component, CreateSettings, RateScale
 from tracejudge.processor.component.telemetry import CONTENT_TYPE_LATEST, Telemetry
 from tracejudge.processor.consumer import Exporter, TracesConsumer
 from tracejudge.processor.service import factories
-from tracejudge.processor.service.config import Config
+from tracejudge.processor.service.config import Config, MetricsTelemetryConfig
 from tracejudge.processor.service.decision_log import DecisionLog
 from tracejudge.processor.service.fanout import Fanout
 from tracejudge.processor.service.loop_monitor import LoopMonitor
+from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.http_site import HttpSite
+from tracejudge.processor.transport.status import refusal_for
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class Service:
         self._late = {name for name in self.extensions
                       if any(r.kind != "extensions" for r in self._factories["extensions", name].references(
                           config.extensions[name], f"extensions.{name}"))}
-        self._metrics = self._admin_site(config.service.telemetry.metrics.address)
+        self._metrics = self._admin_site(config.service.telemetry.metrics)
         self.loop_monitor = LoopMonitor(self._telemetry)
         self._stack: AsyncExitStack | None = None
 
@@ -163,10 +165,13 @@ class Service:
         for watcher in self._offering("status_watcher"):
             watcher.set_ready(ready)
 
-    def _admin_site(self, address: str) -> HttpSite | None:
-        """/metrics, and the routes components offer (`admin_routes`)."""
-        if not address:
+    def _admin_site(self, settings: MetricsTelemetryConfig) -> HttpSite | None:
+        """/metrics, and the routes components offer (`admin_routes`), behind `settings.auth` if given."""
+        if not settings.address:
             return None
+        auth: Authenticator | None = None
+        if settings.auth is not None:
+            auth = self.find("extensions", "authenticator", settings.auth.authenticator)
         telemetry = self._telemetry
 
         async def metrics(request: web.Request) -> web.Response:
@@ -181,12 +186,18 @@ class Service:
             for route in component.admin_routes():
                 routes.setdefault((route.method, route.path), []).append(route)
         for (method, path), handlers in routes.items():
-            app.router.add_route(method, path, _every_handler(handlers))
-        return HttpSite(app, address)
+            app.router.add_route(method, path, _every_handler(handlers, auth))
+        return HttpSite(app, settings.address)
 
 
-def _every_handler(routes: list[AdminRoute]) -> Any:
+def _every_handler(routes: list[AdminRoute], auth: Authenticator | None) -> Any:
     async def handle(request: web.Request) -> web.Response:
+        if auth is not None:
+            try:
+                auth.authenticate(request.headers.get("Authorization"))
+            except PermanentError as error:
+                refusal = refusal_for(error)
+                return web.json_response({"error": refusal.message}, status=refusal.http_status)
         answers = [answer for route in routes if (answer := await route.handler(request)) is not None]
         if answers:
             return answers[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueConfig, KeptSpan, NewItem
+from tracejudge.judge.queue import LEASE_IDS, Document, JudgeQueue, JudgeQueueConfig, KeptSpan, NewItem
 
 
 def item(n: int, metric: str = "faithfulness") -> NewItem:
@@ -77,3 +77,16 @@ def test_kept_spans_expire_in_small_steps_and_keep_their_documents_meanwhile(tmp
     assert [k.span_id for k in queue.kept([f"{349:032x}", f"{350:032x}"])] == [f"{350:016x}"]
     queue.forget_documents()
     assert set(queue.documents(f"{n:032x}" for n in range(500))) == {f"{n:032x}" for n in range(350, 500)}
+
+
+def test_leasing_decides_from_covering_indexes_and_reads_only_the_bodies_it_hands_out(tmp_path: Path) -> None:
+    """Before, the lease query read every waiting row up to its ready and lease columns, which follow the body:
+    with a backlog of big LLM spans the event loop stalled for seconds (health check 13.5 s)."""
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v")
+    plan = [row[3] for row in sqlite3.connect(tmp_path / "q.db").execute(f"EXPLAIN QUERY PLAN {LEASE_IDS}", (0, 0, 1))]
+    lookups = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert lookups and all("USING COVERING INDEX" in step for step in lookups), plan
+    big = {"output": "x" * 200_000}
+    queue.enqueue([NewItem(f"{n:016x}", "ab" * 16, "faithfulness", big, ready_unix_s=2e9) for n in range(20)])
+    queue.enqueue([item(99)])
+    assert [i.span_id for i in queue.lease(5, lease_s=30)] == [item(99).span_id]

@@ -12,11 +12,14 @@ import aiohttp
 import grpc
 import pytest
 
+from tests.processor.processors.judge_queue.test_stage import judging_config
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.process import TRACEJUDGE
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.service.config import parse_config
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -153,3 +156,29 @@ async def test_delivered_waits_until_the_exporters_have_sent_what_they_accepted(
         downstream.release()
         assert await service.delivered(timeout_s=10) == 0
         assert len(downstream.requests) == 1
+
+
+async def test_admin_routes_require_the_configured_token_and_metrics_stay_open(tmp_path: Path) -> None:
+    config = judging_config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path, local="none",
+                            metrics_address="127.0.0.1:0").replace(
+        "extensions:\n  file_storage:", "extensions:\n  bearertokenauth: {token: s3cret}\n  file_storage:").replace(
+        "  extensions: [file_storage]", "  extensions: [file_storage, bearertokenauth]").replace(
+        '      address: "127.0.0.1:0"', '      address: "127.0.0.1:0"\n      auth: {authenticator: bearertokenauth}')
+    async with running(config) as service, aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{service.metrics_port}"
+        async with session.post(f"{base}/judge/tiers/heavy/resume") as response:
+            assert response.status == 401
+        async with session.post(f"{base}/judge/tiers/heavy/resume", headers={"Authorization": "Bearer s3cret"}
+                                ) as response:
+            assert response.status == 200
+        async with session.get(f"{base}/metrics") as response:
+            assert response.status == 200
+
+
+def test_admin_auth_must_name_a_listed_authenticator(tmp_path: Path) -> None:
+    config = judging_config("127.0.0.1:1", "http://127.0.0.1:1/v1", tmp_path, local="none",
+                            metrics_address="127.0.0.1:0").replace(
+        '      address: "127.0.0.1:0"', '      address: "127.0.0.1:0"\n      auth: {authenticator: file_storage}')
+    with pytest.raises(ConfigError, match=r"service\.telemetry\.metrics\.auth\.authenticator: 'file_storage' must "
+                                          "be a bearertokenauth extension"):
+        parse_config(config, {})
