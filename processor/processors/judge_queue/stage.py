@@ -14,10 +14,11 @@ from aiohttp import web
 from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueStore, NewItem
 from tracejudge.judge.tiers import build_judges
-from tracejudge.processor.component.decisions import QUEUED
+from tracejudge.processor.component.decisions import QUEUED, SpanFault
 from tracejudge.processor.component.errors import RetryableError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
 from tracejudge.processor.component.storage import Storage
+from tracejudge.processor.component.telemetry import SpanFaultMetrics
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
@@ -62,6 +63,7 @@ class JudgeQueueProcessor:
         self._config = config
         self._next = next_consumer
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
+        self._faults = host.telemetry.metrics(SpanFaultMetrics).unprocessable
         self._decisions = host.decisions
         self._scale = host.sampling_scale
         self._clock = clock
@@ -90,10 +92,17 @@ class JudgeQueueProcessor:
         kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.desk else []
         arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
         items = []
-        for sample in samples:
-            checks = batch.evaluations.get(sample.span.span_id, ())
-            route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
-            body = item_body(sample, route)
+        for sample in list(samples):
+            try:
+                checks = batch.evaluations.get(sample.span.span_id, ())
+                route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
+                body = item_body(sample, route)
+            except Exception as error:  # one span's values must not fail its request
+                samples.remove(sample)
+                self._faults.labels("judge_queue", type(error).__name__).inc()
+                self._decisions.record([SpanFault.of(sample.span.trace_id, sample.span.span_id, error)
+                                        .decision("judge_queue")])
+                continue
             ready = self._assembly.ready_at(sample.span.trace_id, now)
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]

@@ -7,6 +7,7 @@ The attribute names are configurable (`llm_extract.feedback`); a request without
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from tracejudge.processor.pdata.feedback import Feedback, problems
 
 _UP = frozenset({"up", "+1", "1", "true", "thumbs_up", "positive", "like"})
 _DOWN = frozenset({"down", "-1", "false", "thumbs_down", "negative", "dislike"})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,17 @@ class FeedbackReader:
                 for span in scope_spans.spans:
                     if not any(kv.key in self._keys for kv in span.attributes):
                         continue
-                    values = plain_attributes(span.attributes)
                     if span.links:
                         trace, target = span.links[0].trace_id.hex(), span.links[0].span_id.hex()
                     else:
                         trace, target = span.trace_id.hex(), span.span_id.hex()
-                    record = self._record(values, trace, target, span.end_time_unix_nano)
+                    try:
+                        values = plain_attributes(span.attributes)
+                        # OTLP times are uint64; stores keep signed 64-bit integers (2^63 is the year 2262)
+                        record = self._record(values, trace, target, min(span.end_time_unix_nano, 2**63 - 1))
+                    except Exception:  # values no app sends on purpose: the span flows, its feedback is not taken
+                        log.debug("feedback attributes of span %s/%s not readable", trace, target, exc_info=True)
+                        continue
                     if record is not None and not problems(record, "span"):
                         found.append(record.identified())
         return tuple(found)
