@@ -141,6 +141,13 @@ class JudgeQueueStore(WorkQueue, Protocol):
     def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
                 kept: Sequence[KeptSpan] = ()) -> Enqueued: ...
 
+    def reserve(self, items: Sequence[NewItem]) -> Enqueued: ...
+
+    def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
+               kept: Sequence[KeptSpan] = ()) -> None: ...
+
+    def cancel(self, items: Sequence[NewItem]) -> None: ...
+
     def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]: ...
 
     def traces_with_items(self, trace_ids: Iterable[str]) -> set[str]: ...
@@ -205,6 +212,9 @@ class JudgeQueue:
         self._judge_version = judge_version
         self._clock = clock
         self._db = open_database(path, _MIGRATIONS, "the judge queue")
+        with self._db:  # reserved by requests a crash left unanswered: their clients send them again
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM items WHERE state = 'reserved'")
 
     def close(self) -> None:
         self._db.close()
@@ -219,13 +229,40 @@ class JudgeQueue:
         """Commit `items` (already known ones are ignored), the `documents` of their traces and the `kept` spans,
         and say how many items were new and which were turned away because the queue is full: the newest under
         drop_new; under drop_oldest, the oldest waiting ones."""
+        return self._insert(items, documents, kept, "queued")
+
+    def reserve(self, items: Sequence[NewItem]) -> Enqueued:
+        """Write `items` as reserved, bounded and deduplicated as `enqueue` does; no worker leases them until
+        `commit` (their request was accepted) or `cancel` (it was refused). A crash before either deletes them."""
+        return self._insert(items, (), (), "reserved")
+
+    def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
+               kept: Sequence[KeptSpan] = ()) -> None:
+        """Reserved `items` become queued, with the `documents` and `kept` spans of their request; one transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("UPDATE items SET state = 'queued' WHERE state = 'reserved' AND span_id = ? AND "
+                                 "metric = ? AND judge_version = ?",
+                                 [(i.span_id, i.metric, self._judge_version) for i in items])
+            self._insert_context(documents, kept, self._clock())
+
+    def cancel(self, items: Sequence[NewItem]) -> None:
+        """Reserved `items` are deleted (their request was refused); items queued by an earlier request stay."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM items WHERE state = 'reserved' AND span_id = ? AND metric = ? AND "
+                                 "judge_version = ?", [(i.span_id, i.metric, self._judge_version) for i in items])
+
+    def _insert(self, items: Sequence[NewItem], documents: Sequence[Document], kept: Sequence[KeptSpan],
+                state: str) -> Enqueued:
         if not items and not documents and not kept:
             return Enqueued(0, [])
         now = self._clock()
         turned_away: list[NewItem] = []
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            room = self._config.max_items - self.waiting()
+            (reserved,) = self._db.execute("SELECT count(*) FROM items WHERE state = 'reserved'").fetchone()
+            room = self._config.max_items - self.waiting() - int(reserved)
             accepted = list(items)
             if len(accepted) > room:
                 if self._config.when_full == "drop_new":
@@ -235,16 +272,18 @@ class JudgeQueue:
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s, "
-                "ready_unix_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now, i.ready_unix_s)
-                 for i in accepted])
+                "ready_unix_s, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now, i.ready_unix_s,
+                  state) for i in accepted])
             inserted = self._db.total_changes - before
-            self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
-                                 [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content)
-                                  for d in documents])
-            self._db.executemany("INSERT OR IGNORE INTO kept VALUES (?, ?, ?, ?)",
-                                 [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
+            self._insert_context(documents, kept, now)
         return Enqueued(inserted, turned_away)
+
+    def _insert_context(self, documents: Sequence[Document], kept: Sequence[KeptSpan], now: float) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
+                             [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content) for d in documents])
+        self._db.executemany("INSERT OR IGNORE INTO kept VALUES (?, ?, ?, ?)",
+                             [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
 
     def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]:
         """The kept (unsampled) LLM spans of these traces."""

@@ -90,3 +90,25 @@ def test_leasing_decides_from_covering_indexes_and_reads_only_the_bodies_it_hand
     queue.enqueue([NewItem(f"{n:016x}", "ab" * 16, "faithfulness", big, ready_unix_s=2e9) for n in range(20)])
     queue.enqueue([item(99)])
     assert [i.span_id for i in queue.lease(5, lease_s=30)] == [item(99).span_id]
+
+
+def test_reserved_items_wait_for_their_request_to_be_accepted_or_refused(tmp_path: Path) -> None:
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(max_items=3), "v")
+    queue.enqueue([item(1)])
+    assert queue.reserve([item(1), item(2)]).inserted == 1  # a retry of an accepted request adds nothing
+    first = queue.lease(10, lease_s=30)
+    assert [i.span_id for i in first] == [item(1).span_id]  # reserved: not leased
+    queue.cancel([item(1), item(2)])  # refused: the reservation goes, the item of the earlier request stays
+    assert queue.waiting() == 1
+    assert queue.reserve([item(2), item(3)]).inserted == 2
+    assert queue.reserve([item(4)]).turned_away == [item(4)]  # reserved items count against max_items
+    queue.commit([item(2), item(3)], [Document("ab" * 16, "cd" * 8, 0, 1, "doc")])
+    second = queue.lease(10, lease_s=30)
+    assert sorted(i.span_id for i in second) == [item(2).span_id, item(3).span_id]
+    assert queue.documents(["ab" * 16])["ab" * 16][0].content == "doc"
+    queue.complete(i.key for i in [*first, *second])
+    assert queue.reserve([item(5)]).inserted == 1
+    queue.close()
+    reopened = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(max_items=3), "v")  # after a crash
+    assert reopened.lease(10, lease_s=30) == []
+    assert reopened.reserve([item(5)]).inserted == 1  # the crashed request's reservation is gone

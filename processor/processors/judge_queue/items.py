@@ -53,7 +53,14 @@ class ItemWriter:
 
     def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
                kept: Sequence[KeptSpan] = ()) -> Enqueued:
-        result = self._queue.enqueue(items, documents, kept)
+        """Items queued at once (feedback-triggered: their spans were accepted with an earlier request)."""
+        return self._counted(self._queue.enqueue(items, documents, kept))
+
+    def reserve(self, items: Sequence[NewItem]) -> Enqueued:
+        """Items held for a request until it is accepted (queue.commit) or refused (queue.cancel)."""
+        return self._counted(self._queue.reserve(items))
+
+    def _counted(self, result: Enqueued) -> Enqueued:
         self._enqueued.inc(result.inserted)
         self._dropped.inc(len(result.turned_away))
         return result

@@ -7,12 +7,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from tracejudge.judge.embedded_model import loaded
-from tracejudge.judge.queue import JudgeQueue, JudgeQueueStore, NewItem
+from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED, SpanFault
 from tracejudge.processor.component.errors import RetryableError
@@ -43,6 +44,19 @@ log = logging.getLogger(__name__)
 KEPT_SWEEP_S = 1.0  # how often expired kept spans are looked for
 KEPT_SWEEP_ROWS = 200  # deleted per step
 KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """What a batch brings to the judge queue, reserved until the exporters have taken the batch."""
+
+    samples: list[Sample]
+    items: list[NewItem]
+    documents: Sequence[Document]
+    kept: Sequence[KeptSpan]
+    holds: Mapping[str, float]
+    turned_away: list[NewItem]
+    now: float
 
 
 class FeedbackUnavailable(RetryableError):
@@ -78,11 +92,21 @@ class JudgeQueueProcessor:
         self._warned_feedback = False
 
     async def consume(self, batch: TraceBatch) -> None:
-        if self._queue is not None:
-            self._enqueue(batch)  # committed: a crash after the ack cannot lose them
-        await self._next.consume(batch)
+        """The batch's judge items are reserved, the batch handed on, and the items committed only once every
+        exporter took it: a refused request leaves nothing to judge, and its retry duplicates nothing. Committed
+        before the ack: a crash after it cannot lose them."""
+        if self._queue is None:
+            await self._next.consume(batch)
+            return
+        staged = self._reserve(batch)
+        try:
+            await self._next.consume(batch)
+        except BaseException:
+            self._queue.cancel(staged.items)
+            raise
+        self._accepted(staged)
 
-    def _enqueue(self, batch: TraceBatch) -> None:
+    def _reserve(self, batch: TraceBatch) -> _Staged:
         assert self._queue is not None and self._writer is not None
         now = self._clock()
         if batch.feedback:  # first: an LLM span carrying its own thumbs-down is judged from this very batch
@@ -106,13 +130,18 @@ class JudgeQueueProcessor:
             ready = self._assembly.ready_at(sample.span.trace_id, now)
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]
-        if items or arrival.documents or kept:
-            result = self._writer.commit(items, arrival.documents, kept)
-            self._record(samples, result.turned_away)
-        for trace, ready in arrival.holds.items():
+        turned_away = self._writer.reserve(items).turned_away if items else []
+        return _Staged(samples, items, arrival.documents, kept, arrival.holds, turned_away, now)
+
+    def _accepted(self, staged: _Staged) -> None:
+        assert self._queue is not None
+        if staged.items or staged.documents or staged.kept:
+            self._queue.commit(staged.items, staged.documents, staged.kept)
+            self._record(staged.samples, staged.turned_away)
+        for trace, ready in staged.holds.items():
             self._queue.hold_trace(trace, ready)
-        if now - self._kept_forgotten_at > KEPT_SWEEP_S:
-            self._kept_forgotten_at = now
+        if staged.now - self._kept_forgotten_at > KEPT_SWEEP_S:
+            self._kept_forgotten_at = staged.now
             self._forget_kept()
 
     def _span_feedback(self, feedback: tuple[Feedback, ...]) -> None:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 import aiohttp
 import grpc
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -275,3 +276,30 @@ def test_route_rules_match_every_condition_they_give() -> None:
     assert RouteRule("checks", failed_check=True).matches(span, failed)
     assert not RouteRule("checks", failed_check=True).matches(span, passed)
     assert not RouteRule("both", status="error", failed_check=True).matches(span, passed)
+
+
+async def test_a_refused_request_leaves_nothing_to_judge_and_its_retry_is_judged_once(tmp_path: Path) -> None:
+    fillers = [export_request(spans=1), export_request(spans=1)]
+    request, llm = rag_trace()
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path).replace(
+            "    tls:\n      insecure: true\n",
+            "    tls:\n      insecure: true\n    sending_queue: {queue_size: 1, num_consumers: 1}\n", 1)
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            export = channel.unary_unary(EXPORT)
+            downstream.hold()  # the one consumer blocks on the first filler, the queue holds the second
+            await export(fillers[0].SerializeToString(), timeout=10)
+            await eventually(lambda: downstream.calls == 1, what="the consumer is busy")
+            await export(fillers[1].SerializeToString(), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await export(request.SerializeToString(), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            stage = service.processors["judge_queue"]
+            assert stage._queue.waiting() == 0  # nothing reserved, queued or leased for the refused request
+            assert await service.decisions.for_trace(llm.trace_id.hex()) == []  # no stage recorded it either
+            downstream.release()
+            await downstream.wait_for_requests(2)
+            await export(request.SerializeToString(), timeout=10)  # the client's retry
+            await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="judged once accepted")
+            await stage.idle(timeout_s=10)
+            assert len(evaluation_spans(downstream)) == 1
