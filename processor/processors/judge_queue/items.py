@@ -10,6 +10,7 @@ from typing import Any
 from tracejudge.judge.queue import Document, Enqueued, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
+from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 
@@ -18,9 +19,35 @@ def decision_fields(decision: SamplingDecision) -> dict[str, Any]:
     return {"probability": decision.probability, "stratum": decision.stratum, "in_uniform": decision.in_uniform}
 
 
+# What a judge reads of one span: the beginning of each text, and of the retrieved context. A judge's memory and time
+# grow with its input (an 18 MB answer once took the embedded judge to 3 GB); what is cut is recorded.
+MAX_TEXT_CHARS = 64 * 1024
+MAX_CONTEXT_CHARS = 256 * 1024
+
+
+def truncations(span: LlmSpan) -> dict[str, int]:
+    """The fields of `span` a judge reads only the beginning of, with their full length in characters."""
+    lengths = {"query": len(span.input_text), "response": len(span.output_text)}
+    found = {name: n for name, n in lengths.items() if n > MAX_TEXT_CHARS}
+    if (context := sum(len(d) for d in span.documents)) > MAX_CONTEXT_CHARS:
+        found["documents"] = context
+    return found
+
+
+def capped_documents(documents: Sequence[str], limit: int = MAX_CONTEXT_CHARS) -> list[str]:
+    kept, room = [], limit
+    for document in documents:
+        if room <= 0:
+            break
+        kept.append(document[:room])
+        room -= len(document)
+    return kept
+
+
 def item_body(sample: Sample, route: str) -> dict[str, Any]:
-    """What a judge needs, and what makes its score attributable and weightable."""
+    """What a judge needs (each text up to its cap), and what makes its score attributable and weightable."""
     span, decision = sample.span, sample.decision
+    cut = truncations(span)
     return {
         "service": span.service, "convention": span.convention, "operation": span.operation,
         "request_model": span.request_model, "response_model": span.response_model,
@@ -28,9 +55,10 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "prompt_version": span.prompt_version, "response_id": span.response_id,
         "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
         "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
-        "query": span.input_text, "question": span.question, "response": span.output_text,
-        "documents": list(span.documents),
+        "query": span.input_text[:MAX_TEXT_CHARS], "question": span.question[:MAX_TEXT_CHARS],
+        "response": span.output_text[:MAX_TEXT_CHARS], "documents": capped_documents(span.documents),
         **decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
+        **({"truncated": cut} if cut else {}),
     }  # fmt: skip
 
 

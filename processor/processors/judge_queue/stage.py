@@ -28,7 +28,7 @@ from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
-from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
+from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision, truncations
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
@@ -168,8 +168,11 @@ class JudgeQueueProcessor:
         reason = self._writer.dropped
         records = []
         for sample in samples:
-            detail = json.dumps({"probability": sample.decision.probability, "stratum": sample.decision.stratum,
-                                 "scale": sample.decision.scale})
+            facts: dict[str, object] = {"probability": sample.decision.probability,
+                                        "stratum": sample.decision.stratum, "scale": sample.decision.scale}
+            if cut := truncations(sample.span):
+                facts["truncated"] = cut  # the judge reads the beginning of these (full lengths in characters)
+            detail = json.dumps(facts)
             records.append(span_decision(sample.span, QUEUED, detail=detail))
             records += [span_decision(sample.span, reason, metric) for metric in self._config.metrics
                         if (sample.span.span_id, metric) in dropped]

@@ -91,8 +91,9 @@ def _remember(table: collections.OrderedDict[str, T], key: str, value: T, limit:
         table.popitem(last=False)
 
 
-def context_for(own: Iterable[str], documents: Iterable[Document], start_unix_nano: int) -> str:
+def context_for(own: Iterable[str], documents: Iterable[Document], start_unix_nano: int,
+                limit_chars: int = 256 * 1024) -> str:
     """An LLM span's context: the documents on the span itself, then those retrieved in its trace before it
-    started, each once."""
+    started, each once; at most `limit_chars` of them (a judge reads the beginning of a longer context)."""
     texts = list(dict.fromkeys([*own, *(d.content for d in documents if d.start_unix_nano <= start_unix_nano)]))
-    return "\n\n".join(texts)
+    return "\n\n".join(texts)[:limit_chars]

@@ -303,3 +303,18 @@ async def test_a_refused_request_leaves_nothing_to_judge_and_its_retry_is_judged
             await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="judged once accepted")
             await stage.idle(timeout_s=10)
             assert len(evaluation_spans(downstream)) == 1
+
+
+def test_a_judge_reads_the_beginning_of_huge_texts_and_the_record_says_what_was_cut() -> None:
+    from tracejudge.processor.pdata.llm_span import Message
+    from tracejudge.processor.pdata.sample import Sample, SamplingDecision
+    from tracejudge.processor.processors.judge_queue.items import MAX_CONTEXT_CHARS, MAX_TEXT_CHARS, item_body
+
+    huge = LlmSpan(trace_id="ab" * 16, span_id="cd" * 8, parent_span_id="", service="s", convention="gen_ai",
+                   input_messages=(Message("user", "q?"),), output_messages=(Message("assistant", "a" * 18_000_000),),
+                   documents=("d" * 200_000, "e" * 200_000))
+    body = item_body(Sample(huge, SamplingDecision(True, 1.0, "uniform", True)), "")
+    assert len(body["response"]) == MAX_TEXT_CHARS and body["query"] == "q?"
+    assert sum(len(d) for d in body["documents"]) == MAX_CONTEXT_CHARS
+    assert body["truncated"] == {"response": 18_000_000, "documents": 400_000}
+    assert len(json.dumps(body)) < 2 * (MAX_TEXT_CHARS + MAX_CONTEXT_CHARS)
