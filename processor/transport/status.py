@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from tracejudge.processor.component.errors import PermanentError, RetryableError
+from tracejudge.processor.component.errors import PermanentError, RetryableError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ def refusal_for(error: Exception) -> Refusal:
     if isinstance(error, PermanentError):
         code, http_status = _PERMANENT[error.kind]
         return Refusal(code, http_status, str(error))
+    if isinstance(error, StorageError):  # a store that cannot be written now (a full disk) may be later
+        log.warning("refused a request: %s", error)
+        return Refusal(grpc.StatusCode.UNAVAILABLE, 503, f"{error}; retry later", DEFAULT_RETRY_AFTER_S)
     if isinstance(error, RetryableError):
         after = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
         return Refusal(grpc.StatusCode.UNAVAILABLE, 503, str(error), max(after, 0.0))

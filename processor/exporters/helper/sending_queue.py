@@ -130,7 +130,10 @@ class DiskQueue(_Base):
             self._add(QueuedItem(b"", span_count, size_bytes, key))
 
     def put(self, payload: bytes, span_count: int) -> None:
-        cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, span_count))
+        try:
+            cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, span_count))
+        except sqlite3.Error as e:  # a full disk, an I/O error: the client is told to retry
+            raise StorageError(f"the sending queue cannot be written ({e})") from e
         self._add(QueuedItem(b"", span_count, len(payload), cursor.lastrowid or 0))
 
     async def get(self) -> QueuedItem:

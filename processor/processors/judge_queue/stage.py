@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED, SpanFault
-from tracejudge.processor.component.errors import RetryableError
+from tracejudge.processor.component.errors import RetryableError, StorageError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
 from tracejudge.processor.component.storage import Storage
 from tracejudge.processor.component.telemetry import SpanFaultMetrics
@@ -98,13 +99,19 @@ class JudgeQueueProcessor:
         if self._queue is None:
             await self._next.consume(batch)
             return
-        staged = self._reserve(batch)
+        try:
+            staged = self._reserve(batch)
+        except sqlite3.Error as e:  # nothing of the batch went anywhere yet: the client's retry is clean
+            raise StorageError(f"the judge queue cannot be written ({e})") from e
         try:
             await self._next.consume(batch)
         except BaseException:
             self._queue.cancel(staged.items)
             raise
-        self._accepted(staged)
+        try:
+            self._accepted(staged)
+        except sqlite3.Error:  # the exporters have the batch: refusing now would duplicate it on the retry
+            log.exception("judge items of an accepted request could not be committed; they are not judged")
 
     def _reserve(self, batch: TraceBatch) -> _Staged:
         assert self._queue is not None and self._writer is not None

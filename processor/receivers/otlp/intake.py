@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
-from tracejudge.processor.component.errors import PermanentError, RetryableError
+from tracejudge.processor.component.errors import PermanentError, RetryableError, StorageError
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.otlp_codec import Decoded
 
@@ -58,6 +58,9 @@ class Intake:
                 raise
             except RetryableError:
                 self._refused(transport, "overloaded", decoded.batch.span_count)
+                raise
+            except StorageError:
+                self._refused(transport, "storage", decoded.batch.span_count)
                 raise
             self._metrics.accepted_spans.labels(self._name, transport).inc(decoded.batch.span_count)
         if decoded.rejected_spans:
