@@ -13,6 +13,9 @@ from pathlib import Path
 
 from tracejudge.processor.component.errors import StorageError
 
+# SQLite's largest integer: OTLP times are uint64, so a time from a client is bounded by it before it is stored.
+MAX_INTEGER = 2**63 - 1
+
 
 def open_database(path: str | Path, migrations: Sequence[str], what: str) -> sqlite3.Connection:
     """`path` migrated to the newest schema, in autocommit mode (transactions are explicit). `what` names the

@@ -17,7 +17,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
-from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
+from tracejudge.processor.component.errors import ConfigError, PermanentError, StorageError
 from tracejudge.processor.component.factory import Factory, Reference
 from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt, problems
@@ -259,7 +259,7 @@ def _store_errors_retryable() -> Iterator[None]:
         yield
     except sqlite3.Error as e:
         log.exception("eval service: the store failed")
-        raise RetryableError(f"the store failed ({e}); retry later") from e
+        raise StorageError(f"the store failed ({e})") from e
 
 
 def _json(message: Any) -> web.Response:

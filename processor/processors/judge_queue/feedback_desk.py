@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from tracejudge.judge.queue import JudgeQueueStore, NewItem
 from tracejudge.processor.component.decisions import QUEUED, DecisionRecorder
-from tracejudge.processor.component.errors import RetryableError
+from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
 from tracejudge.processor.processors.judge_queue.feedback_trigger import NOT_SAMPLED, FeedbackTrigger, triggered
 from tracejudge.processor.processors.judge_queue.items import ItemWriter, decision_fields, item_decision
@@ -66,7 +66,7 @@ class FeedbackDesk:
         try:
             self.feedback(records)
         except sqlite3.Error as e:
-            raise RetryableError(f"the feedback in this request could not be stored ({e})") from e
+            raise StorageError(f"the feedback in this request could not be stored ({e})") from e
 
     def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:
         """What is recorded about one trace: its evaluations, the alerts linking to it, its feedback."""

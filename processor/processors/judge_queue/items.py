@@ -10,7 +10,6 @@ from typing import Any
 from tracejudge.judge.queue import Document, Enqueued, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
-from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 
@@ -25,13 +24,6 @@ MAX_TEXT_CHARS = 64 * 1024
 MAX_CONTEXT_CHARS = 256 * 1024
 
 
-def truncations(span: LlmSpan) -> dict[str, int]:
-    """The fields of `span` a judge reads only the beginning of, with their full length in characters."""
-    lengths = {"query": len(span.input_text), "response": len(span.output_text)}
-    found = {name: n for name, n in lengths.items() if n > MAX_TEXT_CHARS}
-    if (context := sum(len(d) for d in span.documents)) > MAX_CONTEXT_CHARS:
-        found["documents"] = context
-    return found
 
 
 def capped_documents(documents: Sequence[str], limit: int = MAX_CONTEXT_CHARS) -> list[str]:
@@ -47,7 +39,11 @@ def capped_documents(documents: Sequence[str], limit: int = MAX_CONTEXT_CHARS) -
 def item_body(sample: Sample, route: str) -> dict[str, Any]:
     """What a judge needs (each text up to its cap), and what makes its score attributable and weightable."""
     span, decision = sample.span, sample.decision
-    cut = truncations(span)
+    query, response = span.input_text, span.output_text
+    # what a judge reads only the beginning of, with full lengths in characters
+    cut = {name: len(text) for name, text in (("query", query), ("response", response)) if len(text) > MAX_TEXT_CHARS}
+    if (context := sum(len(d) for d in span.documents)) > MAX_CONTEXT_CHARS:
+        cut["documents"] = context
     return {
         "service": span.service, "convention": span.convention, "operation": span.operation,
         "request_model": span.request_model, "response_model": span.response_model,
@@ -55,8 +51,8 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "prompt_version": span.prompt_version, "response_id": span.response_id,
         "start_unix_nano": span.start_unix_nano, "end_unix_nano": span.end_unix_nano,
         "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
-        "query": span.input_text[:MAX_TEXT_CHARS], "question": span.question[:MAX_TEXT_CHARS],
-        "response": span.output_text[:MAX_TEXT_CHARS], "documents": capped_documents(span.documents),
+        "query": query[:MAX_TEXT_CHARS], "question": span.question[:MAX_TEXT_CHARS],
+        "response": response[:MAX_TEXT_CHARS], "documents": capped_documents(span.documents),
         **decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
         **({"truncated": cut} if cut else {}),
     }  # fmt: skip

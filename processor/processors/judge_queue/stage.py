@@ -29,7 +29,7 @@ from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
-from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision, truncations
+from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
@@ -144,7 +144,7 @@ class JudgeQueueProcessor:
         assert self._queue is not None
         if staged.items or staged.documents or staged.kept:
             self._queue.commit(staged.items, staged.documents, staged.kept)
-            self._record(staged.samples, staged.turned_away)
+            self._record(staged.samples, staged.turned_away, staged.items)
         for trace, ready in staged.holds.items():
             self._queue.hold_trace(trace, ready)
         if staged.now - self._kept_forgotten_at > KEPT_SWEEP_S:
@@ -169,7 +169,8 @@ class JudgeQueueProcessor:
                and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
             pass
 
-    def _record(self, samples: list[Sample], turned_away: list[NewItem]) -> None:
+    def _record(self, samples: list[Sample], turned_away: list[NewItem], items: list[NewItem]) -> None:
+        truncated = {item.span_id: item.body["truncated"] for item in items if "truncated" in item.body}
         assert self._writer is not None
         dropped = {(item.span_id, item.metric) for item in turned_away}
         reason = self._writer.dropped
@@ -177,7 +178,7 @@ class JudgeQueueProcessor:
         for sample in samples:
             facts: dict[str, object] = {"probability": sample.decision.probability,
                                         "stratum": sample.decision.stratum, "scale": sample.decision.scale}
-            if cut := truncations(sample.span):
+            if cut := truncated.get(sample.span.span_id):
                 facts["truncated"] = cut  # the judge reads the beginning of these (full lengths in characters)
             detail = json.dumps(facts)
             records.append(span_decision(sample.span, QUEUED, detail=detail))

@@ -21,6 +21,7 @@ from tracejudge.judge.cascade import CascadeVerdict
 from tracejudge.judge.checks import refusal
 from tracejudge.judge.queue import JudgeItem
 from tracejudge.processor.component.errors import PermanentError, RetryableError
+from tracejudge.processor.component.sqlite import MAX_INTEGER
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.processors.judge_queue.alert_spans import alert_request
@@ -31,8 +32,6 @@ from tracejudge.stats.store import SqliteStore
 from tracejudge.stats.tracker import QualityTracker
 
 log = logging.getLogger(__name__)
-
-MAX_UNIX_NANO = 2**63 - 1
 
 
 class StatsRecorder:
@@ -69,8 +68,7 @@ class StatsRecorder:
                     projection: tuple[float, ...]) -> Evaluation:
         body: dict[str, Any] = item.body
         verdict = result.verdict
-        # a client may send any uint64; the store keeps signed 64-bit integers (past 2^63-1 is the year 2262)
-        start, end = (min(int(body.get(key) or 0), MAX_UNIX_NANO) for key in ("start_unix_nano", "end_unix_nano"))
+        start, end = (min(int(body.get(key) or 0), MAX_INTEGER) for key in ("start_unix_nano", "end_unix_nano"))
         return Evaluation(
             trace_id=item.trace_id, span_id=item.span_id, time_unix_nano=start,
             service=str(body.get("service", "")), prompt_version=str(body.get("prompt_version") or ""),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.sqlite import MAX_INTEGER
 from tracejudge.processor.pdata.conventions import as_text
 from tracejudge.processor.pdata.extract import plain_attributes
 from tracejudge.processor.pdata.feedback import Feedback, problems
@@ -70,8 +71,7 @@ class FeedbackReader:
                         trace, target = span.trace_id.hex(), span.span_id.hex()
                     try:
                         values = plain_attributes(span.attributes)
-                        # OTLP times are uint64; stores keep signed 64-bit integers (2^63 is the year 2262)
-                        record = self._record(values, trace, target, min(span.end_time_unix_nano, 2**63 - 1))
+                        record = self._record(values, trace, target, min(span.end_time_unix_nano, MAX_INTEGER))
                     except Exception:  # values no app sends on purpose: the span flows, its feedback is not taken
                         log.debug("feedback attributes of span %s/%s not readable", trace, target, exc_info=True)
                         continue
