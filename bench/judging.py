@@ -25,7 +25,6 @@ from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.processors.judge_queue.config import WorkerConfig
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
-from tracejudge.processor.service.decision_log import DecisionLog
 
 from .counters import SpanTally
 from .forwarding import noop_server, tracejudge
@@ -130,9 +129,7 @@ async def _drain(directory: Path, items: int, local: str, heavy_url: str | None)
     queue.enqueue([NewItem(f"{i:016x}", f"{i:032x}", ("faithfulness", "relevancy")[i % 2], body)
                    for i in range(items)])
     telemetry = Telemetry()
-    decisions = DecisionLog(":memory:", telemetry)
-    await decisions.start()
-    worker = JudgeWorker(queue, judges, WorkerConfig(poll_interval=0.01), _Sink(), decisions,
+    worker = JudgeWorker(queue, judges, WorkerConfig(poll_interval=0.01), _Sink(),
                          telemetry.metrics(JudgeQueueMetrics), RateScale(), "1")
     started = time.perf_counter()
     await worker.start()
@@ -140,7 +137,6 @@ async def _drain(directory: Path, items: int, local: str, heavy_url: str | None)
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     await worker.shutdown()
-    await decisions.shutdown()
     queue.close()
     return items / elapsed
 

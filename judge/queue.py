@@ -5,6 +5,8 @@ the same (span, metric, judge version) is taken once whatever the retries (INSER
 for a while and `complete` them; a lease that runs out (the worker died, or the process was killed) makes the item
 available again, so every committed item is judged at least once more or is already done. The queue is bounded:
 when full, `when_full` says what gives way, and every item turned away is returned to the caller to be recorded.
+Decision records about items are written in the same transaction as the change they describe, into an outbox the
+judge_queue stage relays to the decision log: a crash loses neither the change nor its record.
 Used from one thread (the event loop): the writes are small WAL appends.
 """
 
@@ -14,10 +16,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.component.errors import ConfigError, StorageError
 from tracejudge.processor.component.sqlite import open_database, open_read_only
 
@@ -52,6 +55,11 @@ _MIGRATIONS = (
     # leasing decides from these alone, never reading a row (whose body may be megabytes, before these columns)
     "CREATE INDEX items_ready ON items (state, ready_unix_s, id)",
     "CREATE INDEX items_lease ON items (state, lease_until, id)",
+    # decision records about items, written in the transaction that changes them and relayed to the decision log
+    """CREATE TABLE decision_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL, service TEXT NOT NULL,
+        convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL, recorded_unix_s REAL NOT NULL,
+        metric TEXT NOT NULL, detail TEXT NOT NULL)""",
 )
 
 # The ids a lease takes, from the two covering indexes above (tests check the plan reads no table row).
@@ -124,9 +132,10 @@ class WorkQueue(Protocol):
 
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]: ...
 
-    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None) -> None: ...
+    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None,
+                 decisions: Sequence[Decision] = ()) -> None: ...
 
-    def release(self, keys: Iterable[int], delay_s: float) -> None: ...
+    def release(self, keys: Iterable[int], delay_s: float, decisions: Sequence[Decision] = ()) -> None: ...
 
     def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]: ...
 
@@ -144,7 +153,11 @@ class JudgeQueueStore(WorkQueue, Protocol):
     def reserve(self, items: Sequence[NewItem]) -> Enqueued: ...
 
     def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
-               kept: Sequence[KeptSpan] = ()) -> None: ...
+               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = ()) -> None: ...
+
+    def pending_decisions(self, limit: int) -> list[tuple[int, Decision]]: ...
+
+    def forget_decisions(self, through: int) -> None: ...
 
     def cancel(self, items: Sequence[NewItem]) -> None: ...
 
@@ -237,14 +250,32 @@ class JudgeQueue:
         return self._insert(items, (), (), "reserved")
 
     def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
-               kept: Sequence[KeptSpan] = ()) -> None:
-        """Reserved `items` become queued, with the `documents` and `kept` spans of their request; one transaction."""
+               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = ()) -> None:
+        """Reserved `items` become queued, with the `documents` and `kept` spans of their request and the
+        `decisions` recorded about them; one transaction."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE items SET state = 'queued' WHERE state = 'reserved' AND span_id = ? AND "
                                  "metric = ? AND judge_version = ?",
                                  [(i.span_id, i.metric, self._judge_version) for i in items])
             self._insert_context(documents, kept, self._clock())
+            self._insert_decisions(decisions)
+
+    def pending_decisions(self, limit: int) -> list[tuple[int, Decision]]:
+        """The oldest `limit` records not yet relayed to the decision log, with their sequence numbers."""
+        rows = self._db.execute("SELECT * FROM decision_outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [(row[0], Decision(*row[1:])) for row in rows]
+
+    def forget_decisions(self, through: int) -> None:
+        """The records up to sequence number `through` are in the decision log."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM decision_outbox WHERE seq <= ?", (through,))
+
+    def _insert_decisions(self, decisions: Sequence[Decision]) -> None:
+        self._db.executemany("INSERT INTO decision_outbox (trace_id, span_id, decision, service, convention, model, "
+                             "prompt_version, recorded_unix_s, metric, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [astuple(d) for d in decisions])
 
     def cancel(self, items: Sequence[NewItem]) -> None:
         """Reserved `items` are deleted (their request was refused); items queued by an earlier request stay."""
@@ -350,23 +381,26 @@ class JudgeQueue:
         return [JudgeItem(key, span, trace, metric, version, json.loads(body), attempts + 1)
                 for key, span, trace, metric, version, body, attempts in rows]
 
-    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None) -> None:
-        """Mark items judged (or given up on, with the reason recorded by the caller), keeping the context each
-        was judged against (`contexts`, by key). Idempotent."""
+    def complete(self, keys: Iterable[int], contexts: Mapping[int, str] | None = None,
+                 decisions: Sequence[Decision] = ()) -> None:
+        """Mark items judged (or given up on), keeping the context each was judged against (`contexts`, by key)
+        and the `decisions` recorded about them. Idempotent."""
         now = self._clock()
         contexts = contexts or {}
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE items SET state = 'done', done_unix_s = ?, context = ? WHERE id = ?",
                                  [(now, contexts.get(key), key) for key in keys])
+            self._insert_decisions(decisions)
 
-    def release(self, keys: Iterable[int], delay_s: float) -> None:
+    def release(self, keys: Iterable[int], delay_s: float, decisions: Sequence[Decision] = ()) -> None:
         """Give leased items back, to be leased again after `delay_s` (a retry after a transient failure)."""
         ready = self._clock() + delay_s
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE items SET state = 'queued', ready_unix_s = ? WHERE id = ? AND "
                                  "state = 'leased'", [(ready, key) for key in keys])
+            self._insert_decisions(decisions)
 
     def hold_trace(self, trace_id: str, ready_unix_s: float) -> None:
         """Move the queued items of a trace that is still arriving to `ready_unix_s` (the decision wait)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,9 @@ class SpanFault:
 
 
 class DecisionRecorder(Protocol):
-    """Takes records without blocking the caller; they are written in the background, in order."""
+    """Takes records without blocking the caller; they are written in the background, in order (`record`: the
+    last half second may be lost in a crash), or now (`write`: returns once they are durable)."""
 
     def record(self, records: Iterable[Decision]) -> None: ...
+
+    async def write(self, records: Sequence[Decision]) -> None: ...

@@ -2,7 +2,8 @@
 
 The log owns its database and a single thread that does every read and write. Records are handed over without
 waiting and written in batches, one transaction each, every FLUSH_INTERVAL_S or every _BATCH records, whichever
-comes first; reads per trace id see everything handed over before them.
+comes first; reads per trace id see everything handed over before them. Records whose loss a crash must not cause
+(those about judge queue items, relayed from the queue's outbox) are written at once and awaited (`write`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import astuple
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -98,6 +99,24 @@ class DecisionLog:
         if backlog >= _BATCH:
             self._requests.put(self._flush)
 
+    async def write(self, records: Sequence[Decision]) -> None:
+        """Write `records` (after those handed over before them) and return once they are committed."""
+        if self._thread is None:
+            raise RuntimeError("the decision log is not running")
+        done: Future[None] = Future()
+
+        def write(db: sqlite3.Connection) -> None:
+            try:
+                self._flush(db)
+                self._insert(db, records)
+            except Exception as e:  # the caller keeps the records and tries again
+                done.set_exception(e)
+                return
+            done.set_result(None)
+
+        self._requests.put(write)
+        await asyncio.wrap_future(done)
+
     async def for_trace(self, trace_id: str) -> list[Decision]:
         if self._thread is None:
             raise RuntimeError("the decision log is not running")
@@ -141,10 +160,14 @@ class DecisionLog:
         with self._pending_lock:
             pending, self._pending = self._pending, []
         for start in range(0, len(pending), _BATCH):
-            rows = [_row(d) for d in pending[start:start + _BATCH]]
-            with db:
-                db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._insert(db, pending[start:start + _BATCH])
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, records: Sequence[Decision]) -> None:
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [astuple(d) for d in records])
 
 
 def read_decisions(path: str, trace_id: str) -> list[Decision]:
@@ -159,7 +182,3 @@ def read_decisions(path: str, trace_id: str) -> list[Decision]:
         db.close()
     return [Decision(*row) for row in rows]
 
-
-def _row(decision: Decision) -> tuple[Any, ...]:
-    return (decision.trace_id, decision.span_id, decision.decision, decision.service, decision.convention,
-            decision.model, decision.prompt_version, decision.recorded_unix_s, decision.metric, decision.detail)

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 
 from tracejudge.judge.queue import JudgeQueueStore, NewItem
-from tracejudge.processor.component.decisions import QUEUED, DecisionRecorder
+from tracejudge.processor.component.decisions import QUEUED
 from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
 from tracejudge.processor.processors.judge_queue.feedback_trigger import NOT_SAMPLED, FeedbackTrigger, triggered
@@ -23,13 +23,12 @@ class FeedbackDesk:
     """Runs on the event loop, like the stage that owns it; every call is one or two short transactions."""
 
     def __init__(self, queue: JudgeQueueStore, writer: ItemWriter, store: Store, trigger: FeedbackTrigger,
-                 metrics: Sequence[str], decisions: DecisionRecorder, clock: Callable[[], float]) -> None:
+                 metrics: Sequence[str], clock: Callable[[], float]) -> None:
         self._queue = queue
         self._writer = writer
         self._store = store
         self._trigger = trigger
         self._metrics = metrics
-        self._decisions = decisions
         self._clock = clock
 
     def feedback(self, records: Sequence[Feedback]) -> FeedbackReceipt:
@@ -49,14 +48,15 @@ class FeedbackDesk:
         for span in kept:
             body = {**span.body, **decision_fields(triggered(NOT_SAMPLED, negative[span.trace_id]))}
             items += [NewItem(span.span_id, span.trace_id, metric, body, now) for metric in self._metrics]
-        result = self._writer.commit(items)
+        result = self._writer.reserve(items)  # their spans were accepted with an earlier request: committed now
         away = {(item.span_id, item.metric) for item in result.turned_away}
-        self._decisions.record(
-            [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
-                           json.dumps({"stratum": item.body["stratum"]}))
-             for item in items if (item.span_id, item.metric) not in away]
-            + [item_decision(item.trace_id, item.span_id, item.body, self._writer.dropped, item.metric)
-               for item in result.turned_away])
+        if items:
+            self._queue.commit(items, decisions=(
+                [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
+                               json.dumps({"stratum": item.body["stratum"]}))
+                 for item in items if (item.span_id, item.metric) not in away]
+                + [item_decision(item.trace_id, item.span_id, item.body, self._writer.dropped, item.metric)
+                   for item in result.turned_away]))
         known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
         return FeedbackReceipt(len(new), result.inserted, len((set(negative) - known) & waiting))
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracejudge.judge.queue import Document, Enqueued, JudgeQueueStore, KeptSpan, NewItem
+from tracejudge.judge.queue import Enqueued, JudgeQueueStore, NewItem
 from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
@@ -67,7 +67,7 @@ def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision
 
 
 class ItemWriter:
-    """Commits items to the judge queue and counts what went in and what the full queue turned away."""
+    """Reserves items in the judge queue and counts what went in and what the full queue turned away."""
 
     def __init__(self, queue: JudgeQueueStore, metrics: JudgeQueueMetrics, when_full: str) -> None:
         self._queue = queue
@@ -75,16 +75,9 @@ class ItemWriter:
         self._dropped = metrics.dropped.labels(when_full)
         self.dropped = f"{DROPPED}: judge queue full ({when_full})"  # the decision of a turned-away item
 
-    def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
-               kept: Sequence[KeptSpan] = ()) -> Enqueued:
-        """Items queued at once (feedback-triggered: their spans were accepted with an earlier request)."""
-        return self._counted(self._queue.enqueue(items, documents, kept))
-
     def reserve(self, items: Sequence[NewItem]) -> Enqueued:
         """Items held for a request until it is accepted (queue.commit) or refused (queue.cancel)."""
-        return self._counted(self._queue.reserve(items))
-
-    def _counted(self, result: Enqueued) -> Enqueued:
+        result = self._queue.reserve(items)
         self._enqueued.inc(result.inserted)
         self._dropped.inc(len(result.turned_away))
         return result

@@ -16,7 +16,7 @@ from aiohttp import web
 from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.judge.tiers import build_judges
-from tracejudge.processor.component.decisions import QUEUED, SpanFault
+from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
 from tracejudge.processor.component.errors import RetryableError, StorageError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
 from tracejudge.processor.component.storage import Storage
@@ -27,6 +27,7 @@ from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
 from tracejudge.processor.pdata.llm_span import span_decision
 from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
+from tracejudge.processor.processors.judge_queue.decision_relay import DecisionRelay
 from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
 from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
@@ -89,6 +90,8 @@ class JudgeQueueProcessor:
         self.desk: FeedbackDesk | None = None
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
         self._trigger = FeedbackTrigger(config.feedback, clock)
+        self._relay: DecisionRelay | None = None
+        self._relaying: asyncio.Task[None] | None = None
         self._kept_forgotten_at = 0.0
         self._warned_feedback = False
 
@@ -143,8 +146,8 @@ class JudgeQueueProcessor:
     def _accepted(self, staged: _Staged) -> None:
         assert self._queue is not None
         if staged.items or staged.documents or staged.kept:
-            self._queue.commit(staged.items, staged.documents, staged.kept)
-            self._record(staged.samples, staged.turned_away, staged.items)
+            self._queue.commit(staged.items, staged.documents, staged.kept,
+                               self._records(staged.samples, staged.turned_away, staged.items))
         for trace, ready in staged.holds.items():
             self._queue.hold_trace(trace, ready)
         if staged.now - self._kept_forgotten_at > KEPT_SWEEP_S:
@@ -169,7 +172,7 @@ class JudgeQueueProcessor:
                and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
             pass
 
-    def _record(self, samples: list[Sample], turned_away: list[NewItem], items: list[NewItem]) -> None:
+    def _records(self, samples: list[Sample], turned_away: list[NewItem], items: list[NewItem]) -> list[Decision]:
         truncated = {item.span_id: item.body["truncated"] for item in items if "truncated" in item.body}
         assert self._writer is not None
         dropped = {(item.span_id, item.metric) for item in turned_away}
@@ -188,7 +191,7 @@ class JudgeQueueProcessor:
         spans = {s.span.span_id for s in samples}
         records += [item_decision(item.trace_id, item.span_id, item.body, reason, item.metric)
                     for item in turned_away if item.span_id not in spans]
-        self._decisions.record(records)
+        return records
 
     # -- the feedback API the eval_service finds (capability `feedback`) -------------------------------------
     def feedback(self, records: list[Feedback]) -> FeedbackReceipt:
@@ -210,11 +213,13 @@ class JudgeQueueProcessor:
         return self.stats.tracker.store
 
     async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
-        """Wait until nothing is left to judge (no item queued or leased); TimeoutError after `timeout_s`."""
+        """Wait until nothing is left to judge (no item queued or leased) and every decision record is in the
+        decision log; TimeoutError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         quiet = 0
         while quiet < 2:  # twice in a row: a worker may be between leasing and completing
-            quiet = quiet + 1 if self._queue is not None and self._queue.waiting() == 0 else 0
+            queue = self._queue
+            quiet = quiet + 1 if queue is not None and queue.waiting() == 0 and not queue.pending_decisions(1) else 0
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the judge queue still had work after {timeout_s:g} s")
             await asyncio.sleep(poll_s)
@@ -246,17 +251,24 @@ class JudgeQueueProcessor:
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))
             self.desk = FeedbackDesk(self._queue, self._writer, store, self._trigger, self._config.metrics,
-                                     self._decisions, self._clock)
+                                     self._clock)
         review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
-        self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next, self._decisions,
+        self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next,
                                   self._metrics, self._scale, self._config.judge_version, self.stats, review)
         await self.worker.start()
+        self._relay = DecisionRelay(self._queue, self._decisions)
+        self._relaying = asyncio.create_task(self._relay.run(), name="decision-relay")
 
     async def shutdown(self) -> None:
         self.desk = None
         if self.worker is not None:
             await self.worker.shutdown()
             self.worker = None
+        if self._relaying is not None and self._relay is not None:
+            self._relaying.cancel()
+            await asyncio.gather(self._relaying, return_exceptions=True)
+            await self._relay.drain()
+            self._relaying = self._relay = None
         if self.stats is not None:
             await self.stats.close()
             self.stats = None

@@ -21,7 +21,7 @@ from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
 from tracejudge.judge.queue import JudgeItem, WorkQueue
 from tracejudge.judge.tiers import Judges
 from tracejudge.judge.verdict import JudgeInput
-from tracejudge.processor.component.decisions import JUDGED, UNJUDGED, WAITING, Decision, DecisionRecorder
+from tracejudge.processor.component.decisions import JUDGED, UNJUDGED, WAITING, Decision
 from tracejudge.processor.component.errors import PermanentError, RetryableError
 from tracejudge.processor.component.host import RateScale
 from tracejudge.processor.consumer import TracesConsumer
@@ -46,13 +46,12 @@ MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however l
 
 class JudgeWorker:
     def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
-                 decisions: DecisionRecorder, metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
+                 metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
                  stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
         self._queue = queue
         self._judges = judges
         self._config = config
         self._emit = emit
-        self._decisions = decisions
         self._metrics = metrics
         self._scale = scale
         self._judge_version = judge_version
@@ -130,12 +129,10 @@ class JudgeWorker:
             return
         log.error("judge worker: item %s/%s failed %d times; set aside as unjudged", item.span_id, item.metric,
                   item.attempts, exc_info=error)
-        self._queue.complete([item.key])
+        self._queue.complete([item.key], decisions=[item_decision(
+            item.trace_id, item.span_id, item.body, f"{UNJUDGED}: {type(error).__name__}", item.metric,
+            json.dumps({"explanation": f"failed {item.attempts} times: {str(error)[:300]}"}))])
         self._metrics.verdicts.labels("none", item.metric, type(error).__name__).inc()
-        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body,
-                                              f"{UNJUDGED}: {type(error).__name__}", item.metric,
-                                              json.dumps({"explanation": f"failed {item.attempts} times: "
-                                                                         f"{str(error)[:300]}"}))])
 
     async def _see_through(self, items: list[JudgeItem]) -> None:
         documents = self._queue.documents(item.trace_id for item in items)
@@ -154,8 +151,7 @@ class JudgeWorker:
         contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
         if self._review is not None:
             self._review.add(final, contexts)
-        self._queue.complete((item.key for item, _ in final), contexts)
-        self._record(final)
+        self._queue.complete((item.key for item, _ in final), contexts, self._records(final))
         self._rounds += 1
         if self._rounds % 100 == 0:
             self._queue.forget_documents()
@@ -166,15 +162,14 @@ class JudgeWorker:
         final = []
         for item, result in results:
             error = result.verdict.error_type
-            if error in WAITING_ERRORS or (error and error not in FINAL_ERRORS
-                                           and item.attempts < self._config.max_attempts):
+            if error in WAITING_ERRORS:
+                self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10), [item_decision(
+                    item.trace_id, item.span_id, item.body, f"{WAITING}: {error}", item.metric,
+                    json.dumps({"explanation": result.verdict.explanation[:300]}))])
+            elif error and error not in FINAL_ERRORS and item.attempts < self._config.max_attempts:
                 self._queue.release([item.key], self._config.retry_backoff * min(item.attempts, 10))
             else:
                 final.append((item, result))
-        self._decisions.record([item_decision(item.trace_id, item.span_id, item.body,
-                                              f"{WAITING}: {result.verdict.error_type}", item.metric,
-                                              json.dumps({"explanation": result.verdict.explanation[:300]}))
-                                for item, result in results if result.verdict.error_type in WAITING_ERRORS])
         return final
 
     async def _send(self, final: list[tuple[JudgeItem, CascadeVerdict]], started: int, ended: int) -> bool:
@@ -212,7 +207,8 @@ class JudgeWorker:
                           {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
                           {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
 
-    def _record(self, final: list[tuple[JudgeItem, CascadeVerdict]]) -> None:
+    def _records(self, final: list[tuple[JudgeItem, CascadeVerdict]]) -> list[Decision]:
+        """The decision record of each item (completed with them), counting the verdicts."""
         records: list[Decision] = []
         for item, result in final:
             verdict = result.verdict
@@ -231,7 +227,7 @@ class JudgeWorker:
                 self._metrics.cost_usd.labels(verdict.tier).inc(verdict.cost_usd)
             if verdict.cached:
                 self._metrics.cache_hits.labels(verdict.tier).inc()
-        self._decisions.record(records)
+        return records
 
     def _update_state(self) -> None:
         """Gauges, and the sampler's rate scale: down in proportion once the heavy budget is nearly spent."""

@@ -195,13 +195,18 @@ async def test_kill_9_while_judging_then_restart_judges_every_committed_item(tmp
             # an item completes after its results are sent and its scores stored
             await eventually(lambda: item_states(tmp_path / "data" / "judge_queue.db") == [("done", 4)],
                              what="every item done")
-            process.send_signal(signal.SIGTERM)  # a clean stop flushes the decision log
-            process.wait(timeout=20)
-    records = read_decisions(str(tmp_path / "data" / "decisions.db"), llm_spans[0].trace_id.hex())
-    # No retriever and no documents: faithfulness is not judgeable, and says so instead of guessing.
-    assert sorted((d.decision, d.metric) for d in records if d.metric) == [
-        ("judged", "relevancy"), ("judged", "relevancy"), ("unjudged: no_context", "faithfulness"),
-        ("unjudged: no_context", "faithfulness")]
+            # killed again at once: the items' decision records were written with them, not held in memory
+            process.send_signal(signal.SIGKILL)
+
+        def recorded() -> list[tuple[str, str]]:
+            records = read_decisions(str(tmp_path / "data" / "decisions.db"), llm_spans[0].trace_id.hex())
+            return sorted((d.decision, d.metric) for d in records if d.metric)
+
+        with tracejudge(config):
+            # No retriever and no documents: faithfulness is not judgeable, and says so instead of guessing.
+            await eventually(lambda: recorded() == [
+                ("judged", "relevancy"), ("judged", "relevancy"), ("unjudged: no_context", "faithfulness"),
+                ("unjudged: no_context", "faithfulness")], what="every item's record, relayed after the restart")
 
 
 def results(capture: CaptureServer) -> set[tuple[bytes, object]]:

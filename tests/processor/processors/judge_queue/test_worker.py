@@ -41,22 +41,21 @@ async def test_a_poisoned_item_is_set_aside_after_max_attempts_and_the_others_ar
     spans = ["00000000000000a1", POISON, "00000000000000a2"]
     queue.enqueue([NewItem(span, f"{i + 1:032x}", "faithfulness", body) for i, span in enumerate(spans)])
     host = ComponentHost()
-    await host.decisions.start()
     exporters = Exporters()
     worker = JudgeWorker(queue, judges, WorkerConfig(poll_interval=0.01, max_attempts=2, retry_backoff=0.05,
-                                                     lease=30), exporters, host.decisions,
+                                                     lease=30), exporters,
                          host.telemetry.metrics(JudgeQueueMetrics), host.sampling_scale, "1")
     await worker.start()
     try:
         await eventually(lambda: queue.waiting() == 0, what="every item done or set aside")
         await asyncio.sleep(0.2)  # nothing comes back
         assert sorted(exporters.parents) == ["00000000000000a1", "00000000000000a2"]
-        decisions = {d.span_id: d.decision for d in await host.decisions.for_trace(f"{2:032x}")}
+        # recorded with the completion, in the queue's outbox
+        decisions = {d.span_id: d.decision for _, d in queue.pending_decisions(10) if d.trace_id == f"{2:032x}"}
         assert decisions == {POISON: "unjudged: RuntimeError"}
         assert host.telemetry.registry.get_sample_value(
             "tracejudge_judge_verdicts_total", {"tier": "none", "metric": "faithfulness", "outcome": "RuntimeError"}
         ) == 1
     finally:
         await worker.shutdown()
-        await host.decisions.shutdown()
         queue.close()
