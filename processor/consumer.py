@@ -24,7 +24,14 @@ class Exporter(Protocol):
 
     def has_room(self, batch: TraceBatch) -> bool: ...
 
-    def enqueue(self, batch: TraceBatch) -> None: ...
+    def enqueue(self, batch: TraceBatch) -> object:
+        """Take the batch; returns what `withdraw` needs to take it back."""
+        ...
+
+    def withdraw(self, receipt: object) -> None:
+        """Take back a batch `enqueue` just took, before any await (another exporter of the fan-out could not
+        take it: the request is refused, and its retry must not duplicate it here)."""
+        ...
 
     def pending(self) -> int:
         """Requests accepted and not yet delivered or given up on (0 for an exporter without a queue)."""

@@ -3,6 +3,7 @@ follows."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -13,6 +14,8 @@ from tracejudge.processor.component.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 
 class Component(Protocol):
@@ -40,6 +43,29 @@ class AdminRoute:
     path: str  # aiohttp route syntax, e.g. /judge/tiers/{tier}/resume
     handler: Callable[[web.Request], Awaitable[web.Response | None]]
     not_found: str = "nothing in this configuration answers {path}"  # formatted with the path's parameters
+
+
+class ComponentStatus:
+    """What is degraded right now, by component ("exporters/otlp": why), as the Collector's component status
+    reports recoverable errors: set by a component that meets a fault it recovers from (a full disk), cleared by
+    the same component once it has passed. The health check shows it; each change is logged once and gauged."""
+
+    def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
+        self.degraded: dict[str, str] = {}
+        self._on_change = on_change  # the service's gauge: (component, degraded)
+
+    def set_degraded(self, component: str, reason: str) -> None:
+        if self.degraded.get(component) != reason:
+            log.warning("%s is degraded: %s", component, reason)
+            if component not in self.degraded and self._on_change is not None:
+                self._on_change(component, True)
+            self.degraded[component] = reason
+
+    def set_ok(self, component: str) -> None:
+        if self.degraded.pop(component, None) is not None:
+            log.warning("%s has recovered", component)
+            if self._on_change is not None:
+                self._on_change(component, False)
 
 
 class RateScale:
@@ -72,6 +98,9 @@ class Host(Protocol):
 
     @property
     def sampling_scale(self) -> RateScale: ...
+
+    @property
+    def status(self) -> ComponentStatus: ...
 
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:
         """The component `name` of `kind`, or with `name` "" the only one that offers `capability`. The config

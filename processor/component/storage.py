@@ -15,6 +15,10 @@ class Storage(Protocol):
         """The database file of one component, e.g. `judge_queue` → <directory>/judge_queue.db."""
         ...
 
+    def space_exhausted(self) -> bool:
+        """A store could not delete for want of space: free some (a reserve kept for this), True if it could."""
+        ...
+
 
 def storage_reference(name: str, path: str) -> Reference:
     """A `storage:` setting at `path`: it must name a storage extension (file_storage) the service lists."""

@@ -31,6 +31,9 @@ class DebugExporter:
     def pending(self) -> int:
         return 0
 
+    def withdraw(self, receipt: object) -> None:
+        return None  # what was logged stays logged
+
     def enqueue(self, batch: TraceBatch) -> None:
         log.info("%s: %d span(s), %d LLM span(s), %d bytes", self.name, batch.span_count, len(batch.llm_spans),
                  len(batch.payload))

@@ -32,6 +32,7 @@ from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.exporters.helper.queued import ExporterSettings, queued_exporter
 from tracejudge.processor.exporters.helper.retry import parse_retry_after
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
+from tracejudge.processor.exporters.helper.sending_queue import QueuedItem
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation_events import EVALUATION_SPAN_NAME, EVENT_NAME, SERVICE_NAME
 
@@ -83,9 +84,12 @@ class PhoenixExporter:
     def has_room(self, batch: TraceBatch) -> bool:
         return EVENT_MARKER not in batch.payload or self._queued.has_room(batch)
 
-    def enqueue(self, batch: TraceBatch) -> None:
-        if EVENT_MARKER in batch.payload:
-            self._queued.enqueue(batch)
+    def enqueue(self, batch: TraceBatch) -> QueuedItem | None:
+        return self._queued.enqueue(batch) if EVENT_MARKER in batch.payload else None
+
+    def withdraw(self, receipt: object) -> None:
+        if receipt is not None:
+            self._queued.withdraw(receipt)
 
     def pending(self) -> int:
         return self._queued.pending()

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from tracejudge.processor.component.decisions import DecisionRecorder
 from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.component.factory import Factory, Kind, component_type
-from tracejudge.processor.component.host import AdminRoute, Component, CreateSettings, RateScale
+from tracejudge.processor.component.host import AdminRoute, Component, ComponentStatus, CreateSettings, RateScale
 from tracejudge.processor.component.telemetry import CONTENT_TYPE_LATEST, Telemetry
 from tracejudge.processor.consumer import Exporter, TracesConsumer
 from tracejudge.processor.service import factories
@@ -46,6 +46,9 @@ class ServiceMetrics:
             "tracejudge_sampling_scale", "The share of the configured sampling rates in force (below 1 when a "
             "judge budget runs low).", registry=registry)
         self.sampling_scale.set(1)
+        self.degraded = Gauge(
+            "tracejudge_component_degraded", "1 while a component is degraded (a store it cannot write, say); the "
+            "health check says why.", ["component"], registry=registry)
 
 
 class Service:
@@ -56,7 +59,9 @@ class Service:
     def __init__(self, config: Config) -> None:
         self._telemetry = Telemetry()
         self._decisions = DecisionLog(decisions_path(config), self._telemetry)
-        self._sampling_scale = RateScale(self._telemetry.metrics(ServiceMetrics).sampling_scale.set)
+        metrics = self._telemetry.metrics(ServiceMetrics)
+        self._sampling_scale = RateScale(metrics.sampling_scale.set)
+        self._status = ComponentStatus(lambda component, degraded: metrics.degraded.labels(component).set(degraded))
         self._factories: dict[tuple[Kind, str], Factory] = {}
         self._built: list[tuple[Factory, Any]] = []  # every component, with the factory that made it
         self.extensions: dict[str, Any] = {}
@@ -97,6 +102,10 @@ class Service:
     @property
     def sampling_scale(self) -> RateScale:
         return self._sampling_scale
+
+    @property
+    def status(self) -> ComponentStatus:
+        return self._status
 
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:
         built: dict[str, Any] = {"receivers": self.receivers, "processors": self.processors,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracejudge.processor.component.factory import Kind
-from tracejudge.processor.component.host import CreateSettings, RateScale
+from tracejudge.processor.component.host import ComponentStatus, CreateSettings, RateScale
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.service.decision_log import DecisionLog
 
@@ -15,6 +15,7 @@ class ComponentHost:
         self.telemetry = Telemetry()
         self.decisions = DecisionLog(":memory:", self.telemetry)
         self.sampling_scale = RateScale()
+        self.status = ComponentStatus()
         self.extensions = extensions or {}
 
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:

@@ -12,9 +12,9 @@ from typing import Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
+from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError, StorageError
 from tracejudge.processor.component.factory import Reference
-from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.host import ComponentStatus, CreateSettings
 from tracejudge.processor.component.storage import Storage, storage_reference
 from tracejudge.processor.exporters.helper.retry import RetryConfig, call_with_retry
 from tracejudge.processor.exporters.helper.sending_queue import DiskQueue, MemoryQueue, QueuedItem, SendingQueue, Sizer
@@ -109,8 +109,10 @@ class QueuedExporter:
     """A bounded sending queue drained by `num_consumers` workers, each delivering with retries."""
 
     def __init__(self, name: str, sender: Sender, config: QueueConfig, retry: RetryConfig, timeout_s: Duration,
-                 metrics: ExporterMetrics, open_queue: Callable[[], SendingQueue]) -> None:
+                 metrics: ExporterMetrics, open_queue: Callable[[], SendingQueue], status: ComponentStatus) -> None:
         self.name = name
+        self._id = f"exporters/{name}"
+        self._status = status
         self._sender = sender
         self._config = config
         self._retry = retry
@@ -133,11 +135,22 @@ class QueuedExporter:
         self._refused.inc(batch.span_count)
         return False
 
-    def enqueue(self, batch: TraceBatch) -> None:
+    def enqueue(self, batch: TraceBatch) -> QueuedItem:
         if self._queue is None or self._stop.is_set():
             raise RetryableError(f"exporter {self.name} is not running")
-        self._queue.put(batch.payload, batch.span_count)
+        try:
+            item = self._queue.put(batch.payload, batch.span_count)
+        except StorageError as e:
+            self._status.set_degraded(self._id, str(e))
+            raise
+        self._status.set_ok(self._id)
         self._idle.clear()
+        self._size.set(self._queue.size())
+        return item
+
+    def withdraw(self, receipt: object) -> None:
+        assert isinstance(receipt, QueuedItem) and self._queue is not None
+        self._queue.withdraw(receipt)
         self._size.set(self._queue.size())
 
     def pending(self) -> int:
@@ -246,6 +259,6 @@ def queued_exporter(settings: CreateSettings, sender: Sender, config: ExporterSe
     if queue.storage:
         storage: Storage = settings.host.find("extensions", "storage", queue.storage)
         open_queue = functools.partial(DiskQueue, storage.path_for(f"{settings.name}_queue"), queue.queue_size,
-                                       queue.sizer)
+                                       queue.sizer, storage.space_exhausted)
     return QueuedExporter(settings.name, sender, queue, config.retry_on_failure, config.timeout,
-                          settings.host.telemetry.metrics(ExporterMetrics), open_queue)
+                          settings.host.telemetry.metrics(ExporterMetrics), open_queue, settings.host.status)

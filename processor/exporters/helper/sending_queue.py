@@ -4,19 +4,27 @@ Both are driven from the event loop only: `put` is synchronous, so a fan-out can
 into each without a suspension point in between; the disk queue's writes are small WAL appends on that thread.
 Items are taken with `get` and finished with `done` once delivered or given up on. An item that was taken but not
 finished (the process stopped mid-delivery) stays in the disk queue and is delivered again after a restart:
-delivery is at least once.
+delivery is at least once. An item just put can be withdrawn (another exporter of the fan-out refused the request).
+
+Deleting a delivered row needs disk space too: when the disk is full, the disk queue asks its storage to give back
+its reserve (`on_full`) and tries again; a row it still cannot delete is not sent again while the process runs and
+is deleted at the next chance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.component.sqlite import open_database
+
+log = logging.getLogger(__name__)
 
 Sizer = Literal["requests", "items", "bytes"]
 
@@ -41,7 +49,10 @@ class SendingQueue(Protocol):
     def size(self) -> int:
         """What waits, in the sizer's unit."""
 
-    def put(self, payload: bytes, span_count: int) -> None: ...
+    def put(self, payload: bytes, span_count: int) -> QueuedItem: ...
+
+    def withdraw(self, item: QueuedItem) -> None:
+        """Take back an item just put, before any await: no worker has taken it."""
 
     async def get(self) -> QueuedItem: ...
 
@@ -88,18 +99,30 @@ class _Base:
         self._size -= item.size(self._sizer)
         return item
 
-    def _add(self, item: QueuedItem) -> None:
+    def _add(self, item: QueuedItem) -> QueuedItem:
         self._ready.append(item)
         self._size += item.size(self._sizer)
         self._pending += 1
         self._available.set()
+        return item
+
+    def _take_back(self, item: QueuedItem) -> None:
+        for index in range(len(self._ready) - 1, -1, -1):  # it is the newest but for a put since
+            if self._ready[index] is item:
+                del self._ready[index]
+                self._size -= item.size(self._sizer)
+                self._pending -= 1
+                return
 
 
 class MemoryQueue(_Base):
     durable = False
 
-    def put(self, payload: bytes, span_count: int) -> None:
-        self._add(QueuedItem(payload, span_count, len(payload)))
+    def put(self, payload: bytes, span_count: int) -> QueuedItem:
+        return self._add(QueuedItem(payload, span_count, len(payload)))
+
+    def withdraw(self, item: QueuedItem) -> None:
+        self._take_back(item)
 
     def done(self, item: QueuedItem) -> None:
         self._pending -= 1
@@ -115,12 +138,16 @@ _MIGRATIONS = ("CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, payloa
 
 class DiskQueue(_Base):
     """Rows are inserted before the request is acknowledged and deleted once delivered (or given up on).
-    Payloads stay on disk until a worker takes them, so a long backlog costs no memory."""
+    Payloads stay on disk until a worker takes them, so a long backlog costs no memory. `on_full` is called when
+    a delete fails for want of space: it frees some (the storage's reserve) and says whether it could."""
 
     durable = True
 
-    def __init__(self, path: str, capacity: int, sizer: Sizer) -> None:
+    def __init__(self, path: str, capacity: int, sizer: Sizer, on_full: Callable[[], bool] = lambda: False) -> None:
         super().__init__(capacity, sizer)
+        self._path = path
+        self._on_full = on_full
+        self._undeleted: set[int] = set()  # finished rows a full disk kept us from deleting: never sent again
         self._db = open_database(path, _MIGRATIONS, "the sending queue")
         try:
             rows = self._db.execute("SELECT id, span_count, length(payload) FROM queue ORDER BY id").fetchall()
@@ -129,12 +156,16 @@ class DiskQueue(_Base):
         for key, span_count, size_bytes in rows:
             self._add(QueuedItem(b"", span_count, size_bytes, key))
 
-    def put(self, payload: bytes, span_count: int) -> None:
+    def put(self, payload: bytes, span_count: int) -> QueuedItem:
         try:
             cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, span_count))
         except sqlite3.Error as e:  # a full disk, an I/O error: the client is told to retry
-            raise StorageError(f"the sending queue cannot be written ({e})") from e
-        self._add(QueuedItem(b"", span_count, len(payload), cursor.lastrowid or 0))
+            raise StorageError(f"the sending queue {self._path} cannot be written ({e})") from e
+        return self._add(QueuedItem(b"", span_count, len(payload), cursor.lastrowid or 0))
+
+    def withdraw(self, item: QueuedItem) -> None:
+        self._take_back(item)
+        self._delete(item.key)
 
     async def get(self) -> QueuedItem:
         item = await super().get()
@@ -142,8 +173,28 @@ class DiskQueue(_Base):
         return QueuedItem(payload, item.span_count, item.size_bytes, item.key)
 
     def done(self, item: QueuedItem) -> None:
-        self._db.execute("DELETE FROM queue WHERE id = ?", (item.key,))
         self._pending -= 1
+        self._delete(item.key)
+
+    def undeleted(self) -> int:
+        """Finished rows still on disk (a full disk): they would be sent again after a restart."""
+        return len(self._undeleted)
+
+    def _delete(self, key: int) -> None:
+        self._undeleted.add(key)
+        keys = sorted(self._undeleted)
+        for attempt in range(2):
+            try:
+                self._db.executemany("DELETE FROM queue WHERE id = ?", [(k,) for k in keys])
+            except sqlite3.Error as e:
+                full = getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                if attempt == 0 and full and self._on_full():
+                    continue
+                log.warning("sending queue %s: %d delivered request(s) cannot be deleted yet (%s); they are not "
+                            "sent again unless the process restarts first", self._path, len(keys), e)
+                return
+            self._undeleted.clear()
+            return
 
     def close(self) -> None:
         self._db.close()

@@ -78,6 +78,8 @@ class JudgeQueueProcessor:
         self._path = storage.path_for(settings.name)
         self._config = config
         self._next = next_consumer
+        self._id = f"processors/{settings.name}"
+        self._status = host.status
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
         self._faults = host.telemetry.metrics(SpanFaultMetrics).unprocessable
         self._decisions = host.decisions
@@ -105,16 +107,28 @@ class JudgeQueueProcessor:
         try:
             staged = self._reserve(batch)
         except sqlite3.Error as e:  # nothing of the batch went anywhere yet: the client's retry is clean
-            raise StorageError(f"the judge queue cannot be written ({e})") from e
+            error = StorageError(f"the judge queue {self._path} cannot be written ({e})")
+            self._status.set_degraded(self._id, str(error))
+            raise error from e
+        self._status.set_ok(self._id)
         try:
             await self._next.consume(batch)
         except BaseException:
-            self._queue.cancel(staged.items)
+            self._cancel(staged.items)
             raise
         try:
             self._accepted(staged)
         except sqlite3.Error:  # the exporters have the batch: refusing now would duplicate it on the retry
             log.exception("judge items of an accepted request could not be committed; they are not judged")
+
+    def _cancel(self, items: list[NewItem]) -> None:
+        """Items of a refused request are deleted; if the disk is too full even for that, they stay reserved (never
+        judged, dropped at the next start) and the request's retry commits them."""
+        assert self._queue is not None
+        try:
+            self._queue.cancel(items)
+        except sqlite3.Error as e:
+            log.warning("judge queue: %d item(s) of a refused request stay reserved (%s)", len(items), e)
 
     def _reserve(self, batch: TraceBatch) -> _Staged:
         assert self._queue is not None and self._writer is not None

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from tests.processor.processors.judge_queue.test_stage import judging_config
+from tests.support.metrics import metric
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.process import TRACEJUDGE
@@ -91,6 +92,24 @@ async def test_health_check_is_200_while_running() -> None:
         async with session.get(f"http://127.0.0.1:{port}/") as response:
             assert response.status == 200
             assert (await response.json())["status"] == "Server available"
+
+
+async def test_a_degraded_component_is_named_by_the_health_check_and_fails_it_only_if_configured() -> None:
+    for fail, expected in ((False, 200), (True, 503)):
+        config = forwarding_config(
+            "127.0.0.1:1", extensions=f"  health_check:\n    endpoint: 127.0.0.1:0\n    fail_when_degraded: {fail}",
+            service_extensions="[health_check]")
+        async with running(config) as service, aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{service.extensions['health_check'].port}/"
+            service.status.set_degraded("exporters/otlp", "the sending queue cannot be written")
+            async with session.get(url) as response:
+                assert response.status == expected
+                assert (await response.json())["degraded"] == {"exporters/otlp": "the sending queue cannot be written"}
+            assert metric(service, "tracejudge_component_degraded", component="exporters/otlp") == 1
+            service.status.set_ok("exporters/otlp")
+            async with session.get(url) as response:
+                assert response.status == 200 and "degraded" not in await response.json()
+            assert metric(service, "tracejudge_component_degraded", component="exporters/otlp") == 0
 
 
 async def test_decision_records_are_kept_per_trace(tmp_path: Path) -> None:

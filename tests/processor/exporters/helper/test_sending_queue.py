@@ -89,3 +89,15 @@ service:
         with tracejudge(config):
             await downstream.wait_for_requests(4, timeout_s=20)
         assert sorted(downstream.requests) == sorted(payloads)
+
+
+async def test_a_withdrawn_item_is_neither_sent_nor_kept(tmp_path: Path) -> None:
+    path = str(tmp_path / "queue.db")
+    for queue in (MemoryQueue(capacity=10, sizer="bytes"), DiskQueue(path, capacity=10, sizer="bytes")):
+        queue.put(b"kept", 1)
+        queue.withdraw(queue.put(b"given back", 1))
+        assert (queue.pending(), queue.size()) == (1, len(b"kept"))
+        assert (await queue.get()).payload == b"kept"
+        assert queue.waiting() == []
+        queue.close()
+    assert DiskQueue(path, capacity=10, sizer="bytes").pending() == 1  # only "kept", never delivered

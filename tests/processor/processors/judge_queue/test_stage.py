@@ -24,6 +24,7 @@ from tests.support.pipeline import grpc_target, running
 from tests.support.process import TRACEJUDGE, free_port, tracejudge
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
+from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.processors.judge_queue.config import RouteRule
@@ -262,11 +263,16 @@ async def test_a_nearly_spent_heavy_budget_scales_the_sampler_down_and_says_so(t
             scale = metric(service, "tracejudge_sampling_scale")
             second, llm = rag_trace()
             await channel.unary_unary(EXPORT)(second.SerializeToString(), timeout=10)
-            decisions = await service.decisions.for_trace(llm.trace_id.hex())
+
+            async def decided() -> list[Decision]:
+                return [d for d in await service.decisions.for_trace(llm.trace_id.hex())
+                        if d.decision in ("queued", "sampled out")]
+
+            await eventually(decided, what="the sampling decision recorded")  # `queued` comes through the outbox
+            (decision,) = await decided()
     # one heavy call spent 0.001 of 0.0015: a third left, under the 0.5 mark, so rates run at (1/3) / 0.5
     assert abs(scale - 2 / 3) < 1e-6
-    (decided,) = [d for d in decisions if d.decision in ("queued", "sampled out")]
-    detail = json.loads(decided.detail)
+    detail = json.loads(decision.detail)
     assert (detail["scale"], detail["probability"]) == (scale, scale)  # the recorded p is the true one
 
 
