@@ -16,6 +16,7 @@ MODULES: dict[Kind, dict[str, str]] = {
         "otlp": "receivers.otlp",
     },
     "processors": {
+        "memory_limiter": "processors.memory_limiter",
         "llm_extract": "processors.llm_extract",
         "llm_checks": "processors.llm_checks",
         "sampler": "processors.sampler",

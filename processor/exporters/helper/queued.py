@@ -35,16 +35,30 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
 
+# What a sending queue holds when its config does not say, by sizer. With neither `queue_size` nor `sizer` set, a
+# queue holds 64 MiB of requests: bounded memory whatever the request sizes (the Collector's 1000 requests could
+# be 20 GiB of them). `queue_size` alone keeps the Collector's meaning: that many requests.
+DEFAULT_QUEUE_SIZE: dict[Sizer, int] = {"requests": 1000, "items": 100_000, "bytes": 64 * 1024 * 1024}
+
+
 @dataclass(frozen=True)
 class QueueConfig:
-    """`sending_queue`, in requests as the Collector counts them by default."""
+    """`sending_queue`, as in the Collector but bounded in bytes by default (see DEFAULT_QUEUE_SIZE)."""
 
     enabled: bool = True
     num_consumers: int = 10
-    queue_size: int = 1000  # in the unit of `sizer`
-    sizer: Sizer = "requests"  # or items (spans) or bytes: bytes bound the memory a queue can take
+    queue_size: int | None = None  # in the unit of `sizer`
+    sizer: Sizer | None = None  # requests, items (spans) or bytes: bytes bound the memory a queue can take
     # A file_storage extension: the queue is kept on disk and survives a crash (delivery is then at least once).
     storage: str = ""
+
+    @property
+    def unit(self) -> Sizer:
+        return self.sizer or ("requests" if self.queue_size is not None else "bytes")
+
+    @property
+    def capacity(self) -> int:
+        return self.queue_size if self.queue_size is not None else DEFAULT_QUEUE_SIZE[self.unit]
 
     def validate(self, path: str) -> None:
         problems = []
@@ -53,7 +67,7 @@ class QueueConfig:
                             "would hold up the application's export calls")
         if self.num_consumers < 1:
             problems.append(f"{path}.num_consumers: must be at least 1")
-        if self.queue_size < 1:
+        if self.queue_size is not None and self.queue_size < 1:
             problems.append(f"{path}.queue_size: must be at least 1")
         if problems:
             raise ConfigError(problems)
@@ -126,7 +140,7 @@ class QueuedExporter:
         self._failed = metrics.send_failed_spans.labels(name)
         self._refused = metrics.enqueue_failed_spans.labels(name)
         self._size = metrics.queue_size.labels(name)
-        metrics.queue_capacity.labels(name).set(config.queue_size)
+        metrics.queue_capacity.labels(name).set(config.capacity)
 
     def has_room(self, batch: TraceBatch) -> bool:
         queue = self._queue
@@ -255,10 +269,10 @@ def queued_exporter(settings: CreateSettings, sender: Sender, config: ExporterSe
     """An exporter delivering through `sender` behind the sending queue `config` describes: in memory, or in the
     `storage` extension it names."""
     queue = config.sending_queue
-    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.queue_size, queue.sizer)
+    open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.capacity, queue.unit)
     if queue.storage:
         storage: Storage = settings.host.find("extensions", "storage", queue.storage)
-        open_queue = functools.partial(DiskQueue, storage.path_for(f"{settings.name}_queue"), queue.queue_size,
-                                       queue.sizer, storage.space_exhausted)
+        open_queue = functools.partial(DiskQueue, storage.path_for(f"{settings.name}_queue"), queue.capacity,
+                                       queue.unit, storage.space_exhausted)
     return QueuedExporter(settings.name, sender, queue, config.retry_on_failure, config.timeout,
                           settings.host.telemetry.metrics(ExporterMetrics), open_queue, settings.host.status)

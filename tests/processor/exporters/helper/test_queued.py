@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
+import pytest
 from aiohttp import web
 
 from tests.support.metrics import metric
@@ -14,6 +15,7 @@ from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.process import free_port
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
+from tracejudge.processor.service.config import parse_config
 from tracejudge.processor.service.service import Service
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -126,3 +128,19 @@ async def test_otlphttp_exporter_posts_gzip_protobuf_and_retries_503() -> None:
             assert requests[-1].headers["Content-Encoding"] == "gzip"
             assert requests[-1].headers["Content-Type"] == "application/x-protobuf"
             assert requests[-1].headers["x-api-key"] == "k"
+
+
+@pytest.mark.parametrize(("settings", "capacity"), [
+    ("{}", (64 * 1024 * 1024, "bytes")),  # bounded memory whatever the request sizes
+    ("{queue_size: 50}", (50, "requests")),  # the Collector's meaning of queue_size alone
+    ("{sizer: items}", (100_000, "items")),
+    ("{sizer: bytes, queue_size: 1000000}", (1_000_000, "bytes")),
+])
+async def test_a_sending_queue_is_bounded_in_bytes_unless_told_otherwise(settings: str,
+                                                                         capacity: tuple[int, str]) -> None:
+    text = forwarding_config("127.0.0.1:1").replace("sending_queue: {queue_size: 100, num_consumers: 2}",
+                                                    f"sending_queue: {settings}")
+    queue = parse_config(text, {}).exporters["otlp"].sending_queue
+    assert (queue.capacity, queue.unit) == capacity
+    async with running(text) as service:
+        assert metric(service, "tracejudge_exporter_queue_capacity", exporter="otlp") == capacity[0]
