@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.component.errors import ConfigError, StorageError
-from tracejudge.processor.component.sqlite import open_database, open_read_only
+from tracejudge.processor.component.sqlite import Retention, give_back, open_database, open_read_only, shrink_to
 
 WhenFull = Literal["drop_new", "drop_oldest"]
 
@@ -60,6 +60,8 @@ _MIGRATIONS = (
         trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL, service TEXT NOT NULL,
         convention TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL, recorded_unix_s REAL NOT NULL,
         metric TEXT NOT NULL, detail TEXT NOT NULL)""",
+    # retention takes judged (and dropped) items oldest first
+    "CREATE INDEX items_done ON items (done_unix_s) WHERE done_unix_s IS NOT NULL",
 )
 
 # The ids a lease takes, from the two covering indexes above (tests check the plan reads no table row).
@@ -166,6 +168,8 @@ class JudgeQueueStore(WorkQueue, Protocol):
     def traces_with_items(self, trace_ids: Iterable[str]) -> set[str]: ...
 
     def forget_kept(self, older_than_s: float, max_kept: int, limit: int = 200) -> int: ...
+
+    def prune(self, retention: Retention, limit: int = 200) -> int: ...
 
     def hold_trace(self, trace_id: str, ready_unix_s: float) -> None: ...
 
@@ -401,6 +405,22 @@ class JudgeQueue:
             self._db.executemany("UPDATE items SET state = 'queued', ready_unix_s = ? WHERE id = ? AND "
                                  "state = 'leased'", [(ready, key) for key in keys])
             self._insert_decisions(decisions)
+
+    def prune(self, retention: Retention, limit: int = 200) -> int:
+        """Delete up to `limit` finished items (judged, given up on, dropped: with their prompts, answers and
+        context) older than `retention.max_age`, or the oldest while the file holds more than `retention.max_mib`;
+        give the space back. Returns how many; small steps, as it runs on the event loop."""
+        cutoff = self._clock() - retention.max_age
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.execute("DELETE FROM items WHERE id IN (SELECT id FROM items WHERE done_unix_s < ? "
+                             "ORDER BY done_unix_s LIMIT ?)", (cutoff, limit))
+            deleted = self._db.total_changes - before
+            deleted += shrink_to(self._db, retention.max_mib, "DELETE FROM items WHERE id IN (SELECT id FROM items "
+                                 "WHERE done_unix_s IS NOT NULL ORDER BY done_unix_s LIMIT ?)", limit - deleted)
+        give_back(self._db)
+        return deleted
 
     def hold_trace(self, trace_id: str, ready_unix_s: float) -> None:
         """Move the queued items of a trace that is still arriving to `ready_unix_s` (the decision wait)."""

@@ -40,9 +40,14 @@ class StatsConfig:
     embeddings: bool = True  # drift on a projection of query embeddings (the shipped MiniLM encoder)
     seed: int = 0  # of the embedding projection
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    # Raw evaluations (once a checkpoint of their series holds them), feedback and delivered alerts are deleted
+    # after this long; the series' state (CUSUM, baselines, drift reference) is kept whatever their age.
+    retention: Duration = 90 * 86400.0
 
     def validate(self, path: str) -> None:
         problems = []
+        if self.retention <= 0:
+            problems.append(f"{path}.retention: must be positive")
         if self.cusum_k < 0 or self.cusum_h <= 0:
             problems.append(f"{path}.cusum_k / cusum_h: need k >= 0 and h > 0 (in sd units; defaults 0.5 and 5)")
         problems += [f"{path}.{name}: must be at least 2" for name in ("warmup", "min_n", "drift_bins")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
-from tracejudge.processor.component.sqlite import open_database
+from tracejudge.processor.component.sqlite import MAX_INTEGER, give_back, open_database
 from tracejudge.processor.pdata.feedback import Feedback
 
 from .records import Alert, Evaluation, SeriesKey
@@ -56,11 +56,15 @@ _MIGRATIONS = (
         negative INTEGER NOT NULL)""",
     "CREATE INDEX feedback_trace ON feedback (trace_id)",
     "CREATE INDEX feedback_negative ON feedback (negative, time_unix_nano)",
+    # retention: when an evaluation was stored (older rows: 0, the oldest), and feedback by its time
+    "ALTER TABLE evaluations ADD COLUMN stored_unix_s REAL NOT NULL DEFAULT 0",
+    "CREATE INDEX feedback_time ON feedback (time_unix_nano)",
 )
 
 
 FIELDS = [f.name for f in dataclasses.fields(Evaluation)]
-_INSERT = f"INSERT INTO evaluations ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
+_INSERT = (f"INSERT INTO evaluations ({', '.join(FIELDS)}, stored_unix_s) VALUES ({', '.join('?' * len(FIELDS))}, "
+           "(julianday('now') - 2440587.5) * 86400.0)")
 
 
 class Store(Protocol):
@@ -114,6 +118,12 @@ class Store(Protocol):
     def judged_traces(self) -> Iterator[tuple[str, str, str, float]]:
         """Per metric, judge version and trace: (metric, judge_version, trace_id, the trace's lowest score).
         Calibration's input."""
+        ...
+
+    def prune(self, older_than_unix_s: float, limit: int = 200) -> int:
+        """Delete up to `limit` evaluations stored before `older_than_unix_s` that a checkpoint of the series
+        already holds (so the series lose nothing), feedback given before it and delivered alerts raised before it;
+        returns how many rows went."""
         ...
 
     def close(self) -> None: ...
@@ -234,6 +244,24 @@ class SqliteStore:
                 "SELECT metric, judge_version, trace_id, min(score) FROM evaluations "
                 "GROUP BY metric, judge_version, trace_id ORDER BY metric, judge_version, trace_id"):
             yield str(metric), str(version), str(trace), float(score)
+
+    def prune(self, older_than_unix_s: float, limit: int = 200) -> int:
+        nanos = int(min(older_than_unix_s * 1e9, MAX_INTEGER))
+        conn = self._db.conn
+        with self._db.atomic():
+            row = conn.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'").fetchone()
+            checkpointed = int(row[0]) if row else 0
+            before = conn.total_changes
+            # stored times grow with seq: the oldest are a prefix of the checkpointed rows
+            conn.execute("DELETE FROM evaluations WHERE seq IN (SELECT seq FROM evaluations WHERE seq <= ? "
+                         "ORDER BY seq LIMIT ?) AND stored_unix_s < ?", (checkpointed, limit, older_than_unix_s))
+            conn.execute("DELETE FROM feedback WHERE feedback_id IN (SELECT feedback_id FROM feedback WHERE "
+                         "time_unix_nano < ? ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
+            conn.execute("DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM alerts WHERE time_unix_nano < ? "
+                         "AND delivered = 1 ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
+            deleted = conn.total_changes - before
+        give_back(conn)
+        return deleted
 
     def count(self, table: str) -> int:
         return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

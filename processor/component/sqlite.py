@@ -1,20 +1,71 @@
 """The one way tracejudge opens a SQLite store: WAL, `synchronous=NORMAL` (a commit survives the process being
 killed; only an OS crash can lose the last ones), migrations numbered by `PRAGMA user_version` and run each in a
-transaction of its own, and a refusal to open a database written by a newer tracejudge.
+transaction of its own, and a refusal to open a database written by a newer tracejudge. Every store is in
+incremental auto-vacuum mode, so what retention deletes is given back to the file system in small steps
+(`give_back`); a database from before that mode is converted once, by a VACUUM when it is opened.
 
 Each store owns its schema as a tuple of migrations; a migration is one SQL statement or several separated by
 `;` at the end of a line. Appending a migration is how a schema changes; editing one that shipped is not."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from tracejudge.processor.component.errors import StorageError
+from tracejudge.processor.component.confmap import Duration
+from tracejudge.processor.component.errors import ConfigError, StorageError
+
+log = logging.getLogger(__name__)
 
 # SQLite's largest integer: OTLP times are uint64, so a time from a client is bounded by it before it is stored.
 MAX_INTEGER = 2**63 - 1
+INCREMENTAL = 2  # PRAGMA auto_vacuum
+GIVE_BACK_PAGES = 256  # per step: 1 MiB of 4 KiB pages
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a store keeps what it no longer needs, and how big it may grow: past `max_mib` (0: no bound) the
+    oldest goes first whatever its age. Pruned in small steps off the request path; space is given back."""
+
+    max_age: Duration = 7 * 86400.0
+    max_mib: int = 1024
+
+    def validate(self, path: str) -> None:
+        if self.max_age <= 0:
+            raise ConfigError(f"{path}.max_age: must be positive")
+        if self.max_mib < 0:
+            raise ConfigError(f"{path}.max_mib: must not be negative (0: no size bound)")
+
+
+def used_bytes(db: sqlite3.Connection) -> int:
+    """What the database's pages hold, free pages not counted."""
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    (free,) = db.execute("PRAGMA freelist_count").fetchone()
+    return int((pages - free) * page_size)
+
+
+def shrink_to(db: sqlite3.Connection, max_mib: int, delete_oldest: str, limit: int, step: int = 50) -> int:
+    """In the caller's transaction: while the database holds more than `max_mib` (0: no bound), run
+    `delete_oldest` (SQL deleting the oldest rows, with their number as its one parameter) in steps of `step`
+    rows, `limit` rows at most. Returns how many rows went."""
+    deleted = 0
+    while max_mib and deleted < limit and used_bytes(db) > max_mib * 1024 * 1024:
+        before = db.total_changes
+        db.execute(delete_oldest, (min(step, limit - deleted),))
+        if db.total_changes == before:
+            break
+        deleted += db.total_changes - before
+    return deleted
+
+
+def give_back(db: sqlite3.Connection, pages: int = GIVE_BACK_PAGES) -> None:
+    """Return up to `pages` free pages to the file system (a short write transaction; call it outside one)."""
+    db.executescript(f"PRAGMA incremental_vacuum({int(pages)})")  # stepped to the end (execute frees one page)
 
 
 def open_database(path: str | Path, migrations: Sequence[str], what: str) -> sqlite3.Connection:
@@ -28,6 +79,7 @@ def open_database(path: str | Path, migrations: Sequence[str], what: str) -> sql
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         done = _version(db, path, migrations, what)
+        _incremental_vacuum(db, path, what)
         for number, migration in enumerate(migrations[done:], start=done + 1):
             with db:
                 db.execute("BEGIN IMMEDIATE")
@@ -55,6 +107,20 @@ def open_read_only(path: str | Path, migrations: Sequence[str], what: str) -> sq
         db.close()
         raise StorageError(f"cannot read {what} {path}: {e}") from e
     return db
+
+
+def _incremental_vacuum(db: sqlite3.Connection, path: str | Path, what: str) -> None:
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+        return
+    db.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")  # a new, empty database takes it at once
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL or str(path) == ":memory:":
+        return
+    log.info("%s %s: converting to incremental vacuum (once)", what, path)
+    try:
+        db.execute("VACUUM")
+    except sqlite3.Error as e:  # e.g. no room for the copy VACUUM makes: retention still deletes, space is reused
+        log.warning("%s %s: could not convert to incremental vacuum (%s); freed space is reused but not given "
+                    "back to the file system", what, path, e)
 
 
 def _version(db: sqlite3.Connection, path: str | Path, migrations: Sequence[str], what: str) -> int:

@@ -19,6 +19,7 @@ import yaml
 from tracejudge.processor.component.confmap import decode, expand_env
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import KINDS, Kind, Reference, component_type
+from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.service import factories
 from tracejudge.processor.transport.auth import AuthConfig
 from tracejudge.processor.transport.http_site import parse_endpoint
@@ -56,10 +57,18 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class DecisionsConfig:
+    """Decision records (`tracejudge explain`): kept `retention.max_age`, in at most `retention.max_mib`."""
+
+    retention: Retention = field(default_factory=Retention)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     pipelines: dict[str, PipelineConfig]
     extensions: tuple[str, ...] = ()
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import astuple
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.component.errors import StorageError
-from tracejudge.processor.component.sqlite import open_database, open_read_only
+from tracejudge.processor.component.sqlite import Retention, give_back, open_database, open_read_only, shrink_to
 from tracejudge.processor.component.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,13 @@ MIGRATIONS = (
         recorded_unix_s) SELECT * FROM decisions;
     DROP TABLE decisions;
     ALTER TABLE decisions_2 RENAME TO decisions""",
+    "CREATE INDEX decisions_time ON decisions (recorded_unix_s)",  # retention deletes the oldest first
 )
 
 _BATCH = 512
 FLUSH_INTERVAL_S = 0.5
+PRUNE_INTERVAL_S = 10.0  # how often retention looks for records to delete (at once again while it finds many)
+PRUNE_ROWS = 1000  # per step
 
 
 class DecisionLogMetrics:
@@ -62,8 +66,11 @@ class DecisionLog:
     new ones are counted as dropped and logged, not silently lost.
     """
 
-    def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000) -> None:
+    def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000,
+                 retention: Retention | None = None) -> None:
         self._path = path
+        self._retention = retention or Retention()
+        self._pruned_at = 0.0
         self._dropped = telemetry.metrics(DecisionLogMetrics).dropped
         self._requests: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
         self._pending: list[Decision] = []
@@ -151,6 +158,8 @@ class DecisionLog:
                 break
             try:
                 request(db)
+                if time.monotonic() - self._pruned_at > PRUNE_INTERVAL_S:
+                    self.prune(db)
             except Exception:  # a failed write must not stop the log
                 log.exception("decision log: database request failed")
         self._flush(db)
@@ -161,6 +170,22 @@ class DecisionLog:
             pending, self._pending = self._pending, []
         for start in range(0, len(pending), _BATCH):
             self._insert(db, pending[start:start + _BATCH])
+
+    def prune(self, db: sqlite3.Connection) -> int:
+        """One step of retention: records older than max_age, then the oldest while the file is over max_mib."""
+        retention = self._retention
+        with db:
+            db.execute("BEGIN")
+            before = db.total_changes
+            db.execute("DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM decisions WHERE recorded_unix_s < ? "
+                       "ORDER BY recorded_unix_s LIMIT ?)", (time.time() - retention.max_age, PRUNE_ROWS))
+            deleted = db.total_changes - before
+            deleted += shrink_to(db, retention.max_mib, "DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM "
+                                 "decisions ORDER BY recorded_unix_s LIMIT ?)", PRUNE_ROWS - deleted)
+        give_back(db)
+        # many found: look again at the next tick
+        self._pruned_at = 0.0 if deleted >= PRUNE_ROWS else time.monotonic()
+        return deleted
 
     @staticmethod
     def _insert(db: sqlite3.Connection, records: Sequence[Decision]) -> None:

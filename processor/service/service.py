@@ -58,7 +58,8 @@ class Service:
 
     def __init__(self, config: Config) -> None:
         self._telemetry = Telemetry()
-        self._decisions = DecisionLog(decisions_path(config), self._telemetry)
+        self._decisions = DecisionLog(decisions_path(config), self._telemetry,
+                                      retention=config.service.decisions.retention)
         metrics = self._telemetry.metrics(ServiceMetrics)
         self._sampling_scale = RateScale(metrics.sampling_scale.set)
         self._status = ComponentStatus(lambda component, degraded: metrics.degraded.labels(component).set(degraded))

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from tracejudge.judge.queue import LEASE_IDS, Document, JudgeQueue, JudgeQueueConfig, KeptSpan, NewItem
+from tracejudge.processor.component.sqlite import Retention
 
 
 def item(n: int, metric: str = "faithfulness") -> NewItem:
@@ -112,3 +113,21 @@ def test_reserved_items_wait_for_their_request_to_be_accepted_or_refused(tmp_pat
     reopened = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(max_items=3), "v")  # after a crash
     assert reopened.lease(10, lease_s=30) == []
     assert reopened.reserve([item(5)]).inserted == 1  # the crashed request's reservation is gone
+
+
+def test_retention_deletes_finished_items_by_age_then_by_size_and_never_waiting_ones(tmp_path: Path) -> None:
+    now = [1000.0]
+    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "1", clock=lambda: now[0])
+    big = {"response": "x" * 20_000}
+    queue.enqueue([NewItem(f"{n:016x}", "ab" * 16, "faithfulness", big) for n in range(300)])
+    queue.complete([item.key for item in queue.lease(200, 30)])  # 200 judged at t=1000, 100 still waiting
+    now[0] += 86400
+    queue.complete([item.key for item in queue.lease(50, 30)])  # 50 judged a day later
+    assert queue.prune(Retention(max_age=3600, max_mib=0), limit=1000) == 200  # the day-old ones
+    assert queue.prune(Retention(max_age=3600, max_mib=0), limit=1000) == 0
+    assert queue.waiting() == 50
+    size = (tmp_path / "q.db").stat().st_size
+    assert queue.prune(Retention(max_age=86400 * 30, max_mib=1), limit=1000) == 50  # over 1 MiB: the oldest go
+    assert queue.waiting() == 50  # waiting items are not retention's to delete
+    queue.close()
+    assert (tmp_path / "q.db").stat().st_size < size  # and the space went back to the file system

@@ -18,6 +18,7 @@ import pytest
 
 from tests.stats.test_monitor import stream
 from tracejudge.processor.component.errors import StorageError
+from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.replay import recover, replay
@@ -126,3 +127,27 @@ def test_committed_evaluations_and_their_state_survive_kill_9(tmp_path: Path) ->
     fresh.observe(stored)
     assert states(recovered) == states(fresh)
     store.close()
+
+
+def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(tmp_path: Path) -> None:
+    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
+    for start in range(0, 500, 16):
+        tracker.record(CHANGE[start:start + 16])
+    expected = states(tracker.monitor)
+    store = tracker.store
+    assert isinstance(store, SqliteStore)
+    future = time.time() + 1  # everything stored is older than this
+    day_ago, later = int(future * 1e9) - 10**9 * 86400, int(future * 1e9) + 10**9
+    store.save_feedback([Feedback("ab" * 16, time_unix_nano=day_ago, comment="old").identified(),
+                         Feedback("ab" * 16, time_unix_nano=later, comment="new").identified()])
+    alerts = store.alerts()
+    # the checkpointed evaluations and the old feedback; alerts not yet sent stay
+    assert alerts and store.prune(future, limit=1000) == 384 + 1
+    assert [f.comment for f in store.feedback()] == ["new"]
+    assert store.count("evaluations") == 116  # after the checkpoint: needed to recover the state
+    store.mark_delivered([a.alert_id for a in alerts])
+    assert store.prune(future, limit=1000) == len(alerts)
+    store.close()
+    reopened = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG)
+    assert states(reopened.monitor) == expected
+    reopened.close()

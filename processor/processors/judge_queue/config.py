@@ -11,6 +11,7 @@ from tracejudge.judge.tiers import JudgesConfig
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import Reference
+from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.component.storage import storage_reference
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
@@ -84,6 +85,9 @@ class JudgeQueueStageConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
     review: ReviewConfig = field(default_factory=ReviewConfig)  # verdicts a person should look at, to a JSONL file
+    # finished items (judged, given up on, dropped: prompts, answers, context) are deleted after `max_age`, or
+    # oldest first while the queue's file is over `max_mib`; waiting items are never (`queue.max_items` bounds them)
+    retention: Retention = field(default_factory=Retention)
 
     def references(self, path: str) -> list[Reference]:
         return [storage_reference(self.storage, f"{path}.storage")]

@@ -1,7 +1,8 @@
 """The review queue: judged items a person should look at, appended to a JSONL file. An item goes there when the
 cascade's tiers disagreed (the local and the heavy verdict differ in label, or in score by at least `disagreement`)
 or when the deciding verdict's confidence is below `min_confidence`. A reviewer's verdict comes back as feedback with
-`labels` (EvalService), which `tracejudge calibration` compares with the judge's."""
+`labels` (EvalService), which `tracejudge calibration` compares with the judge's. The file rolls over at `max_mib`:
+two files at most are kept (<path> and <path>.1)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,13 @@ class ReviewConfig:
     path: str = ""  # the JSONL file items for review are appended to; "" turns the review queue off
     min_confidence: float = 0.0  # verdicts less confident than this are reviewed (0: none for that reason)
     disagreement: float = 0.5  # local and heavy scores this far apart are reviewed (labels differing always are)
+    max_mib: int = 64  # past this the file is renamed <path>.1 (replacing the one before) and a new one begun
 
     def validate(self, path: str) -> None:
         problems = [f"{path}.{name}: must be in [0, 1]" for name in ("min_confidence", "disagreement")
                     if not 0 <= getattr(self, name) <= 1]
+        if self.max_mib < 1:
+            problems.append(f"{path}.max_mib: must be at least 1")
         if problems:
             raise ConfigError(problems)
 
@@ -67,6 +71,9 @@ class ReviewQueue:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             with self._path.open("a", encoding="utf-8") as file:
                 file.write("\n".join(lines) + "\n")
+                full = file.tell() > self._config.max_mib * 1024 * 1024
+            if full:  # the reviewer has the previous file until the next roll-over
+                self._path.replace(self._path.with_name(self._path.name + ".1"))
         except OSError as e:
             log.error("review queue: cannot append %d item(s) to %s: %s", len(lines), self._path, e)
             return 0

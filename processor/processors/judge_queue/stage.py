@@ -43,9 +43,9 @@ from tracejudge.stats.store import Store
 
 log = logging.getLogger(__name__)
 
-KEPT_SWEEP_S = 1.0  # how often expired kept spans are looked for
-KEPT_SWEEP_ROWS = 200  # deleted per step
-KEPT_SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
+SWEEP_S = 1.0  # how often expired kept spans, and what retention deletes, are looked for
+SWEEP_ROWS = 200  # deleted per step
+SWEEP_BUDGET_S = 0.02  # of event-loop time per sweep
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,7 @@ class JudgeQueueProcessor:
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
         self._trigger = FeedbackTrigger(config.feedback, clock)
         self._relay: DecisionRelay | None = None
-        self._relaying: asyncio.Task[None] | None = None
-        self._kept_forgotten_at = 0.0
+        self._background: list[asyncio.Task[None]] = []
         self._warned_feedback = False
 
     async def consume(self, batch: TraceBatch) -> None:
@@ -164,9 +163,6 @@ class JudgeQueueProcessor:
                                self._records(staged.samples, staged.turned_away, staged.items))
         for trace, ready in staged.holds.items():
             self._queue.hold_trace(trace, ready)
-        if staged.now - self._kept_forgotten_at > KEPT_SWEEP_S:
-            self._kept_forgotten_at = staged.now
-            self._forget_kept()
 
     def _span_feedback(self, feedback: tuple[Feedback, ...]) -> None:
         if self.desk is None:
@@ -177,14 +173,31 @@ class JudgeQueueProcessor:
             return
         self.desk.from_spans(feedback)
 
-    def _forget_kept(self) -> None:
-        """Expire kept spans in small steps, for at most KEPT_SWEEP_BUDGET_S: it runs on the event loop."""
-        assert self._queue is not None
-        config = self._config.feedback
+    async def _sweeping(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Expire kept spans, then what retention deletes (finished items, old statistics), in small steps for at
+        most SWEEP_BUDGET_S: it runs on the event loop. A failure (a full disk) is logged; the next sweep retries."""
+        queue = self._queue
+        assert queue is not None
+        feedback, retention = self._config.feedback, self._config.retention
+        stats_cutoff = self._clock() - self._config.stats.retention
+        steps: list[Callable[[], int]] = [
+            lambda: queue.forget_kept(feedback.keep_unsampled, feedback.max_kept, SWEEP_ROWS),
+            lambda: queue.prune(retention, SWEEP_ROWS)]
+        if self.stats is not None:
+            store = self.stats.tracker.store
+            steps.append(lambda: store.prune(stats_cutoff, SWEEP_ROWS))
         started = time.monotonic()
-        while (self._queue.forget_kept(config.keep_unsampled, config.max_kept, KEPT_SWEEP_ROWS) == KEPT_SWEEP_ROWS
-               and time.monotonic() - started < KEPT_SWEEP_BUDGET_S):
-            pass
+        try:
+            for step in steps:
+                while step() >= SWEEP_ROWS and time.monotonic() - started < SWEEP_BUDGET_S:
+                    pass
+        except sqlite3.Error as e:
+            log.warning("judge queue: retention could not delete (%s); tried again in %g s", e, SWEEP_S)
 
     def _records(self, samples: list[Sample], turned_away: list[NewItem], items: list[NewItem]) -> list[Decision]:
         truncated = {item.span_id: item.body["truncated"] for item in items if "truncated" in item.body}
@@ -271,18 +284,21 @@ class JudgeQueueProcessor:
                                   self._metrics, self._scale, self._config.judge_version, self.stats, review)
         await self.worker.start()
         self._relay = DecisionRelay(self._queue, self._decisions)
-        self._relaying = asyncio.create_task(self._relay.run(), name="decision-relay")
+        self._background = [asyncio.create_task(self._relay.run(), name="decision relay"),
+                            asyncio.create_task(self._sweeping(), name="judge queue retention")]
 
     async def shutdown(self) -> None:
         self.desk = None
         if self.worker is not None:
             await self.worker.shutdown()
             self.worker = None
-        if self._relaying is not None and self._relay is not None:
-            self._relaying.cancel()
-            await asyncio.gather(self._relaying, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        if self._relay is not None:
             await self._relay.drain()
-            self._relaying = self._relay = None
+            self._relay = None
         if self.stats is not None:
             await self.stats.close()
             self.stats = None

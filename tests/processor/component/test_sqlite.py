@@ -3,6 +3,7 @@ with what to do."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
 from tracejudge.processor.component.errors import StorageError
-from tracejudge.processor.component.sqlite import open_database, open_read_only
+from tracejudge.processor.component.sqlite import INCREMENTAL, give_back, open_database, open_read_only
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.exporters.helper.sending_queue import DiskQueue
 from tracejudge.processor.service import decision_log
@@ -95,3 +96,19 @@ async def test_the_decision_log_refuses_a_newer_database_when_the_service_starts
     with pytest.raises(StorageError, match="newer tracejudge"):
         await log.start()
     await log.shutdown()
+
+
+def test_every_store_gives_deleted_space_back_including_one_from_before_incremental_vacuum(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript("CREATE TABLE a (x INTEGER); PRAGMA user_version = 1;")
+    old.close()
+    for name in ("new.db", "old.db"):
+        db = open_database(tmp_path / name, MIGRATIONS, "the test store")
+        assert db.execute("PRAGMA auto_vacuum").fetchone() == (INCREMENTAL,)
+        db.executemany("INSERT INTO b VALUES (?)", [("x" * 4000,) for _ in range(500)])
+        full = os.path.getsize(tmp_path / name)
+        db.execute("DELETE FROM b")
+        give_back(db, pages=10_000)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert os.path.getsize(tmp_path / name) < full / 10
+        db.close()

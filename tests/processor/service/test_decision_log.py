@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import eventually
 from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
+from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message, decision_for, span_decision
-from tracejudge.processor.service.decision_log import DecisionLog
+from tracejudge.processor.service.decision_log import DecisionLog, read_decisions
 
 
 def llm_span(span_id: str, content: bool, trace_id: str = "ab" * 16) -> LlmSpan:
@@ -48,3 +51,23 @@ async def test_records_beyond_the_backlog_limit_are_counted_as_dropped(tmp_path:
     await log.start()
     assert len(await log.for_trace("ab" * 16)) == 2
     await log.shutdown()
+
+
+async def test_retention_deletes_records_past_their_age_then_the_oldest_past_the_size(tmp_path: Path) -> None:
+    path = str(tmp_path / "decisions.db")
+    now = time.time()
+    old = [Decision("ab" * 16, f"{n:016x}", EXTRACTED, "shop", "gen_ai", "m", "v1", now - 8 * 86400) for n in range(3)]
+    new = [Decision("cd" * 16, f"{n:016x}", EXTRACTED, "shop", "gen_ai", "m", "v1", now - n, detail="x" * 3000)
+           for n in range(600)]
+    log = DecisionLog(path, Telemetry(), retention=Retention(max_age=7 * 86400, max_mib=1))
+    await log.start()
+    try:
+        await log.write(old + new)
+        await eventually(lambda: not read_decisions(path, "ab" * 16), what="the week-old records deleted")
+        # 600 records of 3 KB are over 1 MiB: the oldest go until it is under
+        await eventually(lambda: len(read_decisions(path, "cd" * 16)) < 400, what="the oldest records deleted")
+        kept = read_decisions(path, "cd" * 16)
+        assert {d.span_id for d in kept} == {f"{n:016x}" for n in range(len(kept))}  # the newest stay
+        assert len(kept) > 150  # no more than needed went (a 3 KB record takes a 4 KiB page)
+    finally:
+        await log.shutdown()

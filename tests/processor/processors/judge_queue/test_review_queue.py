@@ -50,3 +50,18 @@ def test_an_unwritable_review_file_does_not_stop_judging(tmp_path: Path) -> None
     (tmp_path / "file").write_text("")
     queue = ReviewQueue(ReviewConfig(str(tmp_path / "file" / "queue.jsonl"), min_confidence=1.0), "1")
     assert queue.add([(item(1), CascadeVerdict(verdict("local", 0.9, 0.5)))], {}) == 0
+
+
+def test_the_review_file_rolls_over_at_its_size_keeping_one_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "queue.jsonl"
+    queue = ReviewQueue(ReviewConfig(str(path), min_confidence=1.0, max_mib=1), "1")
+    unsure = CascadeVerdict(verdict("local", 0.9, 0.5))
+    context = "c" * 100_000
+    for key in range(35):  # ~100 KB a line: over 1 MiB three times
+        queue.add([(item(key), unsure)], {key: context})
+    previous = [json.loads(line)["span_id"] for line in path.with_name("queue.jsonl.1").read_text().splitlines()]
+    current = [json.loads(line)["span_id"] for line in path.read_text().splitlines()]
+    # 11 lines pass 1 MiB: rolled at lines 11, 22 and 33; the file before the last roll-over was replaced
+    assert previous == [f"{key:016x}" for key in range(22, 33)]
+    assert current == [f"{key:016x}" for key in range(33, 35)]
+    assert not list(tmp_path.glob("queue.jsonl.2"))

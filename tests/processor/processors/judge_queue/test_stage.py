@@ -329,3 +329,16 @@ def test_a_judge_reads_the_beginning_of_huge_texts_and_the_record_says_what_was_
     assert sum(len(d) for d in body["documents"]) == MAX_CONTEXT_CHARS
     assert body["truncated"] == {"response": 18_000_000, "documents": 400_000}
     assert len(json.dumps(body)) < 2 * (MAX_TEXT_CHARS + MAX_CONTEXT_CHARS)
+
+
+async def test_judged_items_are_deleted_once_past_their_retention(tmp_path: Path) -> None:
+    request, _ = rag_trace()
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path).replace(
+            "    decision_wait: 0s\n", "    decision_wait: 0s\n    retention: {max_age: 500ms}\n", 1)
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+            await eventually(lambda: len(evaluation_spans(downstream)) == 1, what="an evaluation span")
+            # the judged items (with their prompts, answers and context) go by the next sweeps
+            await eventually(lambda: item_states(tmp_path / "judge_queue.db") == [], timeout_s=5,
+                             what="the judged items deleted")
