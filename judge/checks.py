@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from tracejudge.judge import pii
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
@@ -23,20 +24,10 @@ from tracejudge.processor.pdata.llm_span import LlmSpan
 CHECK_PREFIX = "tracejudge.check."
 
 MAX_CHECKED_CHARS = 256 * 1024  # of an answer: the checks look at its beginning, and say so when it is longer
-# An e-mail address is found from its "@": a local-part character before it, and after it a run of domain
-# characters holding "<char>.<two letters>" (what [local]+@[domain]+\.[A-Za-z]{2,} matches, found in linear time).
-_EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
-_EMAIL_DOMAIN_RUN = re.compile(r"[A-Za-z0-9.-]*")
-_EMAIL_TLD = re.compile(r"[A-Za-z0-9.-]\.[A-Za-z]{2}")
-# International (+CC ...) or North American ((555) 123-4567, 555-123-4567); bare digit groups are left to _CARD.
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,4}[\s.-]?\d{2,4}"
-                    r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])")
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _REFUSAL = re.compile(
     "\\b(?:I(?:['\u2019]m| am) (?:sorry|unable|not able)|I can(?:no|['\u2019])t (?:help|assist|provide|do)|"
     "I (?:won['\u2019]t|will not) (?:help|assist|provide)|as an AI(?: language model)?)\\b", re.IGNORECASE)
 # Cheap tests that rule most answers out before a regular expression has to scan them.
-_DIGIT = re.compile(r"\d")
 _REFUSAL_HINTS = ("sorry", "unable", "not able", "can't", "can\u2019t", "cannot", "won't", "won\u2019t", "will not",
                   "as an ai")
 
@@ -152,41 +143,12 @@ def _unfenced(text: str) -> str:
     return (inner[4:] if inner.startswith("json") else inner).strip()
 
 
-def has_email(text: str) -> bool:
-    """Whether `text` holds an e-mail address; linear in its length."""
-    at = text.find("@")
-    while at != -1:
-        run = _EMAIL_DOMAIN_RUN.match(text, at + 1)
-        end = run.end() if run else at + 1
-        if at > 0 and text[at - 1] in _EMAIL_LOCAL and _EMAIL_TLD.search(text, at + 1, end):
-            return True
-        at = text.find("@", max(end, at + 1))
-    return False
-
-
 def _pii(answer: str, whole_chars: int) -> EvaluationResult:
-    found = []
-    if has_email(answer):
-        found.append("e-mail address")
-    if _DIGIT.search(answer):
-        if _PHONE.search(answer):
-            found.append("phone number")
-        if any(_luhn(re.sub(r"\D", "", m.group(0))) for m in _CARD.finditer(answer)):
-            found.append("payment card number")
+    found = [name for detector, name in (("email", "e-mail address"), ("phone", "phone number"),
+                                         ("card", "payment card number"))
+             if next(pii.FINDERS[detector](answer), None) is not None]
     scanned = f" (first {len(answer)} of {whole_chars} characters checked)" if whole_chars > len(answer) else ""
     return check_result("pii", not found, f"answer contains: {', '.join(found)}{scanned}" if found else scanned)
-
-
-def _luhn(digits: str) -> bool:
-    if not 13 <= len(digits) <= 19:
-        return False
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        d = int(char)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def _json_requested(span: LlmSpan) -> bool:

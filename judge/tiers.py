@@ -12,6 +12,7 @@ from tracejudge.processor.component.errors import ConfigError
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
 from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
+from .redaction import RedactingJudge, RedactionConfig, Redactor
 from .server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from .verdict import METRICS, Judge
 
@@ -40,6 +41,8 @@ class TierConfig:
     # faithfulness claim by claim (two calls: extract the claims, check each against the context); openai only
     claims: bool = False
     deepeval: DeepEvalOptions = field(default_factory=DeepEvalOptions)  # with judge: deepeval
+    # Personal data replaced in what is sent to the server; unset: on for the heavy tier, off for the local one
+    redaction: RedactionConfig | None = None
 
     def validate(self, path: str) -> None:
         if self.claims and self.judge != "openai":
@@ -58,6 +61,9 @@ class TierConfig:
             raise ConfigError(f"{path}.server: only used with judge: openai or deepeval (this tier is {self.judge})")
         if self.judge == "deepeval" and self.server is not None:
             self.deepeval.judge_config(self.server).validate(f"{path}.deepeval")
+        if self.redaction is not None and self.redaction.enabled and self.judge not in SERVER_KINDS:
+            raise ConfigError(f"{path}.redaction: only for a tier that sends text to a server (judge: openai or "
+                              f"deepeval; this tier is {self.judge} and sends nothing anywhere)")
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -124,17 +130,23 @@ def _judge(tier: str, config: TierConfig) -> Judge | None:
     if config.judge == "none":
         return None
     if config.judge in SERVER_KINDS:
-        assert config.server is not None  # validate() says so
-        # imported here: the openai client (and deepeval) load only when a server tier is configured
-        if config.judge == "deepeval":
-            from .deepeval_judge import DeepEvalJudge
-
-            return DeepEvalJudge(config.deepeval.judge_config(config.server), tier=tier)
-        from .claims import ClaimsJudge
-        from .openai_judge import OpenAiJudge
-
-        judge = OpenAiJudge(config.server, tier=tier)
-        return ClaimsJudge(judge) if config.claims else judge
+        judge = _server_judge(tier, config)
+        redaction = config.redaction or RedactionConfig(enabled=tier == "heavy")
+        return RedactingJudge(judge, Redactor(redaction)) if redaction.enabled else judge
     from .embedded import EmbeddedJudge  # onnxruntime loads only when an embedded tier is configured
 
     return EmbeddedJudge(Path(config.model), tier=tier) if config.model else EmbeddedJudge(tier=tier)
+
+
+def _server_judge(tier: str, config: TierConfig) -> Judge:
+    assert config.server is not None  # validate() says so
+    # imported here: the openai client (and deepeval) load only when a server tier is configured
+    if config.judge == "deepeval":
+        from .deepeval_judge import DeepEvalJudge
+
+        return DeepEvalJudge(config.deepeval.judge_config(config.server), tier=tier)
+    from .claims import ClaimsJudge
+    from .openai_judge import OpenAiJudge
+
+    judge = OpenAiJudge(config.server, tier=tier)
+    return ClaimsJudge(judge) if config.claims else judge

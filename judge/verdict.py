@@ -39,6 +39,7 @@ class Verdict:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached: bool = False  # taken from the verdict cache: this use cost nothing
+    redacted: tuple[tuple[str, int], ...] = ()  # what redaction replaced in what the judge was sent: (kind, count)
 
     @property
     def judged(self) -> bool:

@@ -9,7 +9,7 @@ from types import MappingProxyType
 import pytest
 
 from tests.support.growth import growth
-from tracejudge.judge.checks import MAX_CHECKED_CHARS, Checks, ChecksConfig, has_email
+from tracejudge.judge.checks import MAX_CHECKED_CHARS, Checks, ChecksConfig
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message
@@ -115,13 +115,6 @@ def test_hostile_answers_are_checked_in_linear_time(case: str) -> None:
     assert results["json"] == "fail" and results["pii"] == "pass"
     # 8 times the input: ~8 times the work when linear (the old patterns: ~64 and ~512 times)
     assert growth(run_at, 20_000) < 24
-
-
-def test_an_e_mail_address_is_found_where_the_old_pattern_found_it() -> None:
-    for text, found in (("write to ann.lee+x@mail.example.org today", True), ("a@b.co", True), ("@b.co", False),
-                        ("a@b.c", False), ("a@.co", False), ("a@bco", False), ("x@y@z.io", True),
-                        ("me@localhost and you@host.d e", False)):
-        assert has_email(text) is found, text
 
 
 def test_only_the_beginning_of_a_huge_answer_is_scanned_and_the_verdict_says_so() -> None:

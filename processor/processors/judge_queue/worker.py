@@ -213,10 +213,12 @@ class JudgeWorker:
         for item, result in final:
             verdict = result.verdict
             decision = JUDGED if verdict.judged else f"{UNJUDGED}: {verdict.error_type}"
-            detail = {"score": verdict.score, "label": verdict.label, "tier": verdict.tier,
+            detail: dict[str, object] = {"score": verdict.score, "label": verdict.label, "tier": verdict.tier,
                       "judge_model": verdict.judge_model, "escalation": result.escalation,
                       "degraded": result.degraded, "cost_usd": verdict.cost_usd, "cached": verdict.cached,
                       "explanation": verdict.explanation[:300]}
+            if verdict.redacted:  # what the judge server was not sent
+                detail["redacted"] = dict(verdict.redacted)
             records.append(item_decision(item.trace_id, item.span_id, item.body, decision, item.metric,
                                          json.dumps(detail)))
             outcome = "judged" if verdict.judged else verdict.error_type

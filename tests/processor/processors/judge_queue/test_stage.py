@@ -342,3 +342,24 @@ async def test_judged_items_are_deleted_once_past_their_retention(tmp_path: Path
             # the judged items (with their prompts, answers and context) go by the next sweeps
             await eventually(lambda: item_states(tmp_path / "judge_queue.db") == [], timeout_s=5,
                              what="the judged items deleted")
+
+
+async def test_the_heavy_tier_gets_redacted_text_and_the_decision_record_says_what_was_replaced(
+        tmp_path: Path) -> None:
+    request, llm = rag_trace()
+    for attribute in llm.attributes:
+        if attribute.key == "gen_ai.output.messages":
+            attribute.value.string_value = attribute.value.string_value.replace("Paris.", "Paris. Ask ann@corp.example")
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
+        config = judging_config(downstream.endpoint, heavy.base_url, tmp_path)
+        async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+
+            async def judged() -> list[Decision]:
+                return [d for d in await service.decisions.for_trace(llm.trace_id.hex()) if d.decision == "judged"]
+
+            await eventually(judged, what="judged decisions")
+            records = await judged()
+    assert all("ann@corp.example" not in json.dumps(r) for r in heavy.requests)
+    assert any("[EMAIL]" in json.dumps(r) for r in heavy.requests)
+    assert {json.loads(r.detail)["redacted"]["email"] for r in records} == {1}
