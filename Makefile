@@ -7,7 +7,7 @@ CONFIG ?= otel-config.yaml
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_VERSION ?= 20.26.1
 
-.PHONY: serve demo proto test lint typecheck bench bench-lodo phoenix-venv llama-venv test-llama train-judge clean
+.PHONY: serve demo proto test lint typecheck bench bench-lodo fuzz phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SIZE_CLASSES = (("<=1KiB", 1024), ("<=64KiB", 64 * 1024), ("<=1MiB", 1024 * 1024), ("<=20MiB", 20 * 1024 * 1024))
 GRPC_LIMIT = 4 * 1024 * 1024  # the receiver's default max_recv_msg_size_mib
-SERVER_ERRORS = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DATA_LOSS"}
+SERVER_ERRORS = {"INTERNAL", "UNKNOWN", "DATA_LOSS"}  # UNAVAILABLE, like 503, is a retryable refusal
 LLM_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "llm.request.type",
             "gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model", "gen_ai.output.type",
             "llm.input_messages.0.message.content", "llm.output_messages.0.message.content", "input.value",
@@ -200,22 +200,38 @@ class StallProbe(threading.Thread):
 
 @dataclass
 class Tally:
+    """Statuses; a 5xx other than 503 (or INTERNAL/UNKNOWN/DATA_LOSS) is a server error: a client loses the batch.
+    503/UNAVAILABLE are retryable refusals (overload, a full queue), counted apart."""
+
     statuses: collections.Counter[str] = field(default_factory=collections.Counter)
     server_errors: int = 0
+    retryable: int = 0
     examples: list[str] = field(default_factory=list)
 
     def add(self, status: str, what: str) -> None:
         self.statuses[status] += 1
-        if status.startswith("http 5") or status.removeprefix("grpc ") in SERVER_ERRORS:
+        if status in ("http 503", "grpc UNAVAILABLE"):
+            self.retryable += 1
+        elif status.startswith("http 5") or status.removeprefix("grpc ") in SERVER_ERRORS:
             self.server_errors += 1
             if len(self.examples) < 5:
                 self.examples.append(f"{status}: {what}")
 
 
 class Service:
-    """`tracejudge serve --config otel-config.yaml`, every listener on a free loopback port."""
+    """`tracejudge serve --config otel-config.yaml`, every listener on a free loopback port; with `down_backend`,
+    a copy of it that also forwards to an OTLP backend nobody listens on (its queue fills up)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, down_backend: bool = False) -> None:
+        self.config = REPO / "otel-config.yaml"
+        if down_backend:
+            text = self.config.read_text()
+            pipeline, exporters = "      exporters: [debug]", "exporters:\n  debug:\n    verbosity: normal\n"
+            assert pipeline in text and exporters in text, "otel-config.yaml changed shape: update bench/hostile.py"
+            down = f"  otlp/down:\n    endpoint: 127.0.0.1:{free_port()}\n    tls: {{insecure: true}}\n"
+            text = text.replace(pipeline, "      exporters: [debug, otlp/down]").replace(exporters, exporters + down)
+            self.config = data.parent / "down-backend.yaml"
+            self.config.write_text(text)
         self.ports = {name: free_port() for name in ("grpc", "http", "eval_grpc", "eval_http", "health", "metrics")}
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACEJUDGE_DATA_DIR": str(data),
                     "TRACEJUDGE_SAMPLE_RATE": "1.0",
@@ -226,7 +242,7 @@ class Service:
 
     async def start(self) -> Child:
         self.child = await Child.start("tracejudge", python_module(
-            "tracejudge.processor.cli", "serve", "--config", str(REPO / "otel-config.yaml")), self.env)
+            "tracejudge.processor.cli", "serve", "--config", str(self.config)), self.env)
         await self.child.wait_for("tracejudge is running", timeout_s=120)
         return self.child
 
@@ -299,6 +315,7 @@ class Run:
         case.peak_rss_mib = self.child.stats.memory_mib()[1]
         self.cases.append(case)
         print(f"  {name:<28} {size_class:>8} {case.requests:>6} req  5xx={case.tally.server_errors:<3} "
+              f"503={case.tally.retryable:<3} "
               f"stall={case.worst_stall_s * 1000:7.0f} ms  peak={case.peak_rss_mib:6.0f} MiB  "
               f"{dict(case.tally.statuses)}", flush=True)
         return case
@@ -381,6 +398,35 @@ async def big_span_memory(run: Run, settle_s: float) -> dict[str, Any]:
             "after_s_mib": samples, "above_baseline_at_end_mib": round(samples[-1][1] - baseline, 1)}
 
 
+async def backend_down(directory: Path, requests: int) -> dict[str, Any]:
+    """The shipped config forwarding to a backend that is down as well: 1 MiB requests (in parallel) until the
+    sending queue (64 MiB by default) or the memory limiter refuses them. Peak RSS is what the bound holds to."""
+    service = Service(directory / "data-down", down_backend=True)
+    child = await service.start()
+    probe = StallProbe(service.ports["health"])
+    probe.start()
+    body = ExportTraceServiceRequest()
+    resource = body.resource_spans.add()
+    scope = resource.scope_spans.add()
+    for i in range(64):
+        span = scope.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"op {i}")
+        span.attributes.add(key="payload").value.string_value = "x" * 16_000
+    payload = body.SerializeToString()
+    try:
+        async with aiohttp.ClientSession() as session, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{service.ports['grpc']}") as channel:
+            run = Run(service, child, session, channel, probe)
+            case = await run.case("backend down, 1 MiB requests", "<=1MiB",
+                                  [run.otlp_http(payload) for _ in range(requests)], concurrency=8)
+            queued = await service.metric(session, "tracejudge_exporter_queue_size")
+    finally:
+        probe.stop()
+        await child.stop()
+    return {"requests": requests, "request_bytes": len(payload), "statuses": dict(case.tally.statuses),
+            "peak_rss_mib": round(case.peak_rss_mib, 1), "queued_bytes": queued,
+            "worst_stall_ms": round(case.worst_stall_s * 1000, 1)}
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="tracejudge-fuzz-") as tmp:
@@ -405,25 +451,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             probe.stop()
             status = await child.stop()
+        down = await backend_down(Path(tmp), int(200 * max(args.scale, 0.5)))
+    print(f"  backend down: peak RSS {down['peak_rss_mib']:.0f} MiB, {down['queued_bytes'] / 2**20:.0f} MiB queued, "
+          f"statuses {down['statuses']}", flush=True)
     cases = [{"case": c.name, "size_class": c.size_class, "requests": c.requests,
               "statuses": dict(c.tally.statuses), "server_errors": c.tally.server_errors,
+              "retryable_refusals": c.tally.retryable,
               "server_error_examples": c.tally.examples, "worst_stall_ms": round(c.worst_stall_s * 1000, 1),
               "peak_rss_mib": round(c.peak_rss_mib, 1), "seconds": round(c.seconds, 2)} for c in run.cases]
     problems = [line for line in child.lines if "Traceback" in line or " ERROR " in line]
-    return {"cases": cases, "big_span": memory, "judge_items_waiting_at_end": waiting, "exit_status": status,
-            "errors_logged": problems[:20], "seed": args.seed, "scale": args.scale}
+    return {"cases": cases, "big_span": memory, "backend_down": down, "judge_items_waiting_at_end": waiting,
+            "exit_status": status, "errors_logged": problems[:20], "seed": args.seed, "scale": args.scale}
 
 
 def report(result: dict[str, Any]) -> None:
     cases = result["cases"]
     print("\nper size class (fuzzed and hand-made):")
-    print(f"  {'size class':>10} {'requests':>9} {'5xx':>4} {'worst stall':>12} {'peak RSS':>9}")
+    print(f"  {'size class':>10} {'requests':>9} {'5xx':>4} {'503':>4} {'worst stall':>12} {'peak RSS':>9}")
     for size_class, _ in SIZE_CLASSES:
         mine = [c for c in cases if c["size_class"] == size_class and c["case"] != "warm-up"]
         if mine:
             print(f"  {size_class:>10} {sum(c['requests'] for c in mine):>9} "
-                  f"{sum(c['server_errors'] for c in mine):>4} {max(c['worst_stall_ms'] for c in mine):>9.0f} ms "
-                  f"{max(c['peak_rss_mib'] for c in mine):>5.0f} MiB")
+                  f"{sum(c['server_errors'] for c in mine):>4} {sum(c['retryable_refusals'] for c in mine):>4} "
+                  f"{max(c['worst_stall_ms'] for c in mine):>9.0f} ms {max(c['peak_rss_mib'] for c in mine):>5.0f} MiB")
     total = sum(c["requests"] for c in cases)
     errors = sum(c["server_errors"] for c in cases)
     print(f"  all: {total} requests, {errors} 5xx; tracejudge exited with {result['exit_status']}; "

@@ -245,11 +245,13 @@ async def _feedback_request(request: web.Request) -> Any:
         raise PermanentError(f"the body is not JSON: {e}") from e
     except RecursionError as e:
         raise PermanentError("the body nests deeper than any feedback request does") from e
-    if isinstance(document, dict) and "feedback" not in document:
+    if not isinstance(document, dict):
+        raise PermanentError('the body must be a JSON object: {"feedback": [records]}, or one record')
+    if "feedback" not in document:
         document = {"feedback": [document]}
     try:
         return json_format.ParseDict(document, pb.SubmitFeedbackRequest())
-    except (json_format.ParseError, ValueError, RecursionError) as e:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as e:
         raise PermanentError(str(e) or "the body nests deeper than any feedback request does") from e
 
 
