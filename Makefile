@@ -96,6 +96,13 @@ typecheck: $(VENV)/.installed-dev
 	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml \
 		-p tracejudge.processor -p tracejudge.judge -p tracejudge.stats
 
+# Hostile input and crashes (~20 min): hypothesis with many examples against the decoders, the extractor and the
+# shipped config; hand-made and fuzzed requests with statuses, loop stalls and RSS; 35 kill -9s under load.
+fuzz: $(VENV)/.installed-dev
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/processor/pdata/test_fuzz.py tests/e2e/test_fuzz.py
+	$(PY) -m bench.hostile
+	$(PY) -m bench.crash --kills 35 --interval-s 4
+
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench.startup
 	$(PY) -m bench.forwarding

@@ -66,7 +66,9 @@ async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_ke
     environ = {"TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
                "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
                "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1",
-               "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0"}
+               "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0",
+               # the limit is for a process of its own; this one holds every test's memory too
+               "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}
     text = Path("otel-config.yaml").read_text()
     request = export_request(spans=1, llm_every=1)  # a root LLM span: the trace is complete once it arrives
     span = request.resource_spans[0].scope_spans[0].spans[0]
