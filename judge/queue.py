@@ -123,6 +123,9 @@ class Document:
 class Enqueued:
     inserted: int  # new items (a retried request's items are already there and not counted)
     turned_away: list[NewItem]
+    # under drop_oldest, a reservation's turned-away items are only displaced: dropped when it is committed,
+    # queued again if it is cancelled (their keys)
+    displaced: tuple[int, ...] = ()
 
 
 class WorkQueue(Protocol):
@@ -155,13 +158,14 @@ class JudgeQueueStore(WorkQueue, Protocol):
     def reserve(self, items: Sequence[NewItem]) -> Enqueued: ...
 
     def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
-               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = ()) -> None: ...
+               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = (),
+               displaced: Sequence[int] = ()) -> None: ...
 
     def pending_decisions(self, limit: int) -> list[tuple[int, Decision]]: ...
 
     def forget_decisions(self, through: int) -> None: ...
 
-    def cancel(self, items: Sequence[NewItem]) -> None: ...
+    def cancel(self, items: Sequence[NewItem], displaced: Sequence[int] = ()) -> None: ...
 
     def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]: ...
 
@@ -232,6 +236,7 @@ class JudgeQueue:
         with self._db:  # reserved by requests a crash left unanswered: their clients send them again
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM items WHERE state = 'reserved'")
+            self._db.execute("UPDATE items SET state = 'queued' WHERE state = 'displaced'")
 
     def close(self) -> None:
         self._db.close()
@@ -250,18 +255,23 @@ class JudgeQueue:
 
     def reserve(self, items: Sequence[NewItem]) -> Enqueued:
         """Write `items` as reserved, bounded and deduplicated as `enqueue` does; no worker leases them until
-        `commit` (their request was accepted) or `cancel` (it was refused). A crash before either deletes them."""
+        `commit` (their request was accepted) or `cancel` (it was refused). A crash before either deletes them.
+        Under drop_oldest the oldest waiting items make room by being displaced (not leased) until then."""
         return self._insert(items, (), (), "reserved")
 
     def commit(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
-               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = ()) -> None:
+               kept: Sequence[KeptSpan] = (), decisions: Sequence[Decision] = (),
+               displaced: Sequence[int] = ()) -> None:
         """Reserved `items` become queued, with the `documents` and `kept` spans of their request and the
-        `decisions` recorded about them; one transaction."""
+        `decisions` recorded about them, and the items their reservation `displaced` are dropped; one
+        transaction."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE items SET state = 'queued' WHERE state = 'reserved' AND span_id = ? AND "
                                  "metric = ? AND judge_version = ?",
                                  [(i.span_id, i.metric, self._judge_version) for i in items])
+            self._db.executemany("UPDATE items SET state = 'dropped', done_unix_s = ? WHERE id = ? AND "
+                                 "state = 'displaced'", [(self._clock(), key) for key in displaced])
             self._insert_context(documents, kept, self._clock())
             self._insert_decisions(decisions)
 
@@ -281,12 +291,15 @@ class JudgeQueue:
                              "prompt_version, recorded_unix_s, metric, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [astuple(d) for d in decisions])
 
-    def cancel(self, items: Sequence[NewItem]) -> None:
-        """Reserved `items` are deleted (their request was refused); items queued by an earlier request stay."""
+    def cancel(self, items: Sequence[NewItem], displaced: Sequence[int] = ()) -> None:
+        """Reserved `items` are deleted (their request was refused) and what they `displaced` is queued again;
+        items queued by an earlier request stay."""
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM items WHERE state = 'reserved' AND span_id = ? AND metric = ? AND "
                                  "judge_version = ?", [(i.span_id, i.metric, self._judge_version) for i in items])
+            self._db.executemany("UPDATE items SET state = 'queued' WHERE id = ? AND state = 'displaced'",
+                                 [(key,) for key in displaced])
 
     def _insert(self, items: Sequence[NewItem], documents: Sequence[Document], kept: Sequence[KeptSpan],
                 state: str) -> Enqueued:
@@ -294,6 +307,7 @@ class JudgeQueue:
             return Enqueued(0, [])
         now = self._clock()
         turned_away: list[NewItem] = []
+        displaced: tuple[int, ...] = ()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             (reserved,) = self._db.execute("SELECT count(*) FROM items WHERE state = 'reserved'").fetchone()
@@ -303,7 +317,8 @@ class JudgeQueue:
                 if self._config.when_full == "drop_new":
                     turned_away, accepted = accepted[max(room, 0):], accepted[:max(room, 0)]
                 else:
-                    turned_away = self._drop_oldest(len(accepted) - max(room, 0))
+                    displaced, turned_away = self._drop_oldest(len(accepted) - max(room, 0),
+                                                               "displaced" if state == "reserved" else "dropped")
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s, "
@@ -312,7 +327,7 @@ class JudgeQueue:
                   state) for i in accepted])
             inserted = self._db.total_changes - before
             self._insert_context(documents, kept, now)
-        return Enqueued(inserted, turned_away)
+        return Enqueued(inserted, turned_away, displaced)
 
     def _insert_context(self, documents: Sequence[Document], kept: Sequence[KeptSpan], now: float) -> None:
         self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
@@ -457,9 +472,11 @@ class JudgeQueue:
                                  [(key, verdict, now + ttl_s) for key, verdict in entries.items()])
             self._db.execute("DELETE FROM verdict_cache WHERE expires_unix_s <= ?", (now,))
 
-    def _drop_oldest(self, count: int) -> list[NewItem]:
+    def _drop_oldest(self, count: int, state: str) -> tuple[tuple[int, ...], list[NewItem]]:
         rows = self._db.execute("SELECT id, span_id, trace_id, metric, body FROM items WHERE state = 'queued' "
                                 "ORDER BY id LIMIT ?", (count,)).fetchall()
-        self._db.executemany("UPDATE items SET state = 'dropped', done_unix_s = ? WHERE id = ?",
-                             [(self._clock(), row[0]) for row in rows])
-        return [NewItem(span, trace, metric, json.loads(body)) for _, span, trace, metric, body in rows]
+        done = self._clock() if state == "dropped" else None  # a displaced item may be queued again
+        self._db.executemany("UPDATE items SET state = ?, done_unix_s = ? WHERE id = ?",
+                             [(state, done, row[0]) for row in rows])
+        return (tuple(row[0] for row in rows),
+                [NewItem(span, trace, metric, json.loads(body)) for _, span, trace, metric, body in rows])

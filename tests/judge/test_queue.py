@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -131,3 +132,32 @@ def test_retention_deletes_finished_items_by_age_then_by_size_and_never_waiting_
     assert queue.waiting() == 50  # waiting items are not retention's to delete
     queue.close()
     assert (tmp_path / "q.db").stat().st_size < size  # and the space went back to the file system
+
+
+def test_under_drop_oldest_a_refused_reservation_gives_the_displaced_items_back(tmp_path: Path) -> None:
+    def states(path: Path) -> dict[str, str]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return dict(db.execute("SELECT span_id, state FROM items").fetchall())
+
+    config = JudgeQueueConfig(max_items=2, when_full="drop_oldest")
+    refused = JudgeQueue(str(tmp_path / "a.db"), config, "1")
+    refused.enqueue([item(1), item(2)])
+    reservation = refused.reserve([item(3)])
+    assert [i.span_id for i in reservation.turned_away] == [item(1).span_id] and len(reservation.displaced) == 1
+    assert [i.span_id for i in refused.lease(10, 30)] == [item(2).span_id]  # a displaced item is not leased
+    refused.cancel([item(3)], reservation.displaced)
+    assert [i.span_id for i in refused.lease(10, 30)] == [item(1).span_id]  # queued again: its request was refused
+    assert states(tmp_path / "a.db") == {item(1).span_id: "leased", item(2).span_id: "leased"}
+
+    accepted = JudgeQueue(str(tmp_path / "b.db"), config, "1")
+    accepted.enqueue([item(1), item(2)])
+    reservation = accepted.reserve([item(3)])
+    accepted.commit([item(3)], displaced=reservation.displaced)
+    assert states(tmp_path / "b.db") == {item(1).span_id: "dropped", item(2).span_id: "queued",
+                                         item(3).span_id: "queued"}
+    crashed = JudgeQueue(str(tmp_path / "c.db"), config, "1")
+    crashed.enqueue([item(1), item(2)])
+    crashed.reserve([item(3)])
+    crashed.close()  # killed before the request was answered: it is sent again, what it displaced is queued
+    JudgeQueue(str(tmp_path / "c.db"), config, "1").close()
+    assert states(tmp_path / "c.db") == {item(1).span_id: "queued", item(2).span_id: "queued"}

@@ -107,7 +107,7 @@ class _Base:
         return item
 
     def _take_back(self, item: QueuedItem) -> None:
-        for index in range(len(self._ready) - 1, -1, -1):  # it is the newest but for a put since
+        for index in range(len(self._ready) - 1, -1, -1):  # from the newest: it was put just now
             if self._ready[index] is item:
                 del self._ready[index]
                 self._size -= item.size(self._sizer)
@@ -175,10 +175,6 @@ class DiskQueue(_Base):
     def done(self, item: QueuedItem) -> None:
         self._pending -= 1
         self._delete(item.key)
-
-    def undeleted(self) -> int:
-        """Finished rows still on disk (a full disk): they would be sent again after a restart."""
-        return len(self._undeleted)
 
     def _delete(self, key: int) -> None:
         self._undeleted.add(key)

@@ -51,12 +51,13 @@ class FeedbackDesk:
         result = self._writer.reserve(items)  # their spans were accepted with an earlier request: committed now
         away = {(item.span_id, item.metric) for item in result.turned_away}
         if items:
-            self._queue.commit(items, decisions=(
+            self._queue.commit(items, displaced=result.displaced, decisions=(
                 [item_decision(item.trace_id, item.span_id, item.body, QUEUED, item.metric,
                                json.dumps({"stratum": item.body["stratum"]}))
                  for item in items if (item.span_id, item.metric) not in away]
                 + [item_decision(item.trace_id, item.span_id, item.body, self._writer.dropped, item.metric)
                    for item in result.turned_away]))
+            self._writer.committed(result)
         known = {span.trace_id for span in kept} | self._queue.traces_with_items(negative)
         return FeedbackReceipt(len(new), result.inserted, len((set(negative) - known) & waiting))
 

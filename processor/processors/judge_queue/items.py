@@ -67,7 +67,8 @@ def item_decision(trace_id: str, span_id: str, body: Mapping[str, Any], decision
 
 
 class ItemWriter:
-    """Reserves items in the judge queue and counts what went in and what the full queue turned away."""
+    """Reserves items in the judge queue and, once they are committed, counts what went in and what the full queue
+    turned away."""
 
     def __init__(self, queue: JudgeQueueStore, metrics: JudgeQueueMetrics, when_full: str) -> None:
         self._queue = queue
@@ -76,8 +77,10 @@ class ItemWriter:
         self.dropped = f"{DROPPED}: judge queue full ({when_full})"  # the decision of a turned-away item
 
     def reserve(self, items: Sequence[NewItem]) -> Enqueued:
-        """Items held for a request until it is accepted (queue.commit) or refused (queue.cancel)."""
-        result = self._queue.reserve(items)
+        """Items held for a request until it is accepted (queue.commit, then `committed`) or refused
+        (queue.cancel)."""
+        return self._queue.reserve(items)
+
+    def committed(self, result: Enqueued) -> None:
         self._enqueued.inc(result.inserted)
         self._dropped.inc(len(result.turned_away))
-        return result

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from tracejudge.judge.embedded_model import loaded
-from tracejudge.judge.queue import Document, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
+from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
 from tracejudge.processor.component.errors import RetryableError, StorageError
@@ -57,7 +57,7 @@ class _Staged:
     documents: Sequence[Document]
     kept: Sequence[KeptSpan]
     holds: Mapping[str, float]
-    turned_away: list[NewItem]
+    reserved: Enqueued
     now: float
 
 
@@ -113,19 +113,19 @@ class JudgeQueueProcessor:
         try:
             await self._next.consume(batch)
         except BaseException:
-            self._cancel(staged.items)
+            self._cancel(staged.items, staged.reserved.displaced)
             raise
         try:
             self._accepted(staged)
         except sqlite3.Error:  # the exporters have the batch: refusing now would duplicate it on the retry
             log.exception("judge items of an accepted request could not be committed; they are not judged")
 
-    def _cancel(self, items: list[NewItem]) -> None:
+    def _cancel(self, items: list[NewItem], displaced: Sequence[int]) -> None:
         """Items of a refused request are deleted; if the disk is too full even for that, they stay reserved (never
         judged, dropped at the next start) and the request's retry commits them."""
         assert self._queue is not None
         try:
-            self._queue.cancel(items)
+            self._queue.cancel(items, displaced)
         except sqlite3.Error as e:
             log.warning("judge queue: %d item(s) of a refused request stay reserved (%s)", len(items), e)
 
@@ -153,14 +153,16 @@ class JudgeQueueProcessor:
             ready = self._assembly.ready_at(sample.span.trace_id, now)
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]
-        turned_away = self._writer.reserve(items).turned_away if items else []
-        return _Staged(samples, items, arrival.documents, kept, arrival.holds, turned_away, now)
+        reserved = self._writer.reserve(items) if items else Enqueued(0, [])
+        return _Staged(samples, items, arrival.documents, kept, arrival.holds, reserved, now)
 
     def _accepted(self, staged: _Staged) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._writer is not None
         if staged.items or staged.documents or staged.kept:
             self._queue.commit(staged.items, staged.documents, staged.kept,
-                               self._records(staged.samples, staged.turned_away, staged.items))
+                               self._records(staged.samples, staged.reserved.turned_away, staged.items),
+                               staged.reserved.displaced)
+            self._writer.committed(staged.reserved)
         for trace, ready in staged.holds.items():
             self._queue.hold_trace(trace, ready)
 
