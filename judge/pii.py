@@ -42,10 +42,6 @@ def emails(text: str) -> Iterator[tuple[int, int]]:
         at = text.find("@", max(end, at + 1))
 
 
-def has_email(text: str) -> bool:
-    return next(emails(text), None) is not None
-
-
 def phones(text: str) -> Iterator[tuple[int, int]]:
     if _DIGIT.search(text):
         yield from (m.span() for m in _PHONE.finditer(text))

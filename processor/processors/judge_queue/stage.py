@@ -58,7 +58,6 @@ class _Staged:
     kept: Sequence[KeptSpan]
     holds: Mapping[str, float]
     reserved: Enqueued
-    now: float
 
 
 class FeedbackUnavailable(RetryableError):
@@ -154,7 +153,7 @@ class JudgeQueueProcessor:
             items += [NewItem(sample.span.span_id, sample.span.trace_id, metric, body, ready)
                       for metric in self._config.metrics]
         reserved = self._writer.reserve(items) if items else Enqueued(0, [])
-        return _Staged(samples, items, arrival.documents, kept, arrival.holds, reserved, now)
+        return _Staged(samples, items, arrival.documents, kept, arrival.holds, reserved)
 
     def _accepted(self, staged: _Staged) -> None:
         assert self._queue is not None and self._writer is not None
@@ -178,11 +177,14 @@ class JudgeQueueProcessor:
     async def _sweeping(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_S)
-            self._sweep()
+            try:
+                self._sweep()
+            except Exception:  # retention must not stop for good over one failure
+                log.exception("judge queue: retention failed; tried again in %g s", SWEEP_S)
 
     def _sweep(self) -> None:
         """Expire kept spans, then what retention deletes (finished items, old statistics), in small steps for at
-        most SWEEP_BUDGET_S: it runs on the event loop. A failure (a full disk) is logged; the next sweep retries."""
+        most SWEEP_BUDGET_S: it runs on the event loop."""
         queue = self._queue
         assert queue is not None
         feedback, retention = self._config.feedback, self._config.retention
@@ -194,12 +196,9 @@ class JudgeQueueProcessor:
             store = self.stats.tracker.store
             steps.append(lambda: store.prune(stats_cutoff, SWEEP_ROWS))
         started = time.monotonic()
-        try:
-            for step in steps:
-                while step() >= SWEEP_ROWS and time.monotonic() - started < SWEEP_BUDGET_S:
-                    pass
-        except sqlite3.Error as e:
-            log.warning("judge queue: retention could not delete (%s); tried again in %g s", e, SWEEP_S)
+        for step in steps:
+            while step() >= SWEEP_ROWS and time.monotonic() - started < SWEEP_BUDGET_S:
+                pass
 
     def _records(self, samples: list[Sample], turned_away: list[NewItem], items: list[NewItem]) -> list[Decision]:
         truncated = {item.span_id: item.body["truncated"] for item in items if "truncated" in item.body}
