@@ -6,8 +6,13 @@ CONFIG ?= otel-config.yaml
 # Arize Phoenix is a user's backend, not a dependency: it gets a venv of its own.
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_VERSION ?= 20.26.1
+# Jaeger and an OpenTelemetry Collector, built from the Go module proxy (versions pinned in deploy/*/go.mod) into
+# build/ once; the Go module and build caches (go env GOMODCACHE GOCACHE) are kept between runs.
+GO      ?= go
+JAEGER  := build/jaeger
+OTELCOL := build/otelcol
 
-.PHONY: serve demo proto test lint typecheck bench bench-lodo fuzz phoenix-venv llama-venv test-llama train-judge clean
+.PHONY: serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,9 +86,17 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-judge: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)
 
-test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed typecheck
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) typecheck
 	$(VENV)/bin/ruff check .
-	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(PY) -m pytest -q
+	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python TRACEJUDGE_JAEGER=$(JAEGER) $(PY) -m pytest -q
+
+jaeger: $(JAEGER)
+$(JAEGER): deploy/jaeger/go.mod deploy/jaeger/go.sum
+	cd deploy/jaeger && $(GO) build -buildvcs=false -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+
+otelcol: $(OTELCOL)
+$(OTELCOL): deploy/otelcol/go.mod deploy/otelcol/go.sum deploy/otelcol/main.go
+	cd deploy/otelcol && $(GO) build -buildvcs=false -o ../../$(OTELCOL) .
 
 lint: $(VENV)/.installed-dev typecheck
 	$(VENV)/bin/ruff check .

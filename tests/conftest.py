@@ -1,11 +1,11 @@
-"""Shared fixtures: the Phoenix backend is one session-wide server for every test that asks for it; a self-signed
-certificate for TLS tests."""
+"""Shared fixtures: the Phoenix and Jaeger backends are session-wide servers for every test that asks for them; a
+self-signed certificate for TLS tests."""
 
 import subprocess
 
 import pytest
 
-pytest_plugins = ["tests.support.phoenix"]
+pytest_plugins = ["tests.support.phoenix", "tests.support.jaeger"]
 
 
 @pytest.fixture(scope="session")
