@@ -116,7 +116,7 @@ fuzz: $(VENV)/.installed-dev
 	$(PY) -m bench.hostile
 	$(PY) -m bench.crash --kills 35 --interval-s 4
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev $(OTELCOL)
 	$(PY) -m bench.startup
 	$(PY) -m bench.forwarding
 	$(PY) -m bench.checks

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,11 +25,34 @@ import grpc
 
 from .counters import SpanTally
 from .procs import Child, python_module
-from .report import Pair, document, forwarding_table, testbed_table
-from .scenarios import Figures, Scenario, Target, measure
+from .report import Pair, Testbed, collector_table, document, forwarding_table, testbed_table
+from .scenarios import Scenario, Target, measure
 
 RESULTS = Path(__file__).parent / "results" / "forwarding.json"
 TRACEJUDGE = Path(sys.executable).parent / "tracejudge"
+OTELCOL = Path(__file__).resolve().parent.parent / "build" / "otelcol"  # `make otelcol`
+
+
+def collector_config(port: int, downstream_port: int, compression: str) -> str:
+    """The Collector a user would put here instead: otlp receiver → batch (its defaults) → otlp exporter (its
+    default sending queue), to the same no-op downstream."""
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{endpoint: "127.0.0.1:{port}"}}
+processors:
+  batch:
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{downstream_port}
+    tls: {{insecure: true}}
+    compression: {compression}
+service:
+  telemetry: {{metrics: {{level: none}}, logs: {{level: info}}}}
+  pipelines:
+    traces: {{receivers: [otlp], processors: [batch], exporters: [otlp]}}
+"""
 
 
 def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
@@ -117,6 +141,32 @@ async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, 
                 log_lines.append(f"[egress {compression}] tracejudge exited with status {status}")
 
 
+@asynccontextmanager
+async def collector(downstream: Child, downstream_port: int, tally: SpanTally, compression: str
+                    ) -> AsyncIterator[Target | None]:
+    """A fresh OpenTelemetry Collector (build/otelcol), or None when it is not built."""
+    if not OTELCOL.exists():
+        print(f"  (no {OTELCOL}: run `make otelcol` for the Collector's figures)", flush=True)
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="otelcol-bench-") as tmp:
+        port = _free_port()
+        config = Path(tmp, "config.yaml")
+        config.write_text(collector_config(port, downstream_port, compression))
+        child = await Child.start("otelcol", [str(OTELCOL), "--config", str(config)])
+        try:
+            await child.wait_for("Everything is ready", timeout_s=30)
+            yield Target(f"otelcol (egress {compression})", port, child, tally, downstream=downstream)
+        finally:
+            await child.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def matrix(args: argparse.Namespace) -> list[Scenario]:
     return [Scenario(concurrency=c, gzip=g, llm_fraction=f, warmup_s=args.warmup_s, duration_s=args.duration_s)
             for g in (False, True) for c in (1, 4) for f in (0.0, 0.1)]
@@ -124,7 +174,7 @@ def matrix(args: argparse.Namespace) -> list[Scenario]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     pairs: list[Pair] = []
-    testbeds: list[tuple[Scenario, Figures]] = []
+    testbeds: list[Testbed] = []
     log_lines: list[str] = []
     started, code = time.monotonic(), _code_version()  # before: others may commit while this runs
     async with AsyncExitStack() as stack:
@@ -141,12 +191,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             # Egress compression follows the scenario's, so "gzip" means gzip on both of tracejudge's hops.
             compression = "gzip" if gzip else "none"
-            async with tracejudge(downstream, downstream_port, downstream_tally, compression, log_lines) as tj:
+            async with tracejudge(downstream, downstream_port, downstream_tally, compression, log_lines) as tj, \
+                    collector(downstream, downstream_port, downstream_tally, compression) as oc:
                 for scenario in group:
-                    pair = Pair(scenario, await measure(scenario, noop), await measure(scenario, tj))
+                    pair = Pair(scenario, await measure(scenario, noop), await measure(scenario, tj),
+                                await measure(scenario, oc) if oc is not None else None)
                     pairs.append(pair)
+                    versus = f"   otelcol {pair.collector.spans_per_s:>9,.0f} sp/s   tj/otelcol " \
+                             f"{pair.versus_collector:.2f}" if pair.collector else ""
                     print(f"  {scenario.label:<22} no-op {pair.noop.spans_per_s:>9,.0f} sp/s   tracejudge "
-                          f"{pair.tracejudge.spans_per_s:>9,.0f} sp/s   ratio {pair.ratio:.2f}", flush=True)
+                          f"{pair.tracejudge.spans_per_s:>9,.0f} sp/s   ratio {pair.ratio:.2f}{versus}", flush=True)
         if args.part in ("all", "testbed"):
             # The Collector's testbed uses its exporters' defaults (gzip on both hops). Run without LLM spans, then
             # with tracejudge's own workload; a fresh process each, so their RSS figures are comparable.
@@ -154,8 +208,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 scenario = Scenario(rate=100, spans=100, gzip=True, llm_fraction=llm_fraction,
                                     warmup_s=args.warmup_s, duration_s=args.testbed_s)
                 async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines) as tj:
-                    testbeds.append((scenario, await measure(scenario, tj)))
-                print(f"  testbed {scenario.label:<22} tracejudge CPU {testbeds[-1][1].cpu_pct:.1f} %", flush=True)
+                    measured = await measure(scenario, tj)
+                async with collector(downstream, downstream_port, downstream_tally, "gzip") as oc:
+                    testbeds.append(Testbed(scenario, measured, await measure(scenario, oc) if oc else None))
+                print(f"  testbed {scenario.label:<22} tracejudge CPU {measured.cpu_pct:.1f} %", flush=True)
     context = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
                            "platform": platform.platform()}, "code": code,
                "runtime_s": time.monotonic() - started, "tracejudge_log_warnings": log_lines}
@@ -188,9 +244,12 @@ def main() -> None:
     if outcome["pairs"]:
         print("\nforwarding: 512-span requests, closed loop; sp/s = spans/s; latency per Export call\n")
         print(forwarding_table(outcome["pairs"]))
-    for scenario, figures in outcome["testbeds"]:
+        print("\nbeside the OpenTelemetry Collector (build/otelcol: otlp → batch → otlp, its defaults), same load and "
+              "sink; added latency is over the no-op server's\n")
+        print(collector_table(outcome["pairs"]))
+    for testbed in outcome["testbeds"]:
         print()
-        print(testbed_table(scenario, figures))
+        print(testbed_table(testbed))
     warnings = outcome["document"]["tracejudge_log_warnings"]
     if warnings:
         print(f"\ntracejudge logged {len(warnings)} warning/error line(s); first ones:")
