@@ -20,8 +20,9 @@ NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({}
 class TraceBatch:
     """An accepted request. `payload` is what exporters send, byte for byte.
 
-    `request` is the parsed view of `payload`, shared by every stage: it must never be mutated. A stage that
-    changes spans builds a new message, serialises it into a new payload and passes on a new TraceBatch.
+    `request` is the parsed view of the request as received, shared by every stage: it must never be mutated.
+    The one stage that changes spans, `llm_checks`, writes its events into a new `payload` (not into `request`,
+    which does not show them) and passes on a new TraceBatch.
     """
 
     payload: bytes

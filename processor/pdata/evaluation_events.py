@@ -17,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.otlp_wire import append_to_spans
 
 EVENT_NAME = "gen_ai.evaluation.result"
 EVALUATION_SPAN_NAME = "tracejudge.evaluation"
@@ -55,18 +56,16 @@ class JudgedSpan:
 
 
 def with_evaluation_events(payload: bytes, evaluations: Mapping[str, tuple[EvaluationResult, ...]],
-                           response_ids: Mapping[str, str]) -> tuple[ExportTraceServiceRequest, bytes]:
-    """A new request (parsed from `payload`, never the shared one) with one event per result on each evaluated
-    span (keyed by hex span id), and its serialization."""
-    request = ExportTraceServiceRequest.FromString(payload)
-    for resource_spans in request.resource_spans:
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                key = span.span_id.hex()
-                for result in evaluations.get(key, ()):
-                    add_event(span, result, response_ids.get(key, ""),
-                              span.end_time_unix_nano or span.start_time_unix_nano)
-    return request, request.SerializeToString()
+                           response_ids: Mapping[str, str], times: Mapping[str, int]) -> bytes:
+    """`payload` with one event per result appended to each evaluated span (keyed by hex span id), at `times[span
+    id]` (its end), written into the bytes: the request is not parsed and re-encoded, and every other byte stays."""
+    additions = {}
+    for key, results in evaluations.items():
+        events = Span()  # only its events are set: its serialization is exactly their fields
+        for result in results:
+            add_event(events, result, response_ids.get(key, ""), times.get(key, 0))
+        additions[bytes.fromhex(key)] = events.SerializeToString()
+    return append_to_spans(payload, additions)
 
 
 def evaluation_request(judged: Sequence[JudgedSpan], scope_version: str = "") -> ExportTraceServiceRequest:

@@ -1,14 +1,17 @@
-"""Where each span lies in a serialized ExportTraceServiceRequest, read from the protobuf wire format.
+"""Where each span lies in a serialized ExportTraceServiceRequest, read from the protobuf wire format, and fields
+appended to spans without parsing the request.
 
 The extractor uses it to look only at spans whose bytes contain an LLM marker, instead of walking the attributes
-of every span. Only length-delimited framing is read: ExportTraceServiceRequest.resource_spans (1) →
-ResourceSpans.scope_spans (2) → ScopeSpans.spans (2), in the order a parser yields them.
+of every span; `llm_checks` appends its events to the checked spans. Only length-delimited framing is read:
+ExportTraceServiceRequest.resource_spans (1) → ResourceSpans.scope_spans (2) → ScopeSpans.spans (2), in the order a
+parser yields them. A repeated field may be appended after a message's other fields (a parser merges them), so
+adding events to a span is its bytes plus the events' bytes, with every enclosing length prefix rewritten.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 
@@ -39,6 +42,100 @@ def spans_containing(payload: bytes, markers: Iterable[bytes]) -> set[int]:
             else:
                 at = payload.find(marker, at + 1)
     return found
+
+
+def append_to_spans(payload: bytes, additions: Mapping[bytes, bytes]) -> bytes:
+    """`payload` with `additions[span_id]` (serialized Span fields, e.g. its events) appended to each span whose
+    span_id is a key; every other byte as it was. Raises ValueError on malformed framing."""
+    if not additions:
+        return payload
+
+    def span(start: int, end: int) -> bytes | None:
+        extra = additions.get(_first_len_field(payload, start, end, _SPAN_ID))
+        return payload[start:end] + extra if extra else None
+
+    def scope(start: int, end: int) -> bytes | None:
+        return _rewrite(payload, start, end, 2, span)
+
+    def resource(start: int, end: int) -> bytes | None:
+        return _rewrite(payload, start, end, 2, scope)
+
+    rewritten = _rewrite(payload, 0, len(payload), 1, resource)
+    return payload if rewritten is None else rewritten
+
+
+_SPAN_ID = 2  # Span.span_id
+
+
+def _rewrite(buf: bytes, start: int, end: int, number: int,
+             child: Callable[[int, int], bytes | None]) -> bytes | None:
+    """buf[start:end] with each length-delimited field `number` replaced by `child(its start, its end)` (None:
+    unchanged), its length prefix rewritten; None if nothing changed."""
+    parts: list[bytes] = []
+    copied = pos = start
+    while pos < end:
+        field_start = pos
+        key = buf[pos]  # one-byte keys and lengths, the common case, inlined as in _len_fields
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
+        wire_type = key & 7
+        if wire_type == _LEN:
+            length = buf[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(buf, pos)
+            if key >> 3 == number and (new := child(pos, pos + length)) is not None:
+                parts += [buf[copied:field_start], _encode_varint(key), _encode_varint(len(new)), new]
+                copied = pos + length
+            pos += length
+        else:
+            pos = _skip(buf, pos, wire_type)
+    if pos != end:
+        raise ValueError("field runs past the end of its message")
+    if not parts:
+        return None
+    parts.append(buf[copied:end])
+    return b"".join(parts)
+
+
+def _first_len_field(buf: bytes, pos: int, end: int, number: int) -> bytes:
+    """The content of the first length-delimited field `number` of the message in buf[pos:end] (b"" if none)."""
+    if (number == _SPAN_ID and pos + 28 <= end and buf[pos:pos + 2] == b"\x0a\x10"
+            and buf[pos + 18:pos + 20] == b"\x12\x08"):
+        return buf[pos + 20:pos + 28]  # trace_id (16 bytes) then span_id (8): how every SDK lays a span out
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        wire_type = key & 7
+        if wire_type == _LEN:
+            length, pos = _varint(buf, pos)
+            if key >> 3 == number:
+                return buf[pos:pos + length]
+            pos += length
+        else:
+            pos = _skip(buf, pos, wire_type)
+    return b""
+
+
+def _skip(buf: bytes, pos: int, wire_type: int) -> int:
+    if wire_type == _VARINT:
+        return _varint(buf, pos)[1]
+    if wire_type == _I64:
+        return pos + 8
+    if wire_type == _I32:
+        return pos + 4
+    raise ValueError(f"unsupported wire type {wire_type} at byte {pos}")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _len_fields(buf: bytes, pos: int, end: int, number: int) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ class ChecksMetrics:
 
 class LlmChecksProcessor:
     """Runs after `llm_extract`. A batch without LLM spans, or whose checks all did not apply, passes untouched;
-    otherwise the request is re-encoded once, with the results as `gen_ai.evaluation.result` events."""
+    otherwise the results are written into its bytes as `gen_ai.evaluation.result` events on their spans."""
 
     def __init__(self, settings: CreateSettings, config: ChecksConfig, next_consumer: TracesConsumer) -> None:
         self._checks = Checks(config)
@@ -46,8 +46,9 @@ class LlmChecksProcessor:
                 faults.append(SpanFault.of(span.trace_id, span.span_id, error))
         if evaluations:
             response_ids = {s.span_id: s.response_id for s in batch.llm_spans}
-            request, payload = with_evaluation_events(batch.payload, evaluations, response_ids)
-            batch = dataclasses.replace(batch, payload=payload, request=request, evaluations=evaluations)
+            times = {s.span_id: s.end_unix_nano or s.start_unix_nano for s in batch.llm_spans}
+            payload = with_evaluation_events(batch.payload, evaluations, response_ids, times)
+            batch = dataclasses.replace(batch, payload=payload, evaluations=evaluations)
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
         for results in evaluations.values():

@@ -4,10 +4,15 @@ them finds exactly the LLM spans a full walk finds."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.support.otlp_strategies import requests
 from tests.support.requests import export_request
+from tracejudge.processor.pdata.evaluation import EvaluationResult
+from tracejudge.processor.pdata.evaluation_events import add_event, with_evaluation_events
 from tracejudge.processor.pdata.extract import Extractor
 from tracejudge.processor.pdata.otlp_wire import span_ranges, spans_containing
 
@@ -50,3 +55,23 @@ def test_extract_with_payload_equals_the_full_walk() -> None:
 def test_malformed_framing_raises() -> None:
     with pytest.raises((ValueError, IndexError)):
         span_ranges(b"\x0a\x05\x12\x09")
+
+
+@given(requests(), st.data())
+def test_events_written_into_the_bytes_are_what_parsing_and_re_encoding_would_give(body: bytes,
+                                                                                   data: st.DataObject) -> None:
+    request = ExportTraceServiceRequest.FromString(body)
+    spans = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    chosen = data.draw(st.lists(st.sampled_from(spans), max_size=3)) if spans else []
+    result = EvaluationResult("tracejudge.check.pii", 1.0, "pass", "clean")
+    evaluations = {span.span_id.hex(): (result,) for span in chosen}
+    times = {span.span_id.hex(): span.end_time_unix_nano for span in chosen}
+    written = with_evaluation_events(body, evaluations, {}, times)
+
+    expected = ExportTraceServiceRequest.FromString(body)
+    for span in (s for rs in expected.resource_spans for ss in rs.scope_spans for s in ss.spans):
+        for evaluated in evaluations.get(span.span_id.hex(), ()):
+            add_event(span, evaluated, "", times[span.span_id.hex()])  # (spans may share an id: one time each)
+    assert ExportTraceServiceRequest.FromString(written) == expected
+    if not evaluations:
+        assert written is body  # a request without evaluated spans stays the client's bytes
