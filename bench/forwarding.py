@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from .counters import SpanTally
+from .judge_server import judge_server
 from .procs import Child, python_module
 from .report import Pair, Testbed, collector_table, document, forwarding_table, testbed_table
 from .scenarios import Scenario, Target, measure
@@ -56,10 +57,11 @@ service:
 
 
 def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
-                      keep_unsampled: str = "72h") -> str:
+                      keep_unsampled: str = "72h", local: str = "embedded") -> str:
     """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
     `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade (unsampled LLM
-    spans kept for feedback for `keep_unsampled`); with "checks", checks only."""
+    spans kept for feedback for `keep_unsampled`; `local: none` leaves the embedded judge out, so the process does
+    the receive path and hands the sample to the loopback judge); with "checks", checks only."""
     processors, judging = "[llm_extract]", ""
     if judge_url == "checks":
         processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
@@ -74,7 +76,7 @@ def tracejudge_config(downstream_port: int, compression: str, data_dir: str, jud
     max_decision_wait: 0s
     feedback: {{keep_unsampled: {keep_unsampled}}}
     judges:
-      local: {{judge: embedded}}
+      local: {{judge: {local}}}
       heavy:
         judge: openai
         server: {{base_url: "{judge_url}", model: bench-judge, max_retries: 1}}
@@ -119,13 +121,13 @@ async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
 
 @asynccontextmanager
 async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
-                     log_lines: list[str], judge_url: str = "", keep_unsampled: str = "72h"
-                     ) -> AsyncIterator[Target]:
+                     log_lines: list[str], judge_url: str = "", keep_unsampled: str = "72h",
+                     local: str = "embedded") -> AsyncIterator[Target]:
     """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
     with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
         config = Path(tmp, "otel-config.yaml")
         config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url,
-                                            keep_unsampled))
+                                            keep_unsampled, local))
         child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
         try:
             grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)
@@ -184,6 +186,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.push_async_callback(downstream_tally.close)
         stack.push_async_callback(reference_tally.close)
         noop = Target("no-op", reference_port, reference, reference_tally)
+        # tracejudge's judge_url, keep_unsampled and local tier: the receive path hands its sample to a loopback
+        # judge in a process of its own, so the judging's CPU is not tracejudge's
+        path: tuple[str, ...] = ()
+        if args.pipeline == "receive":
+            path = (await stack.enter_async_context(judge_server()), "72h", "none")
         scenarios = matrix(args) if args.part in ("all", "forwarding") else []
         for gzip in (False, True):
             group = [s for s in scenarios if s.gzip == gzip]
@@ -191,7 +198,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             # Egress compression follows the scenario's, so "gzip" means gzip on both of tracejudge's hops.
             compression = "gzip" if gzip else "none"
-            async with tracejudge(downstream, downstream_port, downstream_tally, compression, log_lines) as tj, \
+            async with tracejudge(downstream, downstream_port, downstream_tally, compression, log_lines,
+                                  *path) as tj, \
                     collector(downstream, downstream_port, downstream_tally, compression) as oc:
                 for scenario in group:
                     pair = Pair(scenario, await measure(scenario, noop), await measure(scenario, tj),
@@ -207,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for llm_fraction in (0.0, 0.1):
                 scenario = Scenario(rate=100, spans=100, gzip=True, llm_fraction=llm_fraction,
                                     warmup_s=args.warmup_s, duration_s=args.testbed_s)
-                async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines) as tj:
+                async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines, *path) as tj:
                     measured = await measure(scenario, tj)
                 async with collector(downstream, downstream_port, downstream_tally, "gzip") as oc:
                     testbeds.append(Testbed(scenario, measured, await measure(scenario, oc) if oc else None))
@@ -234,6 +242,10 @@ def main() -> None:
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--testbed-s", type=float, default=15.0, help="measured window of the testbed scenario")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--pipeline", choices=("receive", "extract"), default="receive",
+                        help="receive: the shipped receive path (llm_extract, llm_checks, sampler at 10%%, judge_queue "
+                             "handing the sample to a loopback judge; no embedded judge in the process); extract: "
+                             "llm_extract only")
     args = parser.parse_args()
     print(f"tracejudge forwarding benchmark on {os.cpu_count()} CPU(s); every party is its own process", flush=True)
     try:

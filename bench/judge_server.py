@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from tests.support.openai_server import Completion, OpenAiServer
 
+from .procs import Child, python_module
+
 VERDICT = Completion(content='{"score": 0.8, "label": "pass", "explanation": "supported"}', prompt_tokens=600,
                      completion_tokens=20)
+
+
+@asynccontextmanager
+async def judge_server() -> AsyncIterator[str]:
+    """This program in a process of its own; yields its base URL."""
+    child = await Child.start("loopback judge", python_module("bench.judge_server"))
+    try:
+        match, _ = await child.wait_for(r"^base_url (\S+)$", timeout_s=30)
+        yield match.group(1)
+    finally:
+        await child.stop()
 
 
 async def serve() -> None:

@@ -9,8 +9,7 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import openai
@@ -28,20 +27,10 @@ from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
 
 from .counters import SpanTally
 from .forwarding import noop_server, tracejudge
-from .procs import Child, python_module
+from .judge_server import judge_server
 from .scenarios import Figures, Scenario, Target, measure
 
 CONCURRENCY = 8
-
-
-@asynccontextmanager
-async def judge_server() -> AsyncIterator[str]:
-    child = await Child.start("loopback judge", python_module("bench.judge_server"))
-    try:
-        match, _ = await child.wait_for(r"^base_url (\S+)$", timeout_s=30)
-        yield match.group(1)
-    finally:
-        await child.stop()
 
 
 async def export_with_and_without_judging(judge_url: str, duration_s: float) -> None:
