@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -289,7 +289,7 @@ class JudgeQueue:
     def _insert_decisions(self, decisions: Sequence[Decision]) -> None:
         self._db.executemany("INSERT INTO decision_outbox (trace_id, span_id, decision, service, convention, model, "
                              "prompt_version, recorded_unix_s, metric, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [astuple(d) for d in decisions])
+                             [d.row() for d in decisions])
 
     def cancel(self, items: Sequence[NewItem], displaced: Sequence[int] = ()) -> None:
         """Reserved `items` are deleted (their request was refused) and what they `displaced` is queued again;

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import astuple
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -192,7 +191,7 @@ class DecisionLog:
         with db:
             db.execute("BEGIN")
             db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [astuple(d) for d in records])
+                           [d.row() for d in records])
 
 
 def read_decisions(path: str, trace_id: str) -> list[Decision]:
