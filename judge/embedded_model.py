@@ -168,8 +168,12 @@ class EmbeddedModel:
         return np.asarray(np.concatenate(rows), dtype=np.float32).reshape(len(texts), -1)
 
 
-@functools.lru_cache(maxsize=4)
 def loaded(directory: Path = DEFAULT_DIR, threads: int = 2) -> EmbeddedModel:
     """One EmbeddedModel per directory and thread count in the process: the judge and the drift projection share
-    it (ONNX Runtime sessions are safe to run from several threads)."""
+    it (ONNX Runtime sessions are safe to run from several threads), however they name it."""
+    return _loaded(Path(directory).resolve(), threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(directory: Path, threads: int) -> EmbeddedModel:
     return EmbeddedModel(directory, threads)

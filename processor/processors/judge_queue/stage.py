@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -267,6 +268,8 @@ class JudgeQueueProcessor:
                            "no judge tier {tier!r} in this configuration")]
 
     async def start(self) -> None:
+        # the embedded model takes a second or two to load: off the event loop, before the judges are built
+        await asyncio.to_thread(self._load_models)
         self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
         self._writer = ItemWriter(self._queue, self._metrics, self._config.queue.when_full)
         judges = build_judges(self._config.judges, self._queue)
@@ -287,6 +290,13 @@ class JudgeQueueProcessor:
         self._relay = DecisionRelay(self._queue, self._decisions)
         self._background = [asyncio.create_task(self._relay.run(), name="decision relay"),
                             asyncio.create_task(self._sweeping(), name="judge queue retention")]
+
+    def _load_models(self) -> None:
+        for tier in (self._config.judges.local, self._config.judges.heavy):
+            if tier.judge == "embedded":
+                loaded(Path(tier.model)) if tier.model else loaded()
+        if self._config.stats.enabled and self._config.stats.embeddings:
+            loaded()
 
     async def shutdown(self) -> None:
         self.desk = None
