@@ -1,8 +1,9 @@
 """A no-op OTLP/gRPC trace server: the reference to compare tracejudge with, and the downstream it forwards to.
 
 It registers the generated TraceServiceServicer (so requests are parsed, as any real backend must) and answers
-with an empty ExportTraceServiceResponse. It counts the spans it received; `/bench.Counter/Spans` returns that
-count as ASCII. Run: `python -m bench.noop_server --port 0`; it prints `port N` once serving.
+with an empty ExportTraceServiceResponse. It counts the spans it received, leaving out tracejudge's own
+(evaluation and alert spans), so that the count is of the load's spans; `/bench.Counter/Spans` returns it as ASCII.
+Run: `python -m bench.noop_server --port 0`; it prints `port N` once serving.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 __all__ = ["COUNTER_METHOD", "NoopTraceService"]
 
@@ -30,11 +32,17 @@ class NoopTraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
     async def Export(self, request: ExportTraceServiceRequest,
                      context: grpc.aio.ServicerContext) -> ExportTraceServiceResponse:
-        self.spans += sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+        self.spans += sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans
+                          if not _tracejudges_own(resource))
         return ExportTraceServiceResponse()
 
     async def count(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return str(self.spans).encode()
+
+
+def _tracejudges_own(resource: ResourceSpans) -> bool:
+    """Spans tracejudge makes itself (evaluation and alert spans, service `tracejudge`): not the load's."""
+    return any(a.key == "service.name" and a.value.string_value == "tracejudge" for a in resource.resource.attributes)
 
 
 async def serve(port: int) -> None:
