@@ -32,6 +32,8 @@ from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.support import shipped
+
 from .procs import Child, python_module
 
 RESULTS = Path(__file__).parent / "results" / "hostile.json"
@@ -223,21 +225,14 @@ class Service:
     a copy of it that also forwards to an OTLP backend nobody listens on (its queue fills up)."""
 
     def __init__(self, data: Path, down_backend: bool = False) -> None:
-        self.config = REPO / "otel-config.yaml"
+        self.config = shipped.SHIPPED
         if down_backend:
-            text = self.config.read_text()
-            pipeline, exporters = "      exporters: [debug]", "exporters:\n  debug:\n    verbosity: normal\n"
-            assert pipeline in text and exporters in text, "otel-config.yaml changed shape: update bench/hostile.py"
-            down = f"  otlp/down:\n    endpoint: 127.0.0.1:{free_port()}\n    tls: {{insecure: true}}\n"
-            text = text.replace(pipeline, "      exporters: [debug, otlp/down]").replace(exporters, exporters + down)
             self.config = data.parent / "down-backend.yaml"
-            self.config.write_text(text)
-        self.ports = {name: free_port() for name in ("grpc", "http", "eval_grpc", "eval_http", "health", "metrics")}
+            self.config.write_text(shipped.with_exporter(
+                "otlp/down", f"    endpoint: 127.0.0.1:{free_port()}\n    tls: {{insecure: true}}\n"))
+        self.ports = {name: free_port() for name in shipped.LISTENERS}
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACEJUDGE_DATA_DIR": str(data),
-                    "TRACEJUDGE_SAMPLE_RATE": "1.0",
-                    **{f"TRACEJUDGE_{name.upper()}_ENDPOINT": f"127.0.0.1:{port}"
-                       for name, port in self.ports.items() if name != "metrics"},
-                    "TRACEJUDGE_METRICS_ADDRESS": f"127.0.0.1:{self.ports['metrics']}"}
+                    "TRACEJUDGE_SAMPLE_RATE": "1.0", **shipped.environment(self.ports)}
         self.child: Child | None = None
 
     async def start(self) -> Child:

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from tests.support.otlp_strategies import feedback_bodies, mutated, otlp_json, requests
 from tests.support.process import TRACEJUDGE, free_port
+from tests.support.shipped import LISTENERS, SHIPPED, environment
 
-REPO = Path(__file__).resolve().parents[2]
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
@@ -47,14 +47,12 @@ class Shipped:
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shipped]:
     directory = tmp_path_factory.mktemp("shipped")
-    ports = {name: free_port() for name in ("grpc", "http", "eval_grpc", "eval_http", "health", "metrics")}
+    ports = {name: free_port() for name in LISTENERS}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACEJUDGE_DATA_DIR": str(directory / "data"),
-           "TRACEJUDGE_SAMPLE_RATE": "1.0", "TRACEJUDGE_METRICS_ADDRESS": f"127.0.0.1:{ports['metrics']}",
-           **{f"TRACEJUDGE_{name.upper()}_ENDPOINT": f"127.0.0.1:{port}" for name, port in ports.items()
-              if name != "metrics"}}
+           "TRACEJUDGE_SAMPLE_RATE": "1.0", **environment(ports)}
     log = directory / "tracejudge.log"
     with open(log, "wb") as output:
-        process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(REPO / "otel-config.yaml")], env=env,
+        process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(SHIPPED)], env=env,
                                    stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -18,6 +18,7 @@ from tests.e2e.test_alerts import CALLS, CHANGE_AT, config, judge, model, stored
 from tests.support.jaeger import JaegerServer
 from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.pipeline import grpc_target, running
+from tests.support.shipped import environment, with_exporter
 from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,15 +27,9 @@ APP_ENV = dict(os.environ) | {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTEN
 
 def shipped_config_to(jaeger: JaegerServer) -> tuple[str, dict[str, str]]:
     """otel-config.yaml as shipped, with an `otlp/jaeger` exporter added to its pipeline, and its environment."""
-    text = (REPO / "otel-config.yaml").read_text()
-    pipeline, exporters = "      exporters: [debug]", "exporters:\n  debug:\n    verbosity: normal\n"
-    assert pipeline in text and exporters in text, "otel-config.yaml changed shape: update this test"
-    exporter = f"  otlp/jaeger:\n    endpoint: {jaeger.otlp_endpoint}\n    tls:\n      insecure: true\n"
-    text = text.replace(pipeline, "      exporters: [debug, otlp/jaeger]").replace(exporters, exporters + exporter)
-    environ = {f"TRACEJUDGE_{name}_ENDPOINT": "127.0.0.1:0" for name in ("GRPC", "HTTP", "EVAL_GRPC", "EVAL_HTTP",
-                                                                         "HEALTH")}
-    return text, environ | {"TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0", "TRACEJUDGE_SAMPLE_RATE": "1",
-                            "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}  # the limit is for a process of its own
+    text = with_exporter("otlp/jaeger", f"    endpoint: {jaeger.otlp_endpoint}\n    tls:\n      insecure: true\n")
+    return text, environment() | {"TRACEJUDGE_SAMPLE_RATE": "1",
+                                  "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}  # the limit is for a process of its own
 
 
 def tags(holder: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.process import TRACEJUDGE
 from tests.support.requests import export_request
+from tests.support.shipped import environment
 from tests.support.waiting import eventually
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.service.config import parse_config
@@ -40,10 +41,7 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 
 
 def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, "TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
-           "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
-           "TRACEJUDGE_DATA_DIR": str(tmp_path / "data"), "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0",
-           "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0"}
+    env = {**os.environ, **environment(), "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
     config = tmp_path / "otel-config.yaml"
     config.write_text(Path("otel-config.yaml").read_text())
     process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(config)], env=env, text=True,
@@ -63,10 +61,7 @@ def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Pa
 
 
 async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_key(tmp_path: Path) -> None:
-    environ = {"TRACEJUDGE_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_HTTP_ENDPOINT": "127.0.0.1:0",
-               "TRACEJUDGE_EVAL_GRPC_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_EVAL_HTTP_ENDPOINT": "127.0.0.1:0",
-               "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1",
-               "TRACEJUDGE_HEALTH_ENDPOINT": "127.0.0.1:0", "TRACEJUDGE_METRICS_ADDRESS": "127.0.0.1:0",
+    environ = {**environment(), "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1",
                # the limit is for a process of its own; this one holds every test's memory too
                "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}
     text = Path("otel-config.yaml").read_text()

@@ -1,0 +1,30 @@
+"""The shipped otel-config.yaml as tests and benchmarks run it: every listener put on loopback through its
+environment variables, and an exporter added beside `debug` when the run needs a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parents[2] / "otel-config.yaml"
+LISTENERS = ("grpc", "http", "eval_grpc", "eval_http", "health", "metrics")
+
+
+def environment(ports: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The TRACEJUDGE_* variables putting each of the shipped config's LISTENERS on 127.0.0.1: on `ports[name]`,
+    or on port 0 (any free port, for a service run in this process)."""
+    def at(name: str) -> str:
+        return f"127.0.0.1:{ports[name] if ports else 0}"
+
+    return {**{f"TRACEJUDGE_{name.upper()}_ENDPOINT": at(name) for name in LISTENERS if name != "metrics"},
+            "TRACEJUDGE_METRICS_ADDRESS": at("metrics")}
+
+
+def with_exporter(name: str, settings: str) -> str:
+    """The shipped config's text with exporter `name` added to its pipeline; `settings` is its YAML body, each line
+    indented by four spaces."""
+    text = SHIPPED.read_text()
+    pipeline, exporters = "      exporters: [debug]", "exporters:\n  debug:\n    verbosity: normal\n"
+    assert pipeline in text and exporters in text, "otel-config.yaml changed shape: update tests/support/shipped.py"
+    return text.replace(pipeline, f"      exporters: [debug, {name}]").replace(
+        exporters, f"{exporters}  {name}:\n{settings}")
