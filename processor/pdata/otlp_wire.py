@@ -19,9 +19,9 @@ _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 def span_ranges(payload: bytes) -> list[tuple[int, int]]:
     """(start, end) byte offsets of every span, in request order. Raises ValueError on malformed framing."""
     ranges: list[tuple[int, int]] = []
-    for rs_start, rs_end in _len_fields(payload, 0, len(payload), 1):
-        for ss_start, ss_end in _len_fields(payload, rs_start, rs_end, 2):
-            ranges.extend(_len_fields(payload, ss_start, ss_end, 2))
+    for _, rs_start, rs_end in _len_fields(payload, 0, len(payload), 1):
+        for _, ss_start, ss_end in _len_fields(payload, rs_start, rs_end, 2):
+            ranges.extend((start, end) for _, start, end in _len_fields(payload, ss_start, ss_end, 2))
     return ranges
 
 
@@ -72,29 +72,12 @@ def _rewrite(buf: bytes, start: int, end: int, number: int,
     """buf[start:end] with each length-delimited field `number` replaced by `child(its start, its end)` (None:
     unchanged), its length prefix rewritten; None if nothing changed."""
     parts: list[bytes] = []
-    copied = pos = start
-    while pos < end:
-        field_start = pos
-        key = buf[pos]  # one-byte keys and lengths, the common case, inlined as in _len_fields
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(buf, pos)
-        wire_type = key & 7
-        if wire_type == _LEN:
-            length = buf[pos]
-            if length < 0x80:
-                pos += 1
-            else:
-                length, pos = _varint(buf, pos)
-            if key >> 3 == number and (new := child(pos, pos + length)) is not None:
-                parts += [buf[copied:field_start], _encode_varint(key), _encode_varint(len(new)), new]
-                copied = pos + length
-            pos += length
-        else:
-            pos = _skip(buf, pos, wire_type)
-    if pos != end:
-        raise ValueError("field runs past the end of its message")
+    copied = start
+    key = _encode_varint(number << 3 | _LEN)
+    for field_start, content_start, content_end in _len_fields(buf, start, end, number):
+        if (new := child(content_start, content_end)) is not None:
+            parts += [buf[copied:field_start], key, _encode_varint(len(new)), new]
+            copied = content_end
     if not parts:
         return None
     parts.append(buf[copied:end])
@@ -106,27 +89,8 @@ def _first_len_field(buf: bytes, pos: int, end: int, number: int) -> bytes:
     if (number == _SPAN_ID and pos + 28 <= end and buf[pos:pos + 2] == b"\x0a\x10"
             and buf[pos + 18:pos + 20] == b"\x12\x08"):
         return buf[pos + 20:pos + 28]  # trace_id (16 bytes) then span_id (8): how every SDK lays a span out
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        wire_type = key & 7
-        if wire_type == _LEN:
-            length, pos = _varint(buf, pos)
-            if key >> 3 == number:
-                return buf[pos:pos + length]
-            pos += length
-        else:
-            pos = _skip(buf, pos, wire_type)
-    return b""
-
-
-def _skip(buf: bytes, pos: int, wire_type: int) -> int:
-    if wire_type == _VARINT:
-        return _varint(buf, pos)[1]
-    if wire_type == _I64:
-        return pos + 8
-    if wire_type == _I32:
-        return pos + 4
-    raise ValueError(f"unsupported wire type {wire_type} at byte {pos}")
+    fields = _len_fields(buf, pos, end, number)
+    return buf[fields[0][1]:fields[0][2]] if fields else b""
 
 
 def _encode_varint(value: int) -> bytes:
@@ -138,10 +102,12 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _len_fields(buf: bytes, pos: int, end: int, number: int) -> list[tuple[int, int]]:
-    """The (start, end) of each length-delimited field `number` of the message in buf[pos:end]."""
+def _len_fields(buf: bytes, pos: int, end: int, number: int) -> list[tuple[int, int, int]]:
+    """(where the field's key starts, where its content starts, where it ends) of each length-delimited field
+    `number` of the message in buf[pos:end]."""
     found = []
     while pos < end:
+        field_start = pos
         key = buf[pos]  # field numbers below 16 fit the key in one byte: the common case, inlined
         if key < 0x80:
             pos += 1
@@ -155,7 +121,7 @@ def _len_fields(buf: bytes, pos: int, end: int, number: int) -> list[tuple[int, 
             else:
                 length, pos = _varint(buf, pos)
             if key >> 3 == number:
-                found.append((pos, pos + length))
+                found.append((field_start, pos, pos + length))
             pos += length
         elif wire_type == _VARINT:
             _, pos = _varint(buf, pos)
