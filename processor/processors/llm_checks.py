@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter
@@ -51,9 +52,9 @@ class LlmChecksProcessor:
             batch = dataclasses.replace(batch, payload=payload, evaluations=evaluations)
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
-        for results in evaluations.values():
-            for result in results:
-                self._counted.labels(result.name, result.label).inc()
+        verdicts = collections.Counter((r.name, r.label) for results in evaluations.values() for r in results)
+        for (name, label), count in verdicts.items():
+            self._counted.labels(name, label).inc(count)
         for fault in faults:
             self._faults.labels("llm_checks", fault.error).inc()
         if faults:

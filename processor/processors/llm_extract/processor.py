@@ -3,6 +3,7 @@ retriever spans' documents and any feedback the app recorded in span attributes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -57,10 +58,12 @@ class LlmExtractProcessor:
             batch = dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals, feedback=feedback)
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
-        for span in llm_spans:
-            self._metrics.extracted.labels(span.convention).inc()
-            if not span.has_content:
-                self._metrics.without_content.labels(span.convention).inc()
+        # counted per batch: a labels() lookup per span was a few per cent of the receive path
+        for convention, count in collections.Counter(span.convention for span in llm_spans).items():
+            self._metrics.extracted.labels(convention).inc(count)
+        empty = collections.Counter(span.convention for span in llm_spans if not span.has_content)
+        for convention, count in empty.items():
+            self._metrics.without_content.labels(convention).inc(count)
         self._decisions.record([span_decision(span, decision_for(span)) for span in llm_spans])
         if unprocessable:
             for fault in unprocessable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 
@@ -44,9 +45,10 @@ class LlmSamplerProcessor:
                    for span in judgeable]
         samples = tuple(sample for sample in decided if sample.decision.sampled)
         await self._next.consume(dataclasses.replace(batch, samples=samples) if samples else batch)
-        for sample in decided:
-            self._counted.labels(sample.decision.stratum, "sampled" if sample.decision.sampled else "sampled out"
-                                 ).inc()
+        outcomes = collections.Counter((s.decision.stratum, "sampled" if s.decision.sampled else "sampled out")
+                                       for s in decided)
+        for (stratum, outcome), count in outcomes.items():
+            self._counted.labels(stratum, outcome).inc(count)
         self._decisions.record([span_decision(s.span, SAMPLED_OUT, detail=json.dumps(
             {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
             for s in decided if not s.decision.sampled])
