@@ -112,6 +112,8 @@ class DecisionLog:
         done: Future[None] = Future()
 
         def write(db: sqlite3.Connection) -> None:
+            if not done.set_running_or_notify_cancel():  # the caller stopped waiting (shutdown): it keeps them
+                return
             try:
                 self._flush(db)
                 self._insert(db, records)
@@ -129,6 +131,8 @@ class DecisionLog:
         result: Future[list[Decision]] = Future()
 
         def query(db: sqlite3.Connection) -> None:
+            if not result.set_running_or_notify_cancel():
+                return
             try:
                 self._flush(db)
                 rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",

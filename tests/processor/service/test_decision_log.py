@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -71,3 +73,24 @@ async def test_retention_deletes_records_past_their_age_then_the_oldest_past_the
         assert len(kept) > 150  # no more than needed went (a 3 KB record takes a 4 KiB page)
     finally:
         await log.shutdown()
+
+
+async def test_a_write_its_caller_stopped_waiting_for_is_skipped_without_an_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """At shutdown the relay stops waiting for a write still queued behind another; the log thread must neither
+    fail on the cancelled future nor write what the caller keeps and hands over again."""
+    path = str(tmp_path / "decisions.db")
+    log = DecisionLog(path, Telemetry())
+    await log.start()
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # the first write waits for the lock, the second behind it
+    first = asyncio.create_task(log.write(extracted([llm_span("01" * 8, True)])))
+    second = asyncio.create_task(log.write(extracted([llm_span("02" * 8, True)])))
+    await asyncio.sleep(0.2)
+    second.cancel()
+    locker.execute("ROLLBACK")
+    locker.close()
+    await first
+    assert [d.span_id for d in await log.for_trace("ab" * 16)] == ["01" * 8]
+    await log.shutdown()
+    assert "database request failed" not in caplog.text
