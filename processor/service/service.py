@@ -134,8 +134,8 @@ class Service:
             ordered: list[Component] = [
                 *(e for n, e in self.extensions.items() if n not in self._late), self._decisions,
                 *self.exporters.values(), *self._stages, *self.receivers.values(),
-                *(e for n, e in self.extensions.items() if n in self._late)]
-            ordered.insert(0, self.loop_monitor)
+                *(e for n, e in self.extensions.items() if n in self._late),
+                self.loop_monitor]  # last: it watches serving, not start-up (the heavy judge's imports take ~1 s)
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
             for component in ordered:
