@@ -57,11 +57,12 @@ service:
 
 
 def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
-                      keep_unsampled: str = "72h", local: str = "embedded") -> str:
+                      keep_unsampled: str = "72h", local: str = "embedded", embeddings: bool = True) -> str:
     """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
     `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade (unsampled LLM
     spans kept for feedback for `keep_unsampled`; `local: none` leaves the embedded judge out, so the process does
-    the receive path and hands the sample to the loopback judge); with "checks", checks only."""
+    the receive path and hands the sample to the loopback judge; `embeddings` False turns off the statistics'
+    drift projection, which loads the embedding model); with "checks", checks only."""
     processors, judging = "[llm_extract]", ""
     if judge_url == "checks":
         processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
@@ -75,6 +76,7 @@ def tracejudge_config(downstream_port: int, compression: str, data_dir: str, jud
     decision_wait: 0s
     max_decision_wait: 0s
     feedback: {{keep_unsampled: {keep_unsampled}}}
+    stats: {{embeddings: {str(embeddings).lower()}}}
     judges:
       local: {{judge: {local}}}
       heavy:
@@ -122,12 +124,12 @@ async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
 @asynccontextmanager
 async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
                      log_lines: list[str], judge_url: str = "", keep_unsampled: str = "72h",
-                     local: str = "embedded") -> AsyncIterator[Target]:
+                     local: str = "embedded", embeddings: bool = True) -> AsyncIterator[Target]:
     """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
     with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
         config = Path(tmp, "otel-config.yaml")
         config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url,
-                                            keep_unsampled, local))
+                                            keep_unsampled, local, embeddings))
         child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
         try:
             grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)
@@ -188,7 +190,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         noop = Target("no-op", reference_port, reference, reference_tally)
         # tracejudge's judge_url, keep_unsampled and local tier: the receive path hands its sample to a loopback
         # judge in a process of its own, so the judging's CPU is not tracejudge's
-        path: tuple[str, ...] = ()
+        path: tuple[str, str, str] = ("", "72h", "embedded")  # tracejudge's defaults: llm_extract only
         if args.pipeline == "receive":
             path = (await stack.enter_async_context(judge_server()), "72h", "none")
         scenarios = matrix(args) if args.part in ("all", "forwarding") else []
@@ -217,8 +219,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                     warmup_s=args.warmup_s, duration_s=args.testbed_s)
                 async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines, *path) as tj:
                     measured = await measure(scenario, tj)
+                # the drift projection's embedding model is most of tracejudge's memory: also measured without it
+                lean = None
+                if path[0] and llm_fraction:
+                    async with tracejudge(downstream, downstream_port, downstream_tally, "gzip", log_lines, *path,
+                                          embeddings=False) as tj:
+                        lean = await measure(scenario, tj)
                 async with collector(downstream, downstream_port, downstream_tally, "gzip") as oc:
-                    testbeds.append(Testbed(scenario, measured, await measure(scenario, oc) if oc else None))
+                    testbeds.append(Testbed(scenario, measured, await measure(scenario, oc) if oc else None, lean))
                 print(f"  testbed {scenario.label:<22} tracejudge CPU {measured.cpu_pct:.1f} %", flush=True)
     context = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
                            "platform": platform.platform()}, "code": code,

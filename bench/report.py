@@ -50,6 +50,7 @@ class Testbed:
     scenario: Scenario
     tracejudge: Figures
     collector: Figures | None = None
+    without_drift_model: Figures | None = None  # tracejudge with judge_queue.stats.embeddings: false
 
 
 def cpu_us_per_span(f: Figures) -> float:
@@ -129,6 +130,10 @@ def testbed_table(testbed: Testbed) -> str:
     if (c := testbed.collector) is not None:
         lines.append(f"  the Collector, same scenario: CPU {c.cpu_pct:.1f} % of a core, peak RSS {c.peak_rss_mib:.1f} "
                      f"MiB, Export p50/p99 {c.load.p50_ms:.1f}/{c.load.p99_ms:.1f} ms, dropped {c.dropped}")
+    if (lean := testbed.without_drift_model) is not None:
+        lines.append(f"  tracejudge without the drift projection's embedding model (judge_queue.stats.embeddings: "
+                     f"false): CPU {lean.cpu_pct:.1f} %, peak RSS {lean.peak_rss_mib:.1f} MiB, Export p50/p99 "
+                     f"{lean.load.p50_ms:.1f}/{lean.load.p99_ms:.1f} ms, dropped {lean.dropped}")
     return "\n".join(lines)
 
 
@@ -140,7 +145,9 @@ def document(pairs: list[Pair], testbeds: list[Testbed], context: dict[str, Any]
          "collector": _figures(p.collector) if p.collector else None, "versus_collector": p.versus_collector}
         for p in pairs]}
     out["testbed"] = [{"scenario": asdict(t.scenario), "label": t.scenario.label, "tracejudge": _figures(t.tracejudge),
-                       "collector": _figures(t.collector) if t.collector else None, "verdicts": {
+                       "collector": _figures(t.collector) if t.collector else None,
+                       "without_drift_model": _figures(t.without_drift_model) if t.without_drift_model else None,
+                       "verdicts": {
                            "cpu_met": t.tracejudge.cpu_pct <= TARGETS["testbed_cpu_pct_max"],
                            "rss_met": t.tracejudge.peak_rss_mib <= TARGETS["testbed_rss_mib_max"],
                            "dropped_met": t.tracejudge.dropped <= TARGETS["testbed_dropped_max"]}}
