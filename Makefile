@@ -119,6 +119,7 @@ fuzz: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev $(OTELCOL)
 	$(PY) -m bench.startup
 	$(PY) -m bench.forwarding
+	$(PY) -m bench.receive_path
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging
 	$(PY) -m bench.judge_quality

@@ -83,7 +83,7 @@ def collector_table(pairs: list[Pair]) -> str:
 def forwarding_table(pairs: list[Pair]) -> str:
     header = (f"{'scenario':<22}{'no-op sp/s':>11}{'tj sp/s':>10}{'ratio':>7}  {'no-op p50/p99 ms':>17}"
               f"{'tj p50/p99 ms':>16}{'added p50/p99':>16}{'tj CPU%':>9}{'down CPU%':>10}{'cli CPU%':>9}"
-              f"{'tj peak MiB':>12}{'max q':>7}{'dropped':>8}{'refused':>8}")
+              f"{'tj peak MiB':>12}{'max q KiB':>10}{'dropped':>8}{'refused':>8}")
     lines = [header, "-" * len(header)]
     for p in pairs:
         n, t = p.noop, p.tracejudge
@@ -91,7 +91,7 @@ def forwarding_table(pairs: list[Pair]) -> str:
             f"{p.scenario.label:<22}{n.spans_per_s:>11,.0f}{t.spans_per_s:>10,.0f}{p.ratio:>7.2f}  "
             f"{_pair(n.load.p50_ms, n.load.p99_ms):>17}{_pair(t.load.p50_ms, t.load.p99_ms):>16}"
             f"{_pair(p.added_p50_ms, p.added_p99_ms, signed=True):>16}{t.cpu_pct:>9.0f}{t.downstream_cpu_pct:>10.0f}"
-            f"{t.load.client_cpu_pct:>9.0f}{t.peak_rss_mib:>12.1f}{t.metrics['queue_size_max']:>7.0f}"
+            f"{t.load.client_cpu_pct:>9.0f}{t.peak_rss_mib:>12.1f}{t.metrics['queue_size_max'] / 1024:>10,.0f}"
             f"{t.dropped:>8}{t.refused_requests:>8}")
     met = sum(p.ratio >= TARGETS["ratio_min"] for p in pairs)
     peak = max((p.tracejudge.peak_rss_mib for p in pairs), default=0.0)
