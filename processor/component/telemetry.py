@@ -4,7 +4,8 @@ once per service, so components of one type share their metric families and labe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -13,6 +14,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
 
 M = TypeVar("M")
+
+
+def count_each(counter: Counter, label_values: Iterable[tuple[str, ...]]) -> None:
+    """Increments `counter` once per distinct label set, by how often it occurs: a labels() lookup per item costs
+    ~2 µs, which per span was a few per cent of the receive path."""
+    for values, count in collections.Counter(label_values).items():
+        counter.labels(*values).inc(count)
 
 
 class SpanFaultMetrics:

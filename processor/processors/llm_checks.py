@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter
@@ -11,7 +10,7 @@ from tracejudge.judge.checks import Checks, ChecksConfig
 from tracejudge.processor.component.decisions import SpanFault
 from tracejudge.processor.component.factory import Factory
 from tracejudge.processor.component.host import CreateSettings
-from tracejudge.processor.component.telemetry import SpanFaultMetrics
+from tracejudge.processor.component.telemetry import SpanFaultMetrics, count_each
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation import EvaluationResult
@@ -52,9 +51,7 @@ class LlmChecksProcessor:
             batch = dataclasses.replace(batch, payload=payload, evaluations=evaluations)
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
-        verdicts = collections.Counter((r.name, r.label) for results in evaluations.values() for r in results)
-        for (name, label), count in verdicts.items():
-            self._counted.labels(name, label).inc(count)
+        count_each(self._counted, ((r.name, r.label) for results in evaluations.values() for r in results))
         for fault in faults:
             self._faults.labels("llm_checks", fault.error).inc()
         if faults:

@@ -3,14 +3,13 @@ retriever spans' documents and any feedback the app recorded in span attributes.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.host import CreateSettings
-from tracejudge.processor.component.telemetry import SpanFaultMetrics
+from tracejudge.processor.component.telemetry import SpanFaultMetrics, count_each
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.extract import AttributeMap, Extractor
@@ -58,12 +57,8 @@ class LlmExtractProcessor:
             batch = dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals, feedback=feedback)
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once.
-        # counted per batch: a labels() lookup per span was a few per cent of the receive path
-        for convention, count in collections.Counter(span.convention for span in llm_spans).items():
-            self._metrics.extracted.labels(convention).inc(count)
-        empty = collections.Counter(span.convention for span in llm_spans if not span.has_content)
-        for convention, count in empty.items():
-            self._metrics.without_content.labels(convention).inc(count)
+        count_each(self._metrics.extracted, ((span.convention,) for span in llm_spans))
+        count_each(self._metrics.without_content, ((span.convention,) for span in llm_spans if not span.has_content))
         self._decisions.record([span_decision(span, decision_for(span)) for span in llm_spans])
         if unprocessable:
             for fault in unprocessable:

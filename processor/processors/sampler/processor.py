@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 
@@ -10,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.decisions import SAMPLED_OUT
 from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.telemetry import count_each
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.llm_span import span_decision
@@ -45,10 +45,8 @@ class LlmSamplerProcessor:
                    for span in judgeable]
         samples = tuple(sample for sample in decided if sample.decision.sampled)
         await self._next.consume(dataclasses.replace(batch, samples=samples) if samples else batch)
-        outcomes = collections.Counter((s.decision.stratum, "sampled" if s.decision.sampled else "sampled out")
-                                       for s in decided)
-        for (stratum, outcome), count in outcomes.items():
-            self._counted.labels(stratum, outcome).inc(count)
+        count_each(self._counted, ((s.decision.stratum, "sampled" if s.decision.sampled else "sampled out")
+                                   for s in decided))
         self._decisions.record([span_decision(s.span, SAMPLED_OUT, detail=json.dumps(
             {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
             for s in decided if not s.decision.sampled])
