@@ -18,7 +18,7 @@ from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import forwarding_config, grpc_target, running
 from tests.support.process import TRACEJUDGE
 from tests.support.requests import export_request
-from tests.support.shipped import environment
+from tests.support.shipped import SHIPPED, environment
 from tests.support.waiting import eventually
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.service.config import parse_config
@@ -28,7 +28,7 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path("otel-config.yaml").read_text().replace("verbosity: normal", "verbosity: loud")
+    bad.write_text(SHIPPED.read_text().replace("verbosity: normal", "verbosity: loud")
                    .replace("      exporters: [debug]", "      exporters: [debug, otlp/missing]"))
     result = subprocess.run([*TRACEJUDGE, "validate", "--config", str(bad)], capture_output=True, text=True,
                             check=False)
@@ -43,7 +43,7 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, **environment(), "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
     config = tmp_path / "otel-config.yaml"
-    config.write_text(Path("otel-config.yaml").read_text())
+    config.write_text(SHIPPED.read_text())
     process = subprocess.Popen([*TRACEJUDGE, "serve", "--config", str(config)], env=env, text=True,
                                stderr=subprocess.PIPE)
     assert process.stderr is not None
@@ -64,7 +64,7 @@ async def test_the_shipped_config_judges_out_of_the_box_with_no_server_and_no_ke
     environ = {**environment(), "TRACEJUDGE_DATA_DIR": str(tmp_path), "TRACEJUDGE_SAMPLE_RATE": "1",
                # the limit is for a process of its own; this one holds every test's memory too
                "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}
-    text = Path("otel-config.yaml").read_text()
+    text = SHIPPED.read_text()
     request = export_request(spans=1, llm_every=1)  # a root LLM span: the trace is complete once it arrives
     span = request.resource_spans[0].scope_spans[0].spans[0]
     async with running(text, environ) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
