@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 Kind = Literal["receivers", "processors", "exporters", "extensions"]
 KINDS: tuple[Kind, ...] = ("receivers", "processors", "exporters", "extensions")
+# The pipeline types (OTLP signals); processor/pdata/signals.py says what each carries.
+TRACES_ONLY = frozenset({"traces"})
+EVERY_SIGNAL = frozenset({"traces", "metrics", "logs"})
 
 
 @dataclass(frozen=True)
@@ -29,18 +32,21 @@ class Reference:
 
 @dataclass(frozen=True)
 class Factory:
-    """`create(settings, config)` builds an exporter or extension; receivers and processors also get the consumer
-    they hand batches to: `create(settings, config, next_consumer)`. Components are built before any starts, and
-    look up what they refer to through `settings.host` when they start.
+    """`create(settings, config)` builds an exporter or extension; processors also get the consumer they hand
+    batches to: `create(settings, config, next_consumer)`; receivers the head of each pipeline they feed, by
+    signal: `create(settings, config, {"traces": head, ...})`. Exporters and processors are built once per
+    pipeline signal they serve (`settings.signal`). Components are built before any starts, and look up what they
+    refer to through `settings.host` when they start.
 
-    `offers` lists capabilities other components may refer to (a config may withhold one: see `withheld`).
-    Processors declare the TraceBatch fields they `needs` (an earlier stage must add them), `uses` (if a stage
-    adds them, it must come earlier) and `adds`."""
+    `signals` lists the pipeline types the component can be in. `offers` lists capabilities other components may
+    refer to (a config may withhold one: see `withheld`). Processors declare the TraceBatch fields they `needs`
+    (an earlier stage must add them), `uses` (if a stage adds them, it must come earlier) and `adds`."""
 
     type: str
     kind: Kind
     config_class: builtins.type
     create: Callable[..., Any]
+    signals: frozenset[str] = TRACES_ONLY
     offers: frozenset[str] = frozenset()
     needs: frozenset[str] = frozenset()
     uses: frozenset[str] = frozenset()

@@ -114,3 +114,4 @@ class CreateSettings:
 
     name: str  # as in the config: `otlp/jaeger`
     host: Host
+    signal: str = "traces"  # the pipeline type an exporter or processor is built for

@@ -6,9 +6,14 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from tracejudge.processor.component.factory import Factory
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from tracejudge.processor.component.factory import EVERY_SIGNAL, Factory
 from tracejudge.processor.component.host import CreateSettings
-from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.consumer import Batch
+from tracejudge.processor.pdata.batch import SignalBatch, TraceBatch
+from tracejudge.processor.pdata.signals import SPECS
 
 log = logging.getLogger("tracejudge.debug")
 
@@ -25,7 +30,7 @@ class DebugExporter:
         self.name = settings.name
         self._verbosity = config.verbosity
 
-    def has_room(self, batch: TraceBatch) -> bool:
+    def has_room(self, batch: Batch) -> bool:
         return True
 
     def pending(self) -> int:
@@ -34,7 +39,13 @@ class DebugExporter:
     def withdraw(self, receipt: object) -> None:
         return None  # what was logged stays logged
 
-    def enqueue(self, batch: TraceBatch) -> None:
+    def enqueue(self, batch: Batch) -> None:
+        if isinstance(batch, SignalBatch):
+            self._signal(batch)
+            return
+        self._traces(batch)
+
+    def _traces(self, batch: TraceBatch) -> None:
         log.info("%s: %d span(s), %d LLM span(s), %d bytes", self.name, batch.span_count, len(batch.llm_spans),
                  len(batch.payload))
         if self._verbosity == "basic":
@@ -50,6 +61,24 @@ class DebugExporter:
                         log.info("  span %s/%s %r attributes=%d", span.trace_id.hex(), span.span_id.hex(),
                                  span.name, len(span.attributes))
 
+    def _signal(self, batch: SignalBatch) -> None:
+        log.info("%s: %d %s(s), %d bytes", self.name, batch.item_count, SPECS[batch.signal].noun, len(batch.payload))
+        if self._verbosity == "basic":
+            return
+        request = batch.request
+        if isinstance(request, ExportLogsServiceRequest):
+            for resource_logs in request.resource_logs:
+                for scope_logs in resource_logs.scope_logs:
+                    for record in scope_logs.log_records:
+                        log.info("  log record %s/%s %s %s", record.trace_id.hex() or "-", record.span_id.hex() or "-",
+                                 record.event_name or record.severity_text or "-",
+                                 str(record.body)[:200].strip() if self._verbosity == "detailed" else "")
+        elif isinstance(request, ExportMetricsServiceRequest):
+            for resource_metrics in request.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        log.info("  metric %s (%s)", metric.name, metric.WhichOneof("data"))
+
     async def start(self) -> None:
         return None
 
@@ -57,4 +86,4 @@ class DebugExporter:
         return None
 
 
-factory = Factory("debug", "exporters", DebugExporterConfig, DebugExporter)
+factory = Factory("debug", "exporters", DebugExporterConfig, DebugExporter, signals=EVERY_SIGNAL)

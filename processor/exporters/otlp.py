@@ -1,21 +1,22 @@
-"""The `otlp` exporter: forwards request bytes unchanged to an OTLP/gRPC endpoint."""
+"""The `otlp` exporter: forwards request bytes unchanged to an OTLP/gRPC endpoint, to the Export method of the
+signal's service (traces, metrics or logs)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.factory import EVERY_SIGNAL, Factory
 from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.exporters.helper.queued import ExporterSettings, QueuedExporter, queued_exporter
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
 from tracejudge.processor.pdata.otlp_codec import log_partial_success
-
-EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+from tracejudge.processor.pdata.signals import SPECS, Signal
 
 # OTLP/gRPC: these codes are retryable; RESOURCE_EXHAUSTED only when the server sent RetryInfo.
 _RETRYABLE = {
@@ -49,8 +50,10 @@ def split_grpc_endpoint(endpoint: str) -> tuple[str, bool | None]:
 class GrpcSender:
     """The channel is opened at the first send, so a sender that is never used holds nothing open."""
 
-    def __init__(self, config: OtlpExporterConfig) -> None:
+    def __init__(self, config: OtlpExporterConfig, signal: Signal = "traces") -> None:
         self._config = config
+        self._signal = signal
+        self._method = SPECS[signal].grpc_method
         self._credentials = config.tls.grpc_credentials() if self._secure() else None  # reads files: fail early
         self._metadata = tuple(config.headers.items())
         self._endpoint = config.endpoint
@@ -70,13 +73,13 @@ class GrpcSender:
             compression = grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression
             self._channel = grpc.aio.secure_channel(target, self._credentials, compression=compression) \
                 if self._credentials is not None else grpc.aio.insecure_channel(target, compression=compression)
-        export = self._channel.unary_unary(EXPORT_METHOD)  # bytes in, bytes out: no re-encoding
+        export = self._channel.unary_unary(self._method)  # bytes in, bytes out: no re-encoding
         try:
             with suppressed():
                 reply = await export(body, timeout=timeout_s, metadata=self._metadata)
         except grpc.aio.AioRpcError as e:
             raise _translate(e, self._endpoint) from e
-        log_partial_success(reply, self._endpoint)
+        log_partial_success(reply, self._endpoint, self._signal)
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -111,7 +114,7 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
 
 
 def create(settings: CreateSettings, config: OtlpExporterConfig) -> QueuedExporter:
-    return queued_exporter(settings, GrpcSender(config), config)
+    return queued_exporter(settings, GrpcSender(config, cast(Signal, settings.signal)), config)
 
 
-factory = Factory("otlp", "exporters", OtlpExporterConfig, create)
+factory = Factory("otlp", "exporters", OtlpExporterConfig, create, signals=EVERY_SIGNAL)

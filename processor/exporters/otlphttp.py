@@ -1,21 +1,24 @@
-"""The `otlphttp` exporter: POSTs request bytes unchanged (protobuf) to an OTLP/HTTP endpoint."""
+"""The `otlphttp` exporter: POSTs request bytes unchanged (protobuf) to an OTLP/HTTP endpoint: `endpoint` plus the
+signal's path (/v1/traces, /v1/metrics, /v1/logs), or the signal's own full URL (`traces_endpoint`, ...)."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, PermanentError, RetryableError
-from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.factory import EVERY_SIGNAL, Factory
 from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.exporters.helper.queued import ExporterSettings, QueuedExporter, queued_exporter
 from tracejudge.processor.exporters.helper.retry import parse_retry_after
 from tracejudge.processor.exporters.helper.self_tracing import suppressed
 from tracejudge.processor.pdata.otlp_codec import log_partial_success
+from tracejudge.processor.pdata.signals import SIGNALS, SPECS, Signal
 
 # OTLP/HTTP: these statuses are retryable, honouring Retry-After; every other failure is permanent.
 _RETRYABLE_STATUS = {429, 502, 503, 504}
@@ -23,34 +26,38 @@ _RETRYABLE_STATUS = {429, 502, 503, 504}
 
 @dataclass(frozen=True, kw_only=True)
 class OtlpHttpExporterConfig(ExporterSettings):
-    endpoint: str = ""  # base URL; /v1/traces is appended
-    traces_endpoint: str = ""  # full URL, used as is
+    endpoint: str = ""  # base URL; /v1/traces, /v1/metrics or /v1/logs is appended
+    traces_endpoint: str = ""  # full URLs, used as they are
+    metrics_endpoint: str = ""
+    logs_endpoint: str = ""
     timeout: Duration = 30.0  # the Collector's otlphttp default
 
-    @property
-    def url(self) -> str:
-        return self.traces_endpoint or self.endpoint.rstrip("/") + "/v1/traces"
+    def url(self, signal: Signal = "traces") -> str:
+        own: str = getattr(self, f"{signal}_endpoint")
+        return own or (self.endpoint.rstrip("/") + SPECS[signal].url_path if self.endpoint else "")
 
     def validate(self, path: str) -> None:
-        if not (self.endpoint or self.traces_endpoint):
-            raise ConfigError(f"{path}.endpoint: required (or traces_endpoint), e.g. http://phoenix:6006")
-        key = "traces_endpoint" if self.traces_endpoint else "endpoint"
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"{path}.{key}: must start with http:// or https://")
+        if not (self.endpoint or any(self.url(signal) for signal in SIGNALS)):
+            raise ConfigError(f"{path}.endpoint: required (or traces_endpoint, ...), e.g. http://phoenix:6006")
+        for signal in SIGNALS:
+            key = f"{signal}_endpoint" if getattr(self, f"{signal}_endpoint") else "endpoint"
+            if self.url(signal) and not self.url(signal).startswith(("http://", "https://")):
+                raise ConfigError(f"{path}.{key}: must start with http:// or https://")
         self.validate_settings(path)
         if self.tls.insecure:
             raise ConfigError(f"{path}.tls.insecure: not used by otlphttp; an http:// endpoint is plaintext")
 
 
 class HttpSender:
-    def __init__(self, config: OtlpHttpExporterConfig) -> None:
-        self._url = config.url
+    def __init__(self, config: OtlpHttpExporterConfig, signal: Signal = "traces") -> None:
+        self._url = config.url(signal)
+        self._signal = signal
         self._gzip = config.compression == "gzip"
         self._headers = {**config.headers, "Content-Type": "application/x-protobuf"}
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
         self._ssl = None
-        if config.url.startswith("https://"):
+        if self._url.startswith("https://"):
             self._ssl = config.tls.ssl_context()
         self._session: aiohttp.ClientSession | None = None
 
@@ -70,7 +77,7 @@ class HttpSender:
             raise RetryableError(f"{self._url}: {type(e).__name__}: {e}") from e
         if 200 <= response.status < 300:
             if response.content_type == "application/x-protobuf":
-                log_partial_success(reply, self._url)
+                log_partial_success(reply, self._url, self._signal)
             return
         message = f"{self._url}: HTTP {response.status}: {reply[:200]!r}"
         if response.status in _RETRYABLE_STATUS:
@@ -84,7 +91,11 @@ class HttpSender:
 
 
 def create(settings: CreateSettings, config: OtlpHttpExporterConfig) -> QueuedExporter:
-    return queued_exporter(settings, HttpSender(config), config)
+    signal = cast(Signal, settings.signal)
+    if not config.url(signal):
+        raise ConfigError(f"exporters.{settings.name}: it is in a {signal} pipeline: set endpoint or "
+                          f"{signal}_endpoint")
+    return queued_exporter(settings, HttpSender(config, signal), config)
 
 
-factory = Factory("otlphttp", "exporters", OtlpHttpExporterConfig, create)
+factory = Factory("otlphttp", "exporters", OtlpHttpExporterConfig, create, signals=EVERY_SIGNAL)

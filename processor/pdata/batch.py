@@ -1,17 +1,20 @@
-"""What flows through a pipeline: one accepted OTLP trace export request."""
+"""What flows through a pipeline: one accepted OTLP export request (traces, or logs and metrics)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import ClassVar
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.processor.pdata.llm_span import LlmSpan, Retrieval
 from tracejudge.processor.pdata.sample import Sample
+from tracejudge.processor.pdata.signals import Signal
 
 NO_EVALUATIONS: Mapping[str, tuple[EvaluationResult, ...]] = MappingProxyType({})
 
@@ -35,3 +38,21 @@ class TraceBatch:
     samples: tuple[Sample, ...] = ()  # LLM spans picked for judging, with their sampling decisions
     retrievals: tuple[Retrieval, ...] = ()  # retriever spans, whose documents are context for LLM spans
     feedback: tuple[Feedback, ...] = ()  # feedback the app recorded in span attributes
+
+    signal: ClassVar[Signal] = "traces"
+
+    @property
+    def item_count(self) -> int:
+        return self.span_count
+
+
+@dataclass(frozen=True, slots=True)
+class SignalBatch:
+    """An accepted logs or metrics request: exporters send `payload` byte for byte; `request` (never mutated) is
+    read for counting and, in logs, for the LLM content that instrumentations write into log records."""
+
+    signal: Signal  # logs | metrics
+    payload: bytes
+    request: Message  # ExportLogsServiceRequest | ExportMetricsServiceRequest
+    item_count: int  # log records or metric data points
+    receiver: str = ""

@@ -1,6 +1,6 @@
 """The `memory_limiter` processor, as in the Collector: above a soft limit of the process's resident memory, new data
 is refused with the retryable status (UNAVAILABLE + RetryInfo / 503 + Retry-After) until usage is back under it;
-clients keep their spans and retry. Place it first in the pipeline.
+clients keep their data and retry. Place it first in each pipeline (traces, metrics and logs).
 
 Memory is read from /proc/self/statm every `check_interval`. The soft limit is `limit_mib - spike_limit_mib` (the
 spike allowance is what may arrive between two checks). Above it, freed memory is also handed back to the OS
@@ -18,15 +18,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, RetryableError
-from tracejudge.processor.component.factory import Factory
+from tracejudge.processor.component.factory import EVERY_SIGNAL, Factory
 from tracejudge.processor.component.host import CreateSettings
-from tracejudge.processor.consumer import TracesConsumer
-from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.consumer import Batch, Consumer
+from tracejudge.processor.pdata.signals import SIGNALS, SPECS, Signal
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,10 @@ class MemoryLimiterConfig:
 
 class MemoryLimiterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.refused_spans = Counter(
-            "tracejudge_memory_limiter_refused_spans", "Spans refused because memory was above the soft limit (the "
-            "client was told to retry).", ["processor"], registry=registry)
+        self.refused = {signal: Counter(
+            f"tracejudge_memory_limiter_refused_{SPECS[signal].items}", f"{SPECS[signal].noun.capitalize()}s refused "
+            "because memory was above the soft limit (the client was told to retry).", ["processor"],
+            registry=registry) for signal in SIGNALS}
         self.usage = Gauge(
             "tracejudge_memory_limiter_usage_bytes", "Resident memory at the last check.", ["processor"],
             registry=registry)
@@ -112,14 +114,14 @@ def _trimmer() -> Callable[[], object]:
 
 
 class MemoryLimiterProcessor:
-    def __init__(self, settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: TracesConsumer,
+    def __init__(self, settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: Consumer,
                  usage: Callable[[], int] = resident_bytes, total: Callable[[], int] = total_memory_bytes) -> None:
         self._next = next_consumer
         self._config = config
         self._usage = usage
         self.soft_bytes, self.hard_bytes = config.limits_bytes(total())
         metrics = settings.host.telemetry.metrics(MemoryLimiterMetrics)
-        self._refused = metrics.refused_spans.labels(settings.name)
+        self._refused = metrics.refused[cast(Signal, settings.signal)].labels(settings.name)
         self._gauge = metrics.usage.labels(settings.name)
         metrics.soft_limit.labels(settings.name).set(self.soft_bytes)
         self._name = settings.name
@@ -127,9 +129,9 @@ class MemoryLimiterProcessor:
         self.refusing = False
         self._task: asyncio.Task[None] | None = None
 
-    async def consume(self, batch: TraceBatch) -> None:
+    async def consume(self, batch: Batch) -> None:
         if self.refusing:
-            self._refused.inc(batch.span_count)
+            self._refused.inc(batch.item_count)
             raise RetryableError(f"memory usage is above the soft limit of {self.soft_bytes // MIB} MiB; retry later",
                                  retry_after_s=RETRY_AFTER_S)
         await self._next.consume(batch)
@@ -171,4 +173,4 @@ class MemoryLimiterProcessor:
                 log.warning("%s: freeing memory took %.1f s", self._name, time.monotonic() - started)
 
 
-factory = Factory("memory_limiter", "processors", MemoryLimiterConfig, MemoryLimiterProcessor)
+factory = Factory("memory_limiter", "processors", MemoryLimiterConfig, MemoryLimiterProcessor, signals=EVERY_SIGNAL)

@@ -1,7 +1,8 @@
 """`otel-config.yaml` → frozen `Config`, in the OpenTelemetry Collector's shape.
 
     receivers / processors / exporters / extensions:  {type or type/name: settings}
-    service: {extensions: [...], pipelines: {traces: {receivers, processors, exporters}}, telemetry: {...}}
+    service: {extensions: [...], pipelines: {traces|metrics|logs[/name]: {receivers, processors, exporters}},
+              telemetry: {...}}
 
 Every problem in the file is collected and raised together as one ConfigError, each line naming its YAML path.
 """
@@ -18,7 +19,7 @@ import yaml
 
 from tracejudge.processor.component.confmap import decode, expand_env
 from tracejudge.processor.component.errors import ConfigError
-from tracejudge.processor.component.factory import KINDS, Kind, Reference, component_type
+from tracejudge.processor.component.factory import EVERY_SIGNAL, KINDS, Kind, Reference, component_type
 from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.service import factories
 from tracejudge.processor.transport.auth import AuthConfig
@@ -151,25 +152,33 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
     """Names must refer to declared components; a declared one that failed to decode was reported already."""
     if not service.pipelines:
         problems.append("service.pipelines: define at least one pipeline, e.g. traces")
-    fed_by: dict[str, str] = {}
+    fed_by: dict[tuple[str, str], str] = {}  # (signal, receiver) → pipeline
     for pipeline, spec in service.pipelines.items():
         path = f"service.pipelines.{pipeline}"
-        if component_type(pipeline) != "traces":
-            problems.append(f"{path}: only traces pipelines are supported (name it traces or traces/<name>)")
-        for kind, names in (("receivers", spec.receivers), ("processors", spec.processors),
-                            ("exporters", spec.exporters)):
+        signal = component_type(pipeline)
+        if signal not in EVERY_SIGNAL:
+            problems.append(f"{path}: a pipeline is of one signal: name it traces, metrics or logs (or "
+                            "<signal>/<name>)")
+            continue
+        listed: tuple[tuple[Kind, tuple[str, ...]], ...] = (
+            ("receivers", spec.receivers), ("processors", spec.processors), ("exporters", spec.exporters))
+        for kind, names in listed:
             if not names and kind != "processors":
                 problems.append(f"{path}.{kind}: list at least one")
             for name in {n for n in names if names.count(n) > 1}:
                 problems.append(f"{path}.{kind}: {name!r} is listed more than once")
             for name in names:
-                if name not in declared[kind]:  # type: ignore[index]
+                if name not in declared[kind]:
                     problems.append(f"{path}.{kind}: {name!r} is not defined under {kind}")
+                elif name in sections[kind] and signal not in (
+                        factory := factories.factory(kind, component_type(name))).signals:
+                    problems.append(f"{path}.{kind}: {name!r} does not take {signal} (it takes "
+                                    f"{', '.join(sorted(factory.signals))}): list it in a pipeline of those")
         for name in spec.receivers:
-            if name in fed_by:
-                problems.append(f"{path}.receivers: {name!r} already feeds pipeline {fed_by[name]}; "
-                                "a receiver can feed one pipeline")
-            fed_by[name] = pipeline
+            if (signal, name) in fed_by:
+                problems.append(f"{path}.receivers: {name!r} already feeds pipeline {fed_by[signal, name]}; "
+                                f"a receiver can feed one {signal} pipeline")
+            fed_by[signal, name] = pipeline
         problems += stage_order_problems(path, [(name, sections["processors"][name]) for name in spec.processors
                                                 if name in sections["processors"]])
     for name in service.extensions:

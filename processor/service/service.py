@@ -18,11 +18,12 @@ from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.component.factory import Factory, Kind, component_type
 from tracejudge.processor.component.host import AdminRoute, Component, ComponentStatus, CreateSettings, RateScale
 from tracejudge.processor.component.telemetry import CONTENT_TYPE_LATEST, Telemetry
-from tracejudge.processor.consumer import Exporter, TracesConsumer
+from tracejudge.processor.consumer import Consumer, Exporter, LogContentJoin
+from tracejudge.processor.pdata.signals import SIGNALS, Signal
 from tracejudge.processor.service import factories
 from tracejudge.processor.service.config import Config, MetricsTelemetryConfig
 from tracejudge.processor.service.decision_log import DecisionLog
-from tracejudge.processor.service.fanout import Fanout
+from tracejudge.processor.service.fanout import Fanout, LogContentTap
 from tracejudge.processor.service.loop_monitor import LoopMonitor
 from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.http_site import HttpSite
@@ -66,23 +67,19 @@ class Service:
         self._factories: dict[tuple[Kind, str], Factory] = {}
         self._built: list[tuple[Factory, Any]] = []  # every component, with the factory that made it
         self.extensions: dict[str, Any] = {}
-        self.exporters: dict[str, Exporter] = {}
-        self.processors: dict[str, Any] = {}  # by name; a processor in two pipelines is built for each (the first here)
+        self.exporters: dict[tuple[Signal, str], Exporter] = {}  # one per signal an exporter is listed for
+        self.processors: dict[str, Any] = {}  # traces stages by name (a processor in two pipelines: the first)
         self._stages: list[Any] = []  # every processor built, downstream first: the order they start in
         self.receivers: dict[str, Any] = {}
         for name in config.service.extensions:
             self.extensions[name] = self._create("extensions", name, config.extensions[name])
-        for pipeline in config.service.pipelines.values():
-            for name in pipeline.exporters:
-                if name not in self.exporters:
-                    self.exporters[name] = self._create("exporters", name, config.exporters[name])
-            head: TracesConsumer = Fanout([self.exporters[name] for name in pipeline.exporters])
-            for name in reversed(pipeline.processors):
-                head = self._create("processors", name, config.processors[name], head)
-                self.processors.setdefault(name, head)
-                self._stages.append(head)
-            for name in pipeline.receivers:
-                self.receivers[name] = self._create("receivers", name, config.receivers[name], head)
+        heads: dict[str, dict[Signal, Consumer]] = {}  # receiver → the head of the pipeline it feeds, by signal
+        joins: dict[str, list[LogContentJoin]] = {}  # receiver → traces stages that read content from logs
+        # traces first: a logs pipeline hands its batches to the traces stages its receivers feed
+        for pipeline in sorted(config.service.pipelines, key=lambda p: SIGNALS.index(_signal(p))):
+            self._build_pipeline(config, pipeline, heads, joins)
+        for name, consumers in heads.items():
+            self.receivers[name] = self._create("receivers", name, config.receivers[name], consumers)
         # extensions that refer into the pipelines (the eval_service to its judge stage) start after them
         self._late = {name for name in self.extensions
                       if any(r.kind != "extensions" for r in self._factories["extensions", name].references(
@@ -90,6 +87,34 @@ class Service:
         self._metrics = self._admin_site(config.service.telemetry.metrics)
         self.loop_monitor = LoopMonitor(self._telemetry)
         self._stack: AsyncExitStack | None = None
+
+    def _build_pipeline(self, config: Config, pipeline: str, heads: dict[str, dict[Signal, Consumer]],
+                        joins: dict[str, list[LogContentJoin]]) -> None:
+        """Exporters (once per signal), then processors from the last, each handed the one after it."""
+        spec, signal = config.service.pipelines[pipeline], _signal(pipeline)
+        for name in spec.exporters:
+            if (signal, name) not in self.exporters:
+                self.exporters[signal, name] = self._create("exporters", name, config.exporters[name], signal=signal)
+        head: Consumer = Fanout([self.exporters[signal, name] for name in spec.exporters])
+        if signal == "logs":
+            readers = list(dict.fromkeys(join for name in spec.receivers for join in joins.get(name, [])))
+            for reader in readers:
+                reader.attach_logs()
+            if readers:
+                head = LogContentTap(readers, head)
+        built: list[tuple[str, Any]] = []
+        for name in reversed(spec.processors):
+            head = self._create("processors", name, config.processors[name], head, signal=signal)
+            if signal == "traces":
+                self.processors.setdefault(name, head)
+            self._stages.append(head)
+            built.append((name, head))
+        for name in spec.receivers:
+            heads.setdefault(name, {})[signal] = head
+            if signal == "traces":
+                joins.setdefault(name, []).extend(
+                    stage for stage_name, stage in built
+                    if "log_content" in self._factories["processors", stage_name].offers)
 
     # -- Host --------------------------------------------------------------------------------------------------
     @property
@@ -109,8 +134,9 @@ class Service:
         return self._status
 
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:
+        exporters = {name: exporter for (signal, name), exporter in self.exporters.items() if signal == "traces"}
         built: dict[str, Any] = {"receivers": self.receivers, "processors": self.processors,
-                                 "exporters": self.exporters, "extensions": self.extensions}[kind]
+                                 "exporters": exporters, "extensions": self.extensions}[kind]
         if not name:
             offering = [n for n in built if capability in self._factories[kind, n].offers]
             if len(offering) != 1:
@@ -161,9 +187,9 @@ class Service:
             stack, self._stack = self._stack, None
             await stack.aclose()
 
-    def _create(self, kind: Kind, name: str, config: Any, *next_consumer: TracesConsumer) -> Any:
+    def _create(self, kind: Kind, name: str, config: Any, *next_consumer: Any, signal: Signal = "traces") -> Any:
         factory = self._factories[kind, name] = factories.factory(kind, component_type(name))
-        component = factory.create(CreateSettings(name, self), config, *next_consumer)
+        component = factory.create(CreateSettings(name, self, signal), config, *next_consumer)
         self._built.append((factory, component))
         return component
 
@@ -198,6 +224,11 @@ class Service:
         for (method, path), handlers in routes.items():
             app.router.add_route(method, path, _every_handler(handlers, auth))
         return HttpSite(app, settings.address)
+
+
+def _signal(pipeline: str) -> Signal:
+    """The signal of a pipeline named `logs` or `logs/<name>` (the config was checked)."""
+    return next(signal for signal in SIGNALS if signal == component_type(pipeline))
 
 
 def _every_handler(routes: list[AdminRoute], auth: Authenticator | None) -> Any:

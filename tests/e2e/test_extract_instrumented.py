@@ -110,7 +110,7 @@ async def _receiver(sink: Sink) -> AsyncIterator[OtlpReceiver]:
     host = ComponentHost()
     extract = LlmExtractProcessor(host.settings("llm_extract"), LlmExtractConfig(), sink)
     protocols = ProtocolsConfig(grpc=GrpcReceiverConfig("127.0.0.1:0"), http=HttpReceiverConfig("127.0.0.1:0"))
-    receiver = OtlpReceiver(host.settings("otlp"), OtlpReceiverConfig(protocols), extract)
+    receiver = OtlpReceiver(host.settings("otlp"), OtlpReceiverConfig(protocols), {"traces": extract})
     await extract.start()
     await receiver.start()
     try:

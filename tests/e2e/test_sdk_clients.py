@@ -72,7 +72,7 @@ async def test_metrics_count_spans_per_receiver_exporter_and_llm_convention() ->
             'tracejudge_exporter_sent_spans_total{exporter="otlp"} 2.0',
             'tracejudge_llm_spans_extracted_total{convention="gen_ai"} 1.0',
             'tracejudge_llm_spans_without_content_total{convention="gen_ai"} 1.0',
-            'tracejudge_exporter_queue_capacity{exporter="otlp"} 100.0',
+            'tracejudge_exporter_queue_capacity{data_type="traces",exporter="otlp"} 100.0',
         ]
         text = ""
         for _ in range(100):

@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -16,9 +16,10 @@ from tracejudge.processor.component.errors import ConfigError, PermanentError, R
 from tracejudge.processor.component.factory import Reference
 from tracejudge.processor.component.host import ComponentStatus, CreateSettings
 from tracejudge.processor.component.storage import Storage, storage_reference
+from tracejudge.processor.consumer import Batch
 from tracejudge.processor.exporters.helper.retry import RetryConfig, call_with_retry
 from tracejudge.processor.exporters.helper.sending_queue import DiskQueue, MemoryQueue, QueuedItem, SendingQueue, Sizer
-from tracejudge.processor.pdata.batch import TraceBatch
+from tracejudge.processor.pdata.signals import SIGNALS, SPECS, Signal
 from tracejudge.processor.transport.tls import TlsClientConfig
 
 log = logging.getLogger(__name__)
@@ -94,24 +95,26 @@ class ExporterSettings:
 
 
 class ExporterMetrics:
+    """As the Collector's: items per signal (sent_spans, sent_log_records, ...); queues by exporter and data_type."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.sent_spans = Counter(
-            "tracejudge_exporter_sent_spans", "Spans an exporter delivered downstream.", ["exporter"],
-            registry=registry)
-        self.send_failed_spans = Counter(
-            "tracejudge_exporter_send_failed_spans",
-            "Spans an exporter gave up on after its retries (or a permanent downstream error).",
-            ["exporter"], registry=registry)
-        self.enqueue_failed_spans = Counter(
-            "tracejudge_exporter_enqueue_failed_spans",
-            "Spans refused because an exporter's sending queue was full (the client was told to retry).",
-            ["exporter"], registry=registry)
+        def per_signal(what: str, help_text: str) -> dict[Signal, Counter]:
+            return {signal: Counter(f"tracejudge_exporter_{what}_{SPECS[signal].items}",
+                                    help_text.format(items=f"{SPECS[signal].noun.capitalize()}s"), ["exporter"],
+                                    registry=registry) for signal in SIGNALS}
+
+        self.sent = per_signal("sent", "{items} an exporter delivered downstream.")
+        self.send_failed = per_signal(
+            "send_failed", "{items} an exporter gave up on after its retries (or a permanent downstream error).")
+        self.enqueue_failed = per_signal(
+            "enqueue_failed", "{items} refused because an exporter's sending queue was full (the client was told to "
+            "retry).")
         self.queue_size = Gauge(
             "tracejudge_exporter_queue_size", "What waits in an exporter's sending queue, in its sizer's unit.",
-            ["exporter"], registry=registry)
+            ["exporter", "data_type"], registry=registry)
         self.queue_capacity = Gauge(
             "tracejudge_exporter_queue_capacity", "Capacity of an exporter's sending queue, in its sizer's unit.",
-            ["exporter"], registry=registry)
+            ["exporter", "data_type"], registry=registry)
 
 
 # How long shutdown waits for queued requests to be delivered before giving up on them.
@@ -120,12 +123,15 @@ _ERROR_PAUSE_S = 1.0
 
 
 class QueuedExporter:
-    """A bounded sending queue drained by `num_consumers` workers, each delivering with retries."""
+    """A bounded sending queue of one signal's requests drained by `num_consumers` workers, each delivering with
+    retries. Items are what the signal counts: spans, log records or metric data points."""
 
     def __init__(self, name: str, sender: Sender, config: QueueConfig, retry: RetryConfig, timeout_s: Duration,
-                 metrics: ExporterMetrics, open_queue: Callable[[], SendingQueue], status: ComponentStatus) -> None:
+                 metrics: ExporterMetrics, open_queue: Callable[[], SendingQueue], status: ComponentStatus,
+                 signal: Signal = "traces") -> None:
         self.name = name
-        self._id = f"exporters/{name}"
+        self._noun = SPECS[signal].noun
+        self._id = f"exporters/{name}" if signal == "traces" else f"exporters/{name} ({signal})"
         self._status = status
         self._sender = sender
         self._config = config
@@ -136,24 +142,24 @@ class QueuedExporter:
         self._workers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._idle = asyncio.Event()
-        self._sent = metrics.sent_spans.labels(name)
-        self._failed = metrics.send_failed_spans.labels(name)
-        self._refused = metrics.enqueue_failed_spans.labels(name)
-        self._size = metrics.queue_size.labels(name)
-        metrics.queue_capacity.labels(name).set(config.capacity)
+        self._sent = metrics.sent[signal].labels(name)
+        self._failed = metrics.send_failed[signal].labels(name)
+        self._refused = metrics.enqueue_failed[signal].labels(name)
+        self._size = metrics.queue_size.labels(name, signal)
+        metrics.queue_capacity.labels(name, signal).set(config.capacity)
 
-    def has_room(self, batch: TraceBatch) -> bool:
+    def has_room(self, batch: Batch) -> bool:
         queue = self._queue
-        if queue is not None and not self._stop.is_set() and queue.has_room(batch.span_count, len(batch.payload)):
+        if queue is not None and not self._stop.is_set() and queue.has_room(batch.item_count, len(batch.payload)):
             return True
-        self._refused.inc(batch.span_count)
+        self._refused.inc(batch.item_count)
         return False
 
-    def enqueue(self, batch: TraceBatch) -> QueuedItem:
+    def enqueue(self, batch: Batch) -> QueuedItem:
         if self._queue is None or self._stop.is_set():
             raise RetryableError(f"exporter {self.name} is not running")
         try:
-            item = self._queue.put(batch.payload, batch.span_count)
+            item = self._queue.put(batch.payload, batch.item_count)
         except StorageError as e:
             self._status.set_degraded(self._id, str(e))
             raise
@@ -198,10 +204,10 @@ class QueuedExporter:
             log.warning("exporter %s: %d request(s) stay queued on disk and are sent after the next start",
                         self.name, queue.pending())
         elif waiting := queue.waiting():  # (those in flight were counted by their worker)
-            lost = sum(item.span_count for item in waiting)
+            lost = sum(item.item_count for item in waiting)
             self._failed.inc(lost)
-            log.error("exporter %s: gave up on %d queued request(s) (%d span(s)) at shutdown after %.0fs",
-                      self.name, len(waiting), lost, DRAIN_TIMEOUT_S)
+            log.error("exporter %s: gave up on %d queued request(s) (%d %s(s)) at shutdown after %.0fs",
+                      self.name, len(waiting), lost, self._noun, DRAIN_TIMEOUT_S)
         queue.close()
         await self._sender.close()
 
@@ -221,15 +227,15 @@ class QueuedExporter:
             delivered = await self._deliver(item)
         except asyncio.CancelledError:
             if not queue.durable:
-                self._failed.inc(item.span_count)  # in flight at shutdown: lost with the process
+                self._failed.inc(item.item_count)  # in flight at shutdown: lost with the process
             raise
         except Exception:
-            log.exception("exporter %s: unexpected error delivering %d span(s)", self.name, item.span_count)
-            self._failed.inc(item.span_count)
+            log.exception("exporter %s: unexpected error delivering %d %s(s)", self.name, item.item_count, self._noun)
+            self._failed.inc(item.item_count)
             queue.done(item)  # given up on: counted and logged
         else:
             if not delivered and not queue.durable:
-                self._failed.inc(item.span_count)  # retries cut short by shutdown: lost with the process
+                self._failed.inc(item.item_count)  # retries cut short by shutdown: lost with the process
             if delivered or not queue.durable:
                 queue.done(item)
         self._size.set(queue.size())
@@ -250,10 +256,10 @@ class QueuedExporter:
         except (RetryableError, PermanentError) as e:
             if self._stop.is_set() and isinstance(e, RetryableError):
                 return False
-            self._failed.inc(item.span_count)
-            log.error("exporter %s: dropped %d span(s) after retries: %s", self.name, item.span_count, e)
+            self._failed.inc(item.item_count)
+            log.error("exporter %s: dropped %d %s(s) after retries: %s", self.name, item.item_count, self._noun, e)
             return True
-        self._sent.inc(item.span_count)
+        self._sent.inc(item.item_count)
         return True
 
 
@@ -266,13 +272,15 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
 
 
 def queued_exporter(settings: CreateSettings, sender: Sender, config: ExporterSettings) -> QueuedExporter:
-    """An exporter delivering through `sender` behind the sending queue `config` describes: in memory, or in the
-    `storage` extension it names."""
+    """An exporter of `settings.signal` delivering through `sender` behind the sending queue `config` describes:
+    in memory, or in the `storage` extension it names (a file per exporter and signal)."""
     queue = config.sending_queue
+    signal = cast(Signal, settings.signal)
     open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.capacity, queue.unit)
     if queue.storage:
         storage: Storage = settings.host.find("extensions", "storage", queue.storage)
-        open_queue = functools.partial(DiskQueue, storage.path_for(f"{settings.name}_queue"), queue.capacity,
-                                       queue.unit, storage.space_exhausted)
+        file = f"{settings.name}_queue" if signal == "traces" else f"{settings.name}_{signal}_queue"
+        open_queue = functools.partial(DiskQueue, storage.path_for(file), queue.capacity, queue.unit,
+                                       storage.space_exhausted)
     return QueuedExporter(settings.name, sender, queue, config.retry_on_failure, config.timeout,
-                          settings.host.telemetry.metrics(ExporterMetrics), open_queue, settings.host.status)
+                          settings.host.telemetry.metrics(ExporterMetrics), open_queue, settings.host.status, signal)

@@ -32,24 +32,24 @@ Sizer = Literal["requests", "items", "bytes"]
 @dataclass(frozen=True, slots=True)
 class QueuedItem:
     payload: bytes  # empty in a disk queue until a worker takes the item
-    span_count: int
+    item_count: int
     size_bytes: int
     key: int = 0  # the disk queue's row id
 
     def size(self, sizer: Sizer) -> int:
         """The item's size in the unit capacity is counted in (the Collector's `sizer`)."""
-        return 1 if sizer == "requests" else self.span_count if sizer == "items" else self.size_bytes
+        return 1 if sizer == "requests" else self.item_count if sizer == "items" else self.size_bytes
 
 
 class SendingQueue(Protocol):
     durable: bool
 
-    def has_room(self, span_count: int, size_bytes: int) -> bool: ...
+    def has_room(self, item_count: int, size_bytes: int) -> bool: ...
 
     def size(self) -> int:
         """What waits, in the sizer's unit."""
 
-    def put(self, payload: bytes, span_count: int) -> QueuedItem: ...
+    def put(self, payload: bytes, item_count: int) -> QueuedItem: ...
 
     def withdraw(self, item: QueuedItem) -> None:
         """Take back an item just put, before any await: no worker has taken it."""
@@ -76,10 +76,10 @@ class _Base:
         self._pending = 0
         self._available = asyncio.Event()
 
-    def has_room(self, span_count: int, size_bytes: int) -> bool:
+    def has_room(self, item_count: int, size_bytes: int) -> bool:
         """As in the Collector, capacity counts what waits, not what is being delivered. An empty queue takes
         even an item larger than its capacity: refusing it would make its sender retry for ever."""
-        incoming = QueuedItem(b"", span_count, size_bytes).size(self._sizer)
+        incoming = QueuedItem(b"", item_count, size_bytes).size(self._sizer)
         return self._size == 0 or self._size + incoming <= self._capacity
 
     def size(self) -> int:
@@ -118,8 +118,8 @@ class _Base:
 class MemoryQueue(_Base):
     durable = False
 
-    def put(self, payload: bytes, span_count: int) -> QueuedItem:
-        return self._add(QueuedItem(payload, span_count, len(payload)))
+    def put(self, payload: bytes, item_count: int) -> QueuedItem:
+        return self._add(QueuedItem(payload, item_count, len(payload)))
 
     def withdraw(self, item: QueuedItem) -> None:
         self._take_back(item)
@@ -133,7 +133,7 @@ class MemoryQueue(_Base):
 
 # Each entry is a migration; the database's user_version says how many have run.
 _MIGRATIONS = ("CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL, "
-               "span_count INTEGER NOT NULL)",)
+               "span_count INTEGER NOT NULL)",)  # items (spans, log records, data points): named before logs
 
 
 class DiskQueue(_Base):
@@ -153,15 +153,15 @@ class DiskQueue(_Base):
             rows = self._db.execute("SELECT id, span_count, length(payload) FROM queue ORDER BY id").fetchall()
         except sqlite3.Error as e:
             raise StorageError(f"cannot read the sending queue {path}: {e}") from e
-        for key, span_count, size_bytes in rows:
-            self._add(QueuedItem(b"", span_count, size_bytes, key))
+        for key, item_count, size_bytes in rows:
+            self._add(QueuedItem(b"", item_count, size_bytes, key))
 
-    def put(self, payload: bytes, span_count: int) -> QueuedItem:
+    def put(self, payload: bytes, item_count: int) -> QueuedItem:
         try:
-            cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, span_count))
+            cursor = self._db.execute("INSERT INTO queue (payload, span_count) VALUES (?, ?)", (payload, item_count))
         except sqlite3.Error as e:  # a full disk, an I/O error: the client is told to retry
             raise StorageError(f"the sending queue {self._path} cannot be written ({e})") from e
-        return self._add(QueuedItem(b"", span_count, len(payload), cursor.lastrowid or 0))
+        return self._add(QueuedItem(b"", item_count, len(payload), cursor.lastrowid or 0))
 
     def withdraw(self, item: QueuedItem) -> None:
         self._take_back(item)
@@ -170,7 +170,7 @@ class DiskQueue(_Base):
     async def get(self) -> QueuedItem:
         item = await super().get()
         (payload,) = self._db.execute("SELECT payload FROM queue WHERE id = ?", (item.key,)).fetchone()
-        return QueuedItem(payload, item.span_count, item.size_bytes, item.key)
+        return QueuedItem(payload, item.item_count, item.size_bytes, item.key)
 
     def done(self, item: QueuedItem) -> None:
         self._pending -= 1

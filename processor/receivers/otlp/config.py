@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import Reference
+from tracejudge.processor.pdata.signals import SIGNALS, Signal
 from tracejudge.processor.transport.auth import AuthConfig
 from tracejudge.processor.transport.http_site import parse_endpoint
 from tracejudge.processor.transport.tls import TlsServerConfig
@@ -29,15 +30,25 @@ class HttpReceiverConfig:
     endpoint: str = "localhost:4318"
     max_request_body_size: int = 20 * 1024 * 1024  # bytes, after decompression
     traces_url_path: str = "/v1/traces"
+    metrics_url_path: str = "/v1/metrics"
+    logs_url_path: str = "/v1/logs"
     tls: TlsServerConfig | None = None
     auth: AuthConfig | None = None
+
+    def url_path(self, signal: Signal) -> str:
+        path: str = getattr(self, f"{signal}_url_path")
+        return path
 
     def validate(self, path: str) -> None:
         parse_endpoint(self.endpoint, f"{path}.endpoint")
         if self.max_request_body_size < 1:
             raise ConfigError(f"{path}.max_request_body_size: must be at least 1 (bytes)")
-        if not self.traces_url_path.startswith("/"):
-            raise ConfigError(f"{path}.traces_url_path: must start with /")
+        paths = [self.url_path(signal) for signal in SIGNALS]
+        for signal, url_path in zip(SIGNALS, paths, strict=True):
+            if not url_path.startswith("/"):
+                raise ConfigError(f"{path}.{signal}_url_path: must start with /")
+            if paths.count(url_path) > 1:
+                raise ConfigError(f"{path}.{signal}_url_path: {url_path} is the path of another signal too")
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,28 @@
-"""OTLP/gRPC transport: `TraceService/Export` on grpc.aio, request bytes taken as they arrive."""
+"""OTLP/gRPC transport: the `Export` method of TraceService, MetricsService and LogsService (those with a pipeline)
+on grpc.aio, request bytes taken as they arrive. A signal without a pipeline is UNIMPLEMENTED, as in the Collector."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
 
 import grpc
 
 from tracejudge.processor.component.errors import PermanentError
 from tracejudge.processor.pdata.otlp_codec import decode_protobuf, encode_response
+from tracejudge.processor.pdata.signals import SPECS, Signal
 from tracejudge.processor.receivers.otlp.config import GrpcReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
 from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.status import abort
 
-SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
-
 
 class GrpcTransport:
-    def __init__(self, name: str, config: GrpcReceiverConfig, intake: Intake,
+    def __init__(self, name: str, config: GrpcReceiverConfig, intakes: Mapping[Signal, Intake],
                  authenticator: Authenticator | None) -> None:
         self._name = name
         self._config = config
-        self._intake = intake
+        self._intakes = intakes
         self._auth = authenticator
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -29,8 +32,10 @@ class GrpcTransport:
         # so_reuseport off: a second tracejudge on the same port must fail, not silently share the traffic.
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)])
         # No deserializer: the handler gets the request's bytes, which are what exporters forward.
-        handler = grpc.unary_unary_rpc_method_handler(self._export)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
+        server.add_generic_rpc_handlers(tuple(
+            grpc.method_handlers_generic_handler(SPECS[signal].grpc_service, {
+                "Export": grpc.unary_unary_rpc_method_handler(functools.partial(self._export, intake))})
+            for signal, intake in self._intakes.items()))
         try:
             if self._config.tls is not None:
                 self.port = server.add_secure_port(self._config.endpoint, self._config.tls.grpc_credentials())
@@ -46,15 +51,16 @@ class GrpcTransport:
             server, self._server = self._server, None
             await server.stop(grace=5.0)
 
-    async def _export(self, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _export(self, intake: Intake, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if self._auth is not None:
             try:
                 self._auth.authenticate(dict(context.invocation_metadata() or ()).get("authorization"))
             except PermanentError as error:
-                self._intake.refuse("grpc", error.kind)
+                intake.refuse("grpc", error.kind)
                 await abort(context, error)
+        signal = intake.signal
         try:
-            decoded = await self._intake.accept("grpc", lambda: decode_protobuf(payload, self._name), len(payload))
+            decoded = await intake.accept("grpc", lambda: decode_protobuf(payload, self._name, signal), len(payload))
         except Exception as error:  # every refusal, including our own bugs, becomes a status code
             await abort(context, error)
-        return encode_response(decoded, as_json=False)
+        return encode_response(decoded, False, signal)

@@ -1,9 +1,12 @@
-"""OTLP/HTTP transport: `POST /v1/traces`, protobuf or JSON, optionally gzip-compressed, on aiohttp."""
+"""OTLP/HTTP transport: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` (those with a pipeline; the paths are
+configurable), protobuf or JSON, optionally gzip-compressed, on aiohttp."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
+from collections.abc import Mapping
 
 from aiohttp import web
 from google.protobuf import duration_pb2
@@ -11,6 +14,7 @@ from google.rpc import error_details_pb2
 
 from tracejudge.processor.component.errors import PermanentError
 from tracejudge.processor.pdata.otlp_codec import decode_json, decode_protobuf, encode_response, encode_status
+from tracejudge.processor.pdata.signals import Signal
 from tracejudge.processor.receivers.otlp.config import HttpReceiverConfig
 from tracejudge.processor.receivers.otlp.intake import Intake
 from tracejudge.processor.transport.auth import Authenticator
@@ -26,14 +30,14 @@ MAX_GZIP_MEMBERS = 64
 
 
 class HttpTransport:
-    def __init__(self, name: str, config: HttpReceiverConfig, intake: Intake,
+    def __init__(self, name: str, config: HttpReceiverConfig, intakes: Mapping[Signal, Intake],
                  authenticator: Authenticator | None) -> None:
         self._name = name
         self._config = config
-        self._intake = intake
         self._auth = authenticator
         app = web.Application()
-        app.router.add_post(config.traces_url_path, self._export)
+        for signal, intake in intakes.items():
+            app.router.add_post(config.url_path(signal), functools.partial(self._export, intake))
         ssl_context = config.tls.ssl_context() if config.tls is not None else None
         # We decompress ourselves, so the size limit applies to the decompressed body.
         self._site = HttpSite(app, config.endpoint, ssl_context, auto_decompress=False)
@@ -48,7 +52,7 @@ class HttpTransport:
     async def shutdown(self) -> None:
         await self._site.shutdown()
 
-    async def _export(self, request: web.Request) -> web.Response:
+    async def _export(self, intake: Intake, request: web.Request) -> web.Response:
         as_json = request.content_type == JSON
         try:
             if self._auth is not None:  # first: an unauthenticated client learns nothing about what we accept
@@ -58,14 +62,15 @@ class HttpTransport:
                                      f"{JSON}", kind="unsupported_media_type")
             body = await self._read_body(request)
         except PermanentError as error:
-            self._intake.refuse("http", error.kind)
+            intake.refuse("http", error.kind)
             return _error_response(error, as_json)
         decode = decode_json if as_json else decode_protobuf
+        signal = intake.signal
         try:
-            decoded = await self._intake.accept("http", lambda: decode(body, self._name), len(body), as_json)
+            decoded = await intake.accept("http", lambda: decode(body, self._name, signal), len(body), as_json)
         except Exception as error:  # every refusal, including our own bugs, becomes a status code
             return _error_response(error, as_json)
-        return web.Response(body=encode_response(decoded, as_json), content_type=request.content_type)
+        return web.Response(body=encode_response(decoded, as_json, signal), content_type=request.content_type)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._config.max_request_body_size

@@ -1,11 +1,13 @@
-"""The `otlp` receiver: OTLP/gRPC and OTLP/HTTP in front of one pipeline."""
+"""The `otlp` receiver: OTLP/gRPC and OTLP/HTTP in front of one pipeline per signal."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from tracejudge.processor.component.host import CreateSettings
-from tracejudge.processor.consumer import TracesConsumer
+from tracejudge.processor.consumer import Consumer
+from tracejudge.processor.pdata.signals import Signal
 from tracejudge.processor.receivers.otlp.config import OtlpReceiverConfig
 from tracejudge.processor.receivers.otlp.grpc_server import GrpcTransport
 from tracejudge.processor.receivers.otlp.http_server import HttpTransport
@@ -16,17 +18,22 @@ log = logging.getLogger("tracejudge")
 
 
 class OtlpReceiver:
-    def __init__(self, settings: CreateSettings, config: OtlpReceiverConfig, next_consumer: TracesConsumer) -> None:
+    """`consumers`: the head of the pipeline of each signal this receiver feeds (a signal without one is not served:
+    gRPC UNIMPLEMENTED, HTTP 404)."""
+
+    def __init__(self, settings: CreateSettings, config: OtlpReceiverConfig,
+                 consumers: Mapping[Signal, Consumer]) -> None:
         host, name = settings.host, settings.name
         self._name = name
-        intake = Intake(name, next_consumer, host.telemetry.metrics(ReceiverMetrics))
+        metrics = host.telemetry.metrics(ReceiverMetrics)
+        intakes = {signal: Intake(name, signal, consumer, metrics) for signal, consumer in consumers.items()}
 
         def authenticator(auth: AuthConfig | None) -> Authenticator | None:
             return None if auth is None else host.find("extensions", "authenticator", auth.authenticator)
 
         grpc, http = config.protocols.grpc, config.protocols.http
-        self.grpc = None if grpc is None else GrpcTransport(name, grpc, intake, authenticator(grpc.auth))
-        self.http = None if http is None else HttpTransport(name, http, intake, authenticator(http.auth))
+        self.grpc = None if grpc is None else GrpcTransport(name, grpc, intakes, authenticator(grpc.auth))
+        self.http = None if http is None else HttpTransport(name, http, intakes, authenticator(http.auth))
 
     async def start(self) -> None:
         try:

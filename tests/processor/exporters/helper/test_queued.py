@@ -143,4 +143,4 @@ async def test_a_sending_queue_is_bounded_in_bytes_unless_told_otherwise(setting
     queue = parse_config(text, {}).exporters["otlp"].sending_queue
     assert (queue.capacity, queue.unit) == capacity
     async with running(text) as service:
-        assert metric(service, "tracejudge_exporter_queue_capacity", exporter="otlp") == capacity[0]
+        assert metric(service, "tracejudge_exporter_queue_capacity", exporter="otlp", data_type="traces") == capacity[0]

@@ -29,7 +29,7 @@ async def test_disk_queue_gives_back_unfinished_items_after_reopening(tmp_path: 
     reopened = DiskQueue(path, capacity=10, sizer="bytes")
     assert (reopened.pending(), reopened.size()) == (1, len(b"second"))
     again = await reopened.get()
-    assert (again.payload, again.span_count) == (b"second", 2)
+    assert (again.payload, again.item_count) == (b"second", 2)
     reopened.done(again)
     reopened.close()
     assert DiskQueue(path, capacity=2, sizer="requests").pending() == 0
