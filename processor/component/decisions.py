@@ -11,6 +11,7 @@ from typing import Protocol
 
 EXTRACTED = "extracted"
 NO_CONTENT = "not judgeable: no content"
+AWAITING_CONTENT = "awaiting content"  # none on the span: log records may carry it (llm_extract.log_content)
 SAMPLED_OUT = "sampled out"
 QUEUED = "queued"
 JUDGED = "judged"

@@ -24,7 +24,8 @@ from tracejudge.processor.pdata.otlp_wire import spans_containing
 
 from . import conventions as cv
 
-__all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm", "plain_attributes"]
+__all__ = ["CONVENTIONS", "LLM_MARKERS", "AttributeMap", "Extractor", "may_contain_llm", "plain_attributes",
+           "plain_value"]
 
 LLM_MARKERS: tuple[bytes, ...] = tuple(marker.encode() for marker in cv.MARKERS)
 
@@ -189,9 +190,10 @@ def _convention_fields(span: Span, attrs: Mapping[str, object]) -> dict[str, Any
     if not fields["operation"]:
         fields["operation"] = cv.OPENLLMETRY_OPERATIONS.get(as_text(attrs.get("llm.request.type")), "")
     _fill_from_payloads(fields, attrs)
-    content = _content(span, attrs)
+    content, source = _content(span, attrs)
     fields["input_messages"] = content.inputs
     fields["output_messages"] = content.outputs
+    fields["content_source"] = source if any(m.content for m in content.outputs) else ""
     declared = next((attrs[k] for k in cv.FINISH_REASON_KEYS if k in attrs), None)
     fields["finish_reasons"] = as_texts(declared) or content.finish_reasons
     fields["documents"] = cv.indexed_documents(attrs)
@@ -213,18 +215,19 @@ def _fill_from_payloads(fields: dict[str, Any], attrs: Mapping[str, object]) -> 
             fields[name] = next((as_int(usage[k]) for k in keys if k in usage), None)
 
 
-def _content(span: Span, attrs: Mapping[str, object]) -> cv.Content:
-    """Content from the attributes; what they lack, from span events (read only then: they are rarely needed)."""
+def _content(span: Span, attrs: Mapping[str, object]) -> tuple[cv.Content, str]:
+    """Content from the attributes; what they lack, from span events (read only then: they are rarely needed);
+    and where the output came from."""
     content = cv.attribute_content(attrs)
     if (content.inputs and content.outputs) or not len(span.events):
-        return content
+        return content, "span attributes"
     events = cv.event_content(
         (event.name, plain_attributes(event.attributes)) for event in span.events if event.name.startswith("gen_ai.")
     )
     inputs = content.inputs or events.inputs
     if content.outputs:
-        return cv.Content(inputs, content.outputs, content.finish_reasons)
-    return cv.Content(inputs, events.outputs, events.finish_reasons)
+        return cv.Content(inputs, content.outputs, content.finish_reasons), "span attributes"
+    return cv.Content(inputs, events.outputs, events.finish_reasons), "span events"
 
 
 def _first_text(attrs: Mapping[str, object], keys: Iterable[str]) -> str:
@@ -248,13 +251,13 @@ def _json_object(value: object) -> Mapping[str, object]:
 
 
 def plain_attributes(attributes: Iterable[KeyValue]) -> dict[str, object]:
-    return {kv.key: _plain(kv.value) for kv in attributes}
+    return {kv.key: plain_value(kv.value) for kv in attributes}
 
 
-def _plain(value: AnyValue) -> AttributeValue:
+def plain_value(value: AnyValue) -> AttributeValue:
     kind = value.WhichOneof("value")
     if kind == "array_value":
-        return tuple(_plain(v) for v in value.array_value.values)
+        return tuple(plain_value(v) for v in value.array_value.values)
     if kind == "kvlist_value":
-        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+        return {kv.key: plain_value(kv.value) for kv in value.kvlist_value.values}
     return getattr(value, kind) if kind else None

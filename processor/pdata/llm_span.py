@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
+from tracejudge.processor.component.decisions import AWAITING_CONTENT, EXTRACTED, NO_CONTENT, Decision
 
 # An OTLP attribute value as plain Python: str, bool, int, float, bytes, or a tuple/dict of those.
 AttributeValue = object
@@ -50,6 +51,8 @@ class LlmSpan:
     finish_reasons: tuple[str, ...] = ()
     conversation_id: str = ""
     documents: tuple[str, ...] = ()  # retrieved documents carried on this span
+    # where the output came from: span attributes, span events, or log events (...) joined to the span
+    content_source: str = ""
     # span attributes over resource attributes, as plain values, for sampling rules
     attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: NO_ATTRIBUTES)
 
@@ -88,9 +91,12 @@ class Retrieval:
     documents: tuple[str, ...]
 
 
-def decision_for(span: LlmSpan) -> str:
-    """The first record of every LLM span: extracted, or not judgeable for want of content."""
-    return EXTRACTED if span.has_content else NO_CONTENT
+def extraction_decision(span: LlmSpan, waits: bool = False, detail: str = "") -> Decision:
+    """The first record of every LLM span: extracted (and where its content came from), awaiting content from log
+    records, or not judgeable for want of content."""
+    if span.has_content:
+        return span_decision(span, EXTRACTED, detail=json.dumps({"content": span.content_source}))
+    return span_decision(span, AWAITING_CONTENT if waits else NO_CONTENT, detail=detail)
 
 
 def span_decision(span: LlmSpan, decision: str, metric: str = "", detail: str = "") -> Decision:

@@ -14,7 +14,7 @@ from tracejudge.processor.component.telemetry import SpanFaultMetrics, count_eac
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation import EvaluationResult
-from tracejudge.processor.pdata.evaluation_events import with_evaluation_events
+from tracejudge.processor.pdata.evaluation_events import JudgedSpan, evaluation_request, with_evaluation_events
 
 
 class ChecksMetrics:
@@ -26,7 +26,8 @@ class ChecksMetrics:
 
 class LlmChecksProcessor:
     """Runs after `llm_extract`. A batch without LLM spans, or whose checks all did not apply, passes untouched;
-    otherwise the results are written into its bytes as `gen_ai.evaluation.result` events on their spans."""
+    otherwise the results are written into its bytes as `gen_ai.evaluation.result` events on their spans. Spans
+    completed after they were forwarded (content from log records) get theirs on an evaluation span."""
 
     def __init__(self, settings: CreateSettings, config: ChecksConfig, next_consumer: TracesConsumer) -> None:
         self._checks = Checks(config)
@@ -44,7 +45,9 @@ class LlmChecksProcessor:
                     evaluations[span.span_id] = results
             except Exception as error:  # one span's content must not fail its request
                 faults.append(SpanFault.of(span.trace_id, span.span_id, error))
-        if evaluations:
+        if evaluations and not batch.span_count:  # spans completed after they were forwarded
+            batch = _on_evaluation_spans(batch, evaluations)
+        elif evaluations:
             response_ids = {s.span_id: s.response_id for s in batch.llm_spans}
             times = {s.span_id: s.end_unix_nano or s.start_unix_nano for s in batch.llm_spans}
             payload = with_evaluation_events(batch.payload, evaluations, response_ids, times)
@@ -62,6 +65,18 @@ class LlmChecksProcessor:
 
     async def shutdown(self) -> None:
         return None
+
+
+def _on_evaluation_spans(batch: TraceBatch, evaluations: dict[str, tuple[EvaluationResult, ...]]) -> TraceBatch:
+    """Results for spans that left before their content came (from log records): on an evaluation span each, as
+    judges' results are, within the checked span's interval."""
+    request = evaluation_request([
+        JudgedSpan(span.trace_id, span.span_id, evaluations[span.span_id], span.start_unix_nano,
+                   span.end_unix_nano or span.start_unix_nano, span.response_id,
+                   {"tracejudge.tier": "deterministic"}, version="checks")
+        for span in batch.llm_spans if span.span_id in evaluations])
+    return dataclasses.replace(batch, payload=request.SerializeToString(), request=request,
+                               span_count=len(evaluations), evaluations=evaluations)
 
 
 factory = Factory("llm_checks", "processors", ChecksConfig, LlmChecksProcessor, needs=frozenset({"llm_spans"}),

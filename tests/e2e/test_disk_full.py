@@ -141,6 +141,6 @@ async def test_a_full_disk_degrades_health_drains_from_the_reserve_and_sends_not
             assert (status, body.get("degraded")) == (200, None)
         # a restart sends nothing again: every delivered row was deleted
         async with running(config) as service:
-            assert service.exporters["otlp/disk"].pending() == 0
+            assert service.exporters["traces", "otlp/disk"].pending() == 0
     for backend in (memory, disk):
         assert backend.requests == [first, refused, later]  # `refused` once: the memory exporter gave it back

@@ -13,7 +13,7 @@ from tests.support.waiting import eventually
 from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
 from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.component.telemetry import Telemetry
-from tracejudge.processor.pdata.llm_span import LlmSpan, Message, decision_for, span_decision
+from tracejudge.processor.pdata.llm_span import LlmSpan, Message, extraction_decision
 from tracejudge.processor.service.decision_log import DecisionLog, read_decisions
 
 
@@ -24,7 +24,7 @@ def llm_span(span_id: str, content: bool, trace_id: str = "ab" * 16) -> LlmSpan:
 
 
 def extracted(spans: list[LlmSpan]) -> list[Decision]:
-    return [span_decision(span, decision_for(span)) for span in spans]
+    return [extraction_decision(span) for span in spans]
 
 
 async def test_records_are_readable_per_trace_and_survive_a_restart(tmp_path: Path) -> None:
