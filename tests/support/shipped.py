@@ -20,11 +20,16 @@ def environment(ports: Mapping[str, int] | None = None) -> dict[str, str]:
             "TRACEJUDGE_METRICS_ADDRESS": at("metrics")}
 
 
-def with_exporter(name: str, settings: str) -> str:
-    """The shipped config's text with exporter `name` added to its pipeline; `settings` is its YAML body, each line
-    indented by four spaces."""
-    text = SHIPPED.read_text()
-    pipeline, exporters = "      exporters: [debug]", "exporters:\n  debug:\n    verbosity: normal\n"
-    assert pipeline in text and exporters in text, "otel-config.yaml changed shape: update tests/support/shipped.py"
-    return text.replace(pipeline, f"      exporters: [debug, {name}]").replace(
-        exporters, f"{exporters}  {name}:\n{settings}")
+def with_exporter(name: str, settings: str, signals: tuple[str, ...] = ("traces",)) -> str:
+    """The shipped config's text with exporter `name` added to the pipelines of `signals`; `settings` is its YAML
+    body, each line indented by four spaces."""
+    text, marker, pipelines = SHIPPED.read_text().partition("\n  pipelines:\n")
+    exporters = "exporters:\n  debug:\n    verbosity: normal\n"
+    changed = "otel-config.yaml changed shape: update tests/support/shipped.py"
+    assert marker and exporters in text, changed
+    for signal in signals:
+        head, found, tail = pipelines.partition(f"    {signal}:\n")
+        pipeline = "      exporters: [debug]"
+        assert found and pipeline in tail, changed
+        pipelines = head + found + tail.replace(pipeline, f"      exporters: [debug, {name}]", 1)
+    return text.replace(exporters, f"{exporters}  {name}:\n{settings}") + marker + pipelines
