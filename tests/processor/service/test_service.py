@@ -40,6 +40,15 @@ def test_validate_reports_every_problem_with_its_path(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
 
 
+def test_the_shipped_config_carries_all_three_signals_from_one_receiver_to_debug() -> None:
+    """An SDK pointed at tracejudge sends traces, metrics and logs; the logs share the traces' receiver, so LLM
+    content in log records reaches llm_extract (tests/e2e/test_log_content.py runs it)."""
+    pipelines = parse_config(SHIPPED.read_text(), environment()).service.pipelines
+    assert {name: (spec.receivers, spec.exporters) for name, spec in pipelines.items()} == {
+        signal: (("otlp",), ("debug",)) for signal in ("traces", "metrics", "logs")}
+    assert pipelines["logs"].processors == pipelines["metrics"].processors == ("memory_limiter",)
+
+
 def test_serve_runs_the_shipped_config_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, **environment(), "TRACEJUDGE_DATA_DIR": str(tmp_path / "data")}
     config = tmp_path / "otel-config.yaml"
