@@ -7,11 +7,15 @@ import asyncio
 import gzip
 import io
 import json
+import logging
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
+from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -26,6 +30,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -38,6 +43,7 @@ from tests.processor.receivers.otlp.test_grpc_server import retry_delay_s
 from tests.support.metrics import metric
 from tests.support.otlp_capture import CaptureServer, HttpCaptureServer
 from tests.support.pipeline import grpc_target, http_url, running
+from tests.support.process import free_port
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.pdata.signals import SPECS, Signal
 from tracejudge.processor.service.config import parse_config
@@ -45,17 +51,21 @@ from tracejudge.processor.service.service import Service
 
 
 def signals_config(traces: str, metrics: str, logs_url: str, queue: str = "{num_consumers: 2}",
-                   max_mib: int = 4, pipelines: Sequence[str] = ("traces", "metrics", "logs")) -> str:
-    """Each signal to a downstream of its own: traces and metrics over OTLP/gRPC, logs over OTLP/HTTP."""
+                   max_mib: int = 4, pipelines: Sequence[str] = ("traces", "metrics", "logs"), receiver_extra: str = "",
+                   extensions: str = "", extensions_listed: Sequence[str] = (), debug: bool = False) -> str:
+    """Each signal to a downstream of its own: traces and metrics over OTLP/gRPC, logs over OTLP/HTTP (each also
+    to `debug` if asked). `receiver_extra`: more keys for both protocols."""
     exporters = {"traces": "otlp/traces", "metrics": "otlp/metrics", "logs": "otlphttp/logs"}
-    listed = "\n".join(f"    {signal}:\n      receivers: [otlp]\n      exporters: [{exporters[signal]}]"
-                       for signal in pipelines)
+    listed = "\n".join(f"    {signal}:\n      receivers: [otlp]\n      exporters: [{exporters[signal]}"
+                       f"{', debug' if debug else ''}]" for signal in pipelines)
     return f"""
+extensions:
+{extensions or "  {}"}
 receivers:
   otlp:
     protocols:
-      grpc: {{endpoint: 127.0.0.1:0, max_recv_msg_size_mib: {max_mib}}}
-      http: {{endpoint: 127.0.0.1:0, max_request_body_size: {max_mib * 1024 * 1024}}}
+      grpc: {{endpoint: 127.0.0.1:0, max_recv_msg_size_mib: {max_mib}{receiver_extra}}}
+      http: {{endpoint: 127.0.0.1:0, max_request_body_size: {max_mib * 1024 * 1024}{receiver_extra}}}
 exporters:
   otlp/traces:
     endpoint: {traces}
@@ -68,7 +78,11 @@ exporters:
   otlphttp/logs:
     endpoint: {logs_url}
     sending_queue: {queue}
+    retry_on_failure: {{initial_interval: 50ms, max_interval: 200ms, max_elapsed_time: 20s}}
+  debug:
+    verbosity: detailed
 service:
+  extensions: [{", ".join(extensions_listed)}]
   telemetry: {{metrics: {{address: "127.0.0.1:0"}}}}
   pipelines:
 {listed}
@@ -157,15 +171,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-async def grpc_export(service: Service, signal: Signal, payload: bytes) -> bytes:
+async def grpc_export(service: Service, signal: Signal, payload: bytes, token: str = "") -> bytes:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
     async with grpc.aio.insecure_channel(grpc_target(service)) as channel:
-        reply: bytes = await channel.unary_unary(SPECS[signal].grpc_method)(payload, timeout=10)
+        reply: bytes = await channel.unary_unary(SPECS[signal].grpc_method)(payload, timeout=10, metadata=metadata)
         return reply
 
 
 async def http_export(service: Service, signal: Signal, body: bytes, content_type: str = "application/x-protobuf",
-                      encoding: str = "") -> tuple[int, dict[str, str], bytes]:
-    headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {})}
+                      encoding: str = "", token: str = "") -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {}),
+               **({"Authorization": f"Bearer {token}"} if token else {})}
     async with aiohttp.ClientSession() as session, session.post(
             http_url(service, path=SPECS[signal].url_path), data=io.BytesIO(body), headers=headers) as response:
         return response.status, dict(response.headers), await response.read()
@@ -179,6 +195,66 @@ async def test_logs_are_forwarded_as_received_not_re_encoded() -> None:
         status, _, _ = await http_export(service, "logs", gzip.compress(payload), encoding="gzip")
         assert status == 200
         assert await logs_down.wait_for("logs", 2) == [payload, payload]
+
+
+async def test_json_metrics_and_logs_are_forwarded_as_protobuf_and_debug_logs_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tracejudge.debug")
+    metrics = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "orders", "sum": {"dataPoints": [
+        {"asInt": "3", "timeUnixNano": "1700000000000000000"}, {"asInt": "4"}], "isMonotonic": True,
+        "aggregationTemporality": 2}}]}]}]}
+    record = {"traceId": "01" * 16, "spanId": "02" * 8, "eventName": "shop.refund", "body": {"stringValue": "declined"}}
+    log_records = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    async with CaptureServer() as grpc_down, HttpCaptureServer() as logs_down, running(signals_config(
+            grpc_down.endpoint, grpc_down.endpoint, logs_down.base_url, debug=True)) as service:
+        for signal, document in (("metrics", metrics), ("logs", log_records)):
+            status, _, body = await http_export(service, signal, json.dumps(document).encode(), "application/json")
+            assert (status, json.loads(body)) == (200, {})
+        await grpc_down.wait_for_requests(1, signal="metrics")
+        expected = ExportMetricsServiceRequest()
+        json_format.ParseDict(metrics, expected)
+        assert grpc_down.received["metrics"] == [expected.SerializeToString()]
+        forwarded = ExportLogsServiceRequest.FromString((await logs_down.wait_for("logs", 1))[0])
+        received = forwarded.resource_logs[0].scope_logs[0].log_records[0]
+        assert (received.trace_id, received.span_id, received.event_name) == (b"\x01" * 16, b"\x02" * 8,
+                                                                              "shop.refund")
+    logged = [r.getMessage() for r in caplog.records if r.name == "tracejudge.debug"]
+    assert any(line.startswith("debug: 2 data point(s)") for line in logged)
+    assert any("1 log record(s)" in line for line in logged)
+    assert any(f"log record {'01' * 16}/{'02' * 8} shop.refund" in line and "declined" in line for line in logged)
+    assert any("metric orders (sum)" in line for line in logged)
+
+
+async def test_auth_guards_metrics_and_logs_as_it_guards_traces() -> None:
+    auth = ", auth: {authenticator: bearertokenauth}"
+    async with CaptureServer() as grpc_down, HttpCaptureServer() as logs_down, running(signals_config(
+            grpc_down.endpoint, grpc_down.endpoint, logs_down.base_url, receiver_extra=auth,
+            extensions="  bearertokenauth:\n    token: s3cret\n", extensions_listed=["bearertokenauth"])) as service:
+        metrics = encode_metrics(make_metrics()).SerializeToString()
+        logs = encode_logs(make_logs()).SerializeToString()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await grpc_export(service, "metrics", metrics, token="wrong")
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert (await http_export(service, "logs", logs))[0] == 401
+        await grpc_export(service, "metrics", metrics, token="s3cret")
+        assert (await http_export(service, "logs", logs, token="s3cret"))[0] == 200
+        await grpc_down.wait_for_requests(1, signal="metrics")
+        assert await logs_down.wait_for("logs", 1) == [logs]
+        assert grpc_down.received["metrics"] == [metrics]
+
+
+async def test_a_logs_queue_on_disk_has_a_file_of_its_own_and_survives_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    config = signals_config("127.0.0.1:9", "127.0.0.1:9", f"http://127.0.0.1:{port}", pipelines=["traces", "logs"],
+                            queue="{storage: file_storage}", extensions_listed=["file_storage"],
+                            extensions=f"  file_storage:\n    directory: {tmp_path}\n    reserve_mib: 0\n")
+    logs = encode_logs(make_logs()).SerializeToString()
+    async with running(config) as service:  # the logs backend is down: the request stays queued on disk
+        assert (await http_export(service, "logs", logs))[0] == 200
+    rows = sqlite3.connect(tmp_path / "otlphttp_logs_logs_queue.db").execute("SELECT count(*) FROM queue")
+    assert rows.fetchone() == (1,)
+    async with HttpCaptureServer(port) as logs_down, running(config):
+        assert await logs_down.wait_for("logs", 1) == [logs]
 
 
 async def test_a_full_sending_queue_refuses_metrics_and_logs_as_retryable() -> None:

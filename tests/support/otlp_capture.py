@@ -118,11 +118,11 @@ class CaptureServer:
 class HttpCaptureServer:
     """OTLP/HTTP on 127.0.0.1:0: records the (inflated) body of every POST to /v1/<signal> by signal."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: dict[Signal, list[bytes]] = {signal: [] for signal in SIGNALS}
         self.content_types: list[str] = []
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def base_url(self) -> str:
@@ -134,7 +134,7 @@ class HttpCaptureServer:
             app.router.add_post(SPECS[signal].url_path, functools.partial(self._export, signal))
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self.port = int(self._runner.addresses[0][1])
         return self
 
