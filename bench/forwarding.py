@@ -57,12 +57,14 @@ service:
 
 
 def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
-                      keep_unsampled: str = "72h", local: str = "embedded", embeddings: bool = True) -> str:
+                      keep_unsampled: str = "72h", local: str = "embedded", embeddings: bool = True,
+                      logs: bool = False) -> str:
     """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
     `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade (unsampled LLM
     spans kept for feedback for `keep_unsampled`; `local: none` leaves the embedded judge out, so the process does
     the receive path and hands the sample to the loopback judge; `embeddings` False turns off the statistics'
-    drift projection, which loads the embedding model); with "checks", checks only."""
+    drift projection, which loads the embedding model); with "checks", checks only. With `logs`, a logs pipeline
+    shares the receiver, as in the shipped config: llm_extract then joins content from log records."""
     processors, judging = "[llm_extract]", ""
     if judge_url == "checks":
         processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
@@ -108,7 +110,7 @@ service:
       receivers: [otlp]
       processors: {processors}
       exporters: [otlp]
-"""
+""" + ("    logs: {receivers: [otlp], exporters: [otlp]}\n" if logs else "")
 
 
 @asynccontextmanager

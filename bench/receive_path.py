@@ -3,7 +3,9 @@
 bench.forwarding measures whole processes under load, which mixes gRPC, the exporter and the stages, and is noisy on
 a small machine. This runs the service in-process from the same YAML as bench.forwarding (exporter to the no-op
 downstream, sample to the loopback judge) and feeds its first stage decoded 512-span requests directly, for three
-pipelines that each add stages: `llm_extract`; `+ llm_checks`; `+ sampler, judge_queue` (the receive path). The
+pipelines that each add stages: `llm_extract`; `+ llm_checks`; `+ sampler, judge_queue` (the receive path); `+ a
+logs pipeline` (as shipped: llm_extract then joins LLM content from log records, which costs it bookkeeping per
+LLM span even when no log record comes). The
 figure is the event-loop thread's CPU time per request (time.thread_time: other threads and processes are not
 counted; the exporter sends between rounds, so only its enqueueing is), the lowest of three rounds. The differences
 between the pipelines are the stages' costs.
@@ -30,7 +32,9 @@ from .payloads import build_requests
 
 RESULTS = Path(__file__).parent / "results" / "receive_path.json"
 SPANS = 512
-PIPELINES = {"llm_extract": "", "+ llm_checks": "checks"}  # judge_url of tracejudge_config; the receive path: a URL
+# name → (judge_url of tracejudge_config, a logs pipeline too); "judge": the loopback judge's URL (the receive path)
+PIPELINES = {"llm_extract": ("", False), "+ llm_checks": ("checks", False), "+ sampler, judge_queue": ("judge", False),
+             "+ a logs pipeline": ("judge", True)}
 
 
 async def cost_ms(config: str, payloads: list[bytes], requests: int, rounds: int) -> float:
@@ -61,9 +65,10 @@ async def run(requests: int, rounds: int) -> dict[str, dict[str, float]]:
         judge_url = await stack.enter_async_context(judge_server())
         for fraction in (0.0, 0.1):
             payloads = build_requests(SPANS, fraction, 8)
-            for name, url in [*PIPELINES.items(), ("+ sampler, judge_queue", judge_url)]:
+            for name, (url, logs) in PIPELINES.items():
                 with tempfile.TemporaryDirectory(prefix="tracejudge-receive-") as tmp:
-                    config = tracejudge_config(downstream_port, "none", str(Path(tmp, "data")), url, "72h", "none")
+                    config = tracejudge_config(downstream_port, "none", str(Path(tmp, "data")),
+                                               judge_url if url == "judge" else url, "72h", "none", logs=logs)
                     ms = await cost_ms(config, payloads, requests, rounds)
                 figures.setdefault(name, {})[f"{fraction:.0%}"] = ms
                 print(f"  {name:<24} {fraction:>4.0%} LLM spans: {ms:6.2f} ms per request", flush=True)

@@ -16,13 +16,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from tracejudge.processor.component.decisions import Decision
+from tracejudge.processor.component.decisions import DROPPED, Decision
+from tracejudge.processor.component.errors import PermanentError, RetryableError, StorageError
 from tracejudge.processor.component.host import CreateSettings
 from tracejudge.processor.component.telemetry import SpanFaultMetrics, count_each
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import SignalBatch, TraceBatch
 from tracejudge.processor.pdata.extract import AttributeMap, Extractor
-from tracejudge.processor.pdata.llm_span import LlmSpan, extraction_decision
+from tracejudge.processor.pdata.llm_span import LlmSpan, extraction_decision, span_decision
 from tracejudge.processor.processors.llm_extract.feedback_attributes import FeedbackAttributes, FeedbackReader
 from tracejudge.processor.processors.llm_extract.log_content import (
     EVENT_MARKER,
@@ -101,16 +102,7 @@ class LlmExtractProcessor:
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once; a span that
         # waits does so only then, and its retry waits again from then.
-        waits = []
-        if join is not None:
-            for span in llm_spans:
-                if span.has_content:
-                    join.settle((span.trace_id, span.span_id), now)
-            waits = [span for span in llm_spans if not span.has_content]
-            later = [done for span in waits if (done := join.span_arrived(span, now)) is not None]
-            self._metrics.awaiting_content.labels(self._name).set(join.waiting)
-            if later:  # content arrived while this batch was on its way
-                await self._completed(later)
+        waits = [span for span in llm_spans if not span.has_content] if join is not None else []
         count_each(self._metrics.extracted, ((span.convention,) for span in llm_spans))
         count_each(self._metrics.without_content, ((span.convention,) for span in llm_spans
                                                    if not span.has_content and join is None))
@@ -124,6 +116,26 @@ class LlmExtractProcessor:
             for fault in unprocessable:
                 self._faults.labels("llm_extract", fault.error).inc()
             self._decisions.record(fault.decision("llm_extract") for fault in unprocessable)
+        if join is not None:
+            for span in llm_spans:
+                if span.has_content:
+                    join.settle((span.trace_id, span.span_id), now)
+            later = [done for span in waits if (done := join.span_arrived(span, now)) is not None]
+            self._metrics.awaiting_content.labels(self._name).set(join.waiting)
+            if later:  # their content arrived while this batch was on its way
+                await self._completed_after_accepted(later)
+
+    async def _completed_after_accepted(self, spans: list[LlmSpan]) -> None:
+        """The request is accepted: a refusal now would make its client send it again, so what cannot go on is
+        recorded instead (the content is spent)."""
+        try:
+            await self._completed(spans)
+        except (RetryableError, PermanentError, StorageError) as error:
+            log.warning("llm_extract: %d span(s) completed by log records could not be handed on: %s", len(spans),
+                        error)
+            self._decisions.record([span_decision(span, f"{DROPPED}: not queued after its content came ("
+                                                  f"{type(error).__name__})", detail=json.dumps({"error": str(error)}))
+                                    for span in spans])
 
     async def consume_logs(self, batch: SignalBatch) -> None:
         """The GenAI events of a logs batch; the spans they complete go on now, before the logs are forwarded."""

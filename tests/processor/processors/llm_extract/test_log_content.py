@@ -3,19 +3,25 @@ and what waits is bounded in time and number."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from tests.support.host import ComponentHost
 from tests.support.metrics import metric
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import grpc_target, running
 from tests.support.requests import export_request
 from tests.support.waiting import eventually
+from tracejudge.processor.component.errors import RetryableError
+from tracejudge.processor.pdata.batch import SignalBatch, TraceBatch
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message
+from tracejudge.processor.pdata.otlp_codec import decode_protobuf
 from tracejudge.processor.pdata.signals import SPECS
 from tracejudge.processor.processors.llm_extract.log_content import (
     OPERATION_DETAILS,
@@ -23,6 +29,7 @@ from tracejudge.processor.processors.llm_extract.log_content import (
     LogContentConfig,
     read_events,
 )
+from tracejudge.processor.processors.llm_extract.processor import LlmExtractConfig, LlmExtractProcessor
 from tracejudge.processor.service.service import Service
 
 TRACE, SPAN = "ab" * 16, "cd" * 8
@@ -228,3 +235,64 @@ async def test_a_span_does_not_wait_when_no_logs_pipeline_shares_its_receiver() 
         trace, span_id = await _export_span_without_content(grpc_target(service))
         assert await _decisions(service, trace, span_id) == ["not judgeable: no content"]
         assert metric(service, "tracejudge_llm_spans_without_content_total", convention="gen_ai") == 1
+
+
+def _span_without_content() -> TraceBatch:
+    request = export_request(spans=1, llm_every=1)
+    llm = request.resource_spans[0].scope_spans[0].spans[0]
+    for kv in list(llm.attributes):
+        if kv.key in ("gen_ai.input.messages", "gen_ai.output.messages"):
+            llm.attributes.remove(kv)
+    return decode_protobuf(request.SerializeToString(), "otlp").batch  # type: ignore[return-value]
+
+
+def _details_for(batch: TraceBatch) -> SignalBatch:
+    span = batch.request.resource_spans[0].scope_spans[0].spans[0]
+    details = LogRecord()
+    details.CopyFrom(DETAILS)
+    details.trace_id, details.span_id = span.trace_id, span.span_id
+    payload = logs(details).SerializeToString()
+    return decode_protobuf(payload, "otlp", "logs").batch  # type: ignore[return-value]
+
+
+class Downstream:
+    """The stages after llm_extract: records what reaches them; `during` runs while the first batch is with them,
+    `refuse_late` refuses batches with nothing to forward."""
+
+    def __init__(self) -> None:
+        self.batches: list[TraceBatch] = []
+        self.during: Callable[[], Awaitable[None]] | None = None
+        self.refuse_late = False
+
+    async def consume(self, batch: TraceBatch) -> None:
+        if self.refuse_late and not batch.span_count:
+            raise RetryableError("sending queue full")
+        self.batches.append(batch)
+        if self.during is not None:
+            during, self.during = self.during, None
+            await during()
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_content_that_arrives_while_its_span_is_on_its_way_completes_it_after(refused: bool) -> None:
+    host = ComponentHost()
+    downstream = Downstream()
+    extract = LlmExtractProcessor(host.settings("llm_extract"), LlmExtractConfig(), downstream)
+    extract.attach_logs()
+    spans = _span_without_content()
+    downstream.during = lambda: extract.consume_logs(_details_for(spans))  # the span is not waiting yet
+    downstream.refuse_late = refused
+    await host.decisions.start()
+    try:
+        await extract.consume(spans)  # accepted either way: a refusal now would duplicate what was forwarded
+        trace = spans.request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+        fates = [d.decision for d in await host.decisions.for_trace(trace)]
+    finally:
+        await host.decisions.shutdown()
+    if refused:
+        assert [b.span_count for b in downstream.batches] == [1]
+        assert fates == ["awaiting content", "dropped: not queued after its content came (RetryableError)"]
+    else:
+        late = downstream.batches[1]
+        assert (late.span_count, late.llm_spans[0].output_text) == (0, "Paris.")
+        assert fates == ["awaiting content", "extracted"]
