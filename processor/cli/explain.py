@@ -85,6 +85,13 @@ def _summary(detail: str) -> str:
         parts.append(f"p={facts['probability']:g}")
     if facts.get("cached"):
         parts.append("cached")
+    if facts.get("content"):
+        parts.append(f"content from {facts['content']}")
+    if "wait_s" in facts:
+        parts.append(f"(for up to {facts['wait_s']:g} s)")
+    for key in ("reason", "error"):
+        if facts.get(key):
+            parts.append(f"({facts[key][:120]})")
     if facts.get("explanation") and facts.get("score") is None:
         parts.append(f"({facts['explanation'][:120]})")
     return "  " + " ".join(parts) if parts else ""

@@ -159,6 +159,7 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
     assert f"span {llm.span_id.hex()}" in explained.stdout
     assert "judged [faithfulness]  score=0.90 pass tier=heavy judge_model=judge-model escalation=uncertain" in (
         explained.stdout)
+    assert "extracted  content from span attributes" in explained.stdout
     unknown = subprocess.run([*TRACEJUDGE, "explain", "ab" * 16, "--config", str(config_file)],
                              capture_output=True, text=True, check=False)
     assert unknown.returncode == 1 and "no decision records" in unknown.stderr
