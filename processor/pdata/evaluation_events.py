@@ -36,7 +36,7 @@ class JudgedSpan:
     trace_id: str  # hex, of the judged span's trace
     span_id: str  # hex, of the judged span: the evaluation span's parent
     results: tuple[EvaluationResult, ...]
-    start_unix_nano: int  # when judging started and ended: the evaluation span's extent
+    start_unix_nano: int  # the evaluation span's extent: within the judged span's, so judging never stretches a trace
     end_unix_nano: int
     response_id: str = ""
     attributes: Mapping[str, Plain] = field(default_factory=dict)  # tracejudge.* on the evaluation span

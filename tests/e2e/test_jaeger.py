@@ -78,6 +78,11 @@ async def test_jaeger_shows_the_checks_and_the_evaluation_of_an_llm_span(tmp_pat
     assert 0 <= float(relevancy["gen_ai.evaluation.score.value"]) <= 1
     assert relevancy["gen_ai.evaluation.score.label"] in ("pass", "fail")
     assert tags(evaluation)["tracejudge.judge.version"] == "1"
+    # judging does not stretch the trace: the evaluation span lies inside the LLM span, the trace ends with its root
+    assert llm["startTime"] <= evaluation["startTime"]
+    assert evaluation["startTime"] + evaluation["duration"] <= llm["startTime"] + llm["duration"]
+    (root,) = [s for s in spans.values() if not s["references"]]
+    assert max(s["startTime"] + s["duration"] for s in spans.values()) == root["startTime"] + root["duration"]
 
 
 async def test_an_alert_span_in_jaeger_refers_to_judged_example_traces(tmp_path: Path, jaeger: JaegerServer) -> None:

@@ -7,8 +7,10 @@ test sends to a project of its own and one Phoenix serves the whole session.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from tests.support.phoenix import PhoenixServer
 from tests.support.pipeline import grpc_target, running
+from tests.support.shipped import environment, with_exporter
 
 pytestmark = pytest.mark.phoenix
 
@@ -128,3 +131,33 @@ async def test_spans_reach_phoenix_with_ids_parents_and_attributes_intact(phoeni
     assert attributes_seen(stored[llm_id]["attributes"], llm_sent) == attributes_seen(llm_sent, llm_sent)
     assert attributes_seen(stored[root_id]["attributes"], ASSORTED_ATTRIBUTES) == attributes_seen(
         ASSORTED_ATTRIBUTES, ASSORTED_ATTRIBUTES)
+
+
+def _unix_s(timestamp: str) -> float:
+    return datetime.datetime.fromisoformat(timestamp).timestamp()
+
+
+async def test_judging_leaves_the_traces_duration_in_phoenix_unchanged(phoenix: PhoenixServer,
+                                                                      tmp_path: Path) -> None:
+    """The evaluation span is the LLM span's child, inside its interval: Phoenix's trace extent stays the app's."""
+    project = f"timing-{uuid.uuid4().hex[:12]}"
+    root, llm = sorted(record_spans(project), key=lambda span: span.parent is not None)
+    text = with_exporter("otlphttp/phoenix", f"    endpoint: {phoenix.base_url}\n")
+    environ = environment() | {"TRACEJUDGE_SAMPLE_RATE": "1", "TRACEJUDGE_DATA_DIR": str(tmp_path / "data"),
+                               "TRACEJUDGE_MEMORY_LIMIT_MIB": "65536"}  # the limit is for a process of its own
+    async with running(text, environ) as service:
+        result = await asyncio.to_thread(export_over_grpc, grpc_target(service), [llm, root])
+        assert result is SpanExportResult.SUCCESS
+        stored = await phoenix.wait_for_spans(project, count=3, timeout_s=60)  # root, LLM span, evaluation
+    by_name = {span["name"]: span for span in stored}
+    evaluation, llm_stored = by_name["tracejudge.evaluation"], by_name["ChatCompletion"]
+    assert evaluation["parent_id"] == llm_stored["context"]["span_id"]
+    assert _unix_s(llm_stored["start_time"]) <= _unix_s(evaluation["start_time"])
+    assert _unix_s(evaluation["end_time"]) <= _unix_s(llm_stored["end_time"])
+    starts = [_unix_s(span["start_time"]) for span in stored]
+    ends = [_unix_s(span["end_time"]) for span in stored]
+    root_stored = by_name["handle request"]
+    assert (min(starts), max(ends)) == (_unix_s(root_stored["start_time"]), _unix_s(root_stored["end_time"]))
+    # when judging really happened, and how long it took, is on the span
+    assert evaluation["attributes"]["tracejudge.judge.duration_s"] >= 0
+    assert _unix_s(evaluation["attributes"]["tracejudge.judge.started_at"]) >= _unix_s(root_stored["end_time"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import time
@@ -42,6 +43,7 @@ FINAL_ERRORS = INPUT_ERRORS | {"unsupported_metric", "parse_error"}
 # without using up their attempts (the queue's bound and its when_full policy still apply).
 WAITING_ERRORS = frozenset({"tier_paused", "budget_exhausted"})
 MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however low the budget
+EVALUATION_SPAN_NS = 1_000  # an evaluation span's duration: the judged span's last microsecond
 
 
 class JudgeWorker:
@@ -202,8 +204,15 @@ class JudgeWorker:
             "gen_ai.prompt.version": str(body.get("prompt_version", "")),
             "gen_ai.response.model": str(body.get("response_model") or body.get("request_model", "")),
         }
+        attributes["tracejudge.judge.started_at"] = _rfc3339(started)
+        attributes["tracejudge.judge.duration_s"] = round((ended - started) / 1e9, 6)
+        # Within the judged span's interval (its last microsecond), whatever judging took: judging must never
+        # stretch the trace's duration on the user's dashboards. The real moment is in the attributes above.
+        span_end = int(body.get("end_unix_nano") or 0) or int(body.get("start_unix_nano") or 0) or ended
+        span_start = int(body.get("start_unix_nano") or 0) or span_end
         return JudgedSpan(first.trace_id, first.span_id, tuple(r.verdict.as_evaluation() for _, r in entries),
-                          started, ended, str(body.get("response_id", "")), attributes,
+                          max(span_start, span_end - EVALUATION_SPAN_NS), span_end, str(body.get("response_id", "")),
+                          attributes,
                           {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
                           {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
 
@@ -246,6 +255,10 @@ class JudgeWorker:
         if abs(scale - self._scale.value) > 1e-9:
             log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
         self._scale.set(scale, reason)
+
+
+def _rfc3339(unix_nano: int) -> str:
+    return datetime.datetime.fromtimestamp(unix_nano / 1e9, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _result_attributes(result: CascadeVerdict) -> dict[str, Plain]:
