@@ -4,6 +4,7 @@ follows."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,19 +48,29 @@ class AdminRoute:
 
 class ComponentStatus:
     """What is degraded right now, by component ("exporters/otlp": why), as the Collector's component status
-    reports recoverable errors: set by a component that meets a fault it recovers from (a full disk), cleared by
-    the same component once it has passed. The health check shows it; each change is logged once and gauged."""
+    reports recoverable errors: set by a component that meets a fault it recovers from (a full disk, a backend that
+    does not answer), cleared by the same component once it has passed. The health check shows it and it is gauged;
+    it is logged at once, then, while the reason keeps changing (each failure says something new), at most every
+    `repeat_s`."""
 
-    def __init__(self, on_change: Callable[[str, bool], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[str, bool], None] | None = None, repeat_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.degraded: dict[str, str] = {}
         self._on_change = on_change  # the service's gauge: (component, degraded)
+        self._repeat_s = repeat_s
+        self._clock = clock
+        self._logged: dict[str, float] = {}  # component → when its state was last logged
 
     def set_degraded(self, component: str, reason: str) -> None:
-        if self.degraded.get(component) != reason:
+        if self.degraded.get(component) == reason:
+            return
+        first = component not in self.degraded
+        self.degraded[component] = reason
+        if first or self._clock() - self._logged.get(component, 0.0) >= self._repeat_s:
             log.warning("%s is degraded: %s", component, reason)
-            if component not in self.degraded and self._on_change is not None:
-                self._on_change(component, True)
-            self.degraded[component] = reason
+            self._logged[component] = self._clock()
+        if first and self._on_change is not None:
+            self._on_change(component, True)
 
     def set_ok(self, component: str) -> None:
         if self.degraded.pop(component, None) is not None:

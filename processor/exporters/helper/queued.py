@@ -132,6 +132,7 @@ class QueuedExporter:
         self.name = name
         self._noun = SPECS[signal].noun
         self._id = f"exporters/{name}" if signal == "traces" else f"exporters/{name} ({signal})"
+        self._sending_id = f"{self._id} sending"  # apart from the queue's own state (a disk it cannot write)
         self._status = status
         self._sender = sender
         self._config = config
@@ -249,7 +250,13 @@ class QueuedExporter:
         body = await self._sender.encode(item.payload)
 
         async def attempt() -> None:
-            await self._sender.send(body, self._timeout_s)
+            try:
+                await self._sender.send(body, self._timeout_s)
+            except (RetryableError, PermanentError) as error:
+                # an operator hears of it at the first failure (health check, /metrics, the log), not at the drop
+                self._status.set_degraded(self._sending_id, f"cannot deliver: {error}")
+                raise
+            self._status.set_ok(self._sending_id)
 
         try:
             await call_with_retry(attempt, self._retry, self._stop)

@@ -36,6 +36,7 @@ from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetric
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
 from tracejudge.processor.processors.judge_queue.stores import stats_path
+from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
 from tracejudge.processor.processors.judge_queue.trace_assembly import TraceAssembly
 from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
 from tracejudge.stats.projection import QueryProjection
@@ -285,7 +286,8 @@ class JudgeQueueProcessor:
                                      self._clock)
         review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next,
-                                  self._metrics, self._scale, self._config.judge_version, self.stats, review)
+                                  self._metrics, self._scale, self._config.judge_version, self.stats, review,
+                                  TierHealth(self._status, self._id))
         await self.worker.start()
         self._relay = DecisionRelay(self._queue, self._decisions)
         self._background = [asyncio.create_task(self._relay.run(), name="decision relay"),

@@ -33,6 +33,7 @@ from tracejudge.processor.processors.judge_queue.items import item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
+from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
 from tracejudge.processor.processors.judge_queue.trace_assembly import context_for
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ EVALUATION_SPAN_NS = 1_000  # an evaluation span's duration: the judged span's l
 class JudgeWorker:
     def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
                  metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
-                 stats: StatsRecorder | None = None, review: ReviewQueue | None = None) -> None:
+                 stats: StatsRecorder | None = None, review: ReviewQueue | None = None,
+                 health: TierHealth | None = None) -> None:
         self._queue = queue
+        self._health = health
         self._judges = judges
         self._config = config
         self._emit = emit
@@ -145,6 +148,8 @@ class JudgeWorker:
         started = time.time_ns()
         verdicts = await self._judges.cascade.judge(inputs)
         ended = time.time_ns()
+        if self._health is not None:
+            self._health.observe(verdicts)
         final = self._retry_transient(list(zip(items, verdicts, strict=True)))
         if final and not await self._send(final, started, ended):
             return

@@ -21,6 +21,7 @@ from tests.support.requests import export_request
 from tests.support.shipped import SHIPPED, environment
 from tests.support.waiting import eventually
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.host import ComponentStatus
 from tracejudge.processor.service.config import parse_config
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -116,6 +117,51 @@ async def test_a_degraded_component_is_named_by_the_health_check_and_fails_it_on
             async with session.get(url) as response:
                 assert response.status == 200 and "degraded" not in await response.json()
             assert metric(service, "tracejudge_component_degraded", component="exporters/otlp") == 0
+
+
+async def test_an_exporter_that_cannot_deliver_is_degraded_from_its_first_failure(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Not minutes later when retries give up: the health check names it, /metrics gauges it, the log says it once."""
+    async with CaptureServer() as downstream:
+        downstream.fail_next(grpc.StatusCode.UNAVAILABLE, times=1000)
+        config = forwarding_config(downstream.endpoint, extensions="  health_check:\n    endpoint: 127.0.0.1:0",
+                                   service_extensions="[health_check]")
+        async with running(config) as service, aiohttp.ClientSession() as session, \
+                grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary(EXPORT)(export_request(spans=2).SerializeToString(), timeout=10)
+            await eventually(lambda: downstream.calls >= 3, what="three failed attempts")
+            async with session.get(f"http://127.0.0.1:{service.extensions['health_check'].port}/") as response:
+                assert response.status == 200  # a backend's trouble does not fail the health check by default
+                degraded = (await response.json())["degraded"]
+            assert degraded == {"exporters/otlp sending": f"cannot deliver: {downstream.endpoint}: UNAVAILABLE: "
+                                                          "scripted fault"}
+            assert metric(service, "tracejudge_component_degraded", component="exporters/otlp sending") == 1
+    warnings = [r.getMessage() for r in caplog.records if "exporters/otlp sending is degraded" in r.getMessage()]
+    assert len(warnings) == 1  # however many attempts failed
+
+
+async def test_an_exporter_recovers_once_a_delivery_succeeds(caplog: pytest.LogCaptureFixture) -> None:
+    async with CaptureServer() as downstream, running(forwarding_config(downstream.endpoint)) as service, \
+            grpc.aio.insecure_channel(grpc_target(service)) as channel:
+        downstream.fail_next(grpc.StatusCode.UNAVAILABLE, times=3)
+        await channel.unary_unary(EXPORT)(export_request(spans=2).SerializeToString(), timeout=10)
+        await downstream.wait_for_requests(1)
+        await eventually(lambda: "exporters/otlp sending" not in service.status.degraded, what="recovered")
+        assert metric(service, "tracejudge_component_degraded", component="exporters/otlp sending") == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("exporters/otlp sending")]
+    assert said == ["exporters/otlp sending is degraded: cannot deliver: "
+                    f"{downstream.endpoint}: UNAVAILABLE: scripted fault", "exporters/otlp sending has recovered"]
+
+
+def test_a_reason_that_keeps_changing_is_logged_at_most_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    status = ComponentStatus(clock=lambda: now[0])
+    for second in range(0, 130, 10):
+        now[0] = float(second)
+        status.set_degraded("exporters/otlp sending", f"attempt at {second} s failed")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"exporters/otlp sending is degraded: attempt at {s} s failed" for s in (0, 60, 120)]
+    assert status.degraded == {"exporters/otlp sending": "attempt at 120 s failed"}
 
 
 async def test_decision_records_are_kept_per_trace(tmp_path: Path) -> None:
