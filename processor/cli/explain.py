@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -71,13 +72,22 @@ def _as_dict(record: Decision) -> dict[str, object]:
     return fields
 
 
+def score_text(score: float) -> str:
+    """Two decimals, or as many as it takes not to round across a pass/fail boundary (0.4999 is not "0.50")."""
+    for places in range(2, 7):
+        text = f"{score:.{places}f}"
+        if float(text) == score or math.floor(float(text) * 10) == math.floor(score * 10):
+            return text
+    return f"{score:.6f}"
+
+
 def _summary(detail: str) -> str:
     if not detail:
         return ""
     facts = json.loads(detail)
     parts = []
     if facts.get("score") is not None:
-        parts.append(f"score={facts['score']:.2f} {facts.get('label', '')}".rstrip())
+        parts.append(f"score={score_text(facts['score'])} {facts.get('label', '')}".rstrip())
     for key in ("tier", "judge_model", "escalation", "degraded", "stratum"):
         if facts.get(key):
             parts.append(f"{key}={facts[key]}")

@@ -64,8 +64,10 @@ def _comparison(result: dict[str, Any]) -> str:
                 f"{welch['n_baseline']} vs {welch['n_current']}); minimum detectable drop "
                 f"{welch['minimum_detectable_drop']:.3f}, n per arm for the configured drop "
                 f"{welch['n_needed_per_arm']}")
-    if "verdict" in result:
-        return f"canary {result['verdict']}"
+    if "verdict" in result:  # a canary: its verdict, then each test's difference
+        tests = [f"{name} {test['difference']:+.3f} (p={test['p_value']:.2g}, n {test['n'][0]} vs {test['n'][1]})"
+                 for name, test in sorted(result.items()) if isinstance(test, dict) and "difference" in test]
+        return "; ".join([result["verdict"], *tests])
     if "shifted_mean" in result:
         when = datetime.fromtimestamp(result["at_unix_nano"] / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
         return (f"last alarm {result['direction']} at {when} UTC: mean about {result['shifted_mean']:.3f} over "

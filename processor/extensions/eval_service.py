@@ -252,7 +252,31 @@ async def _feedback_request(request: web.Request) -> Any:
     try:
         return json_format.ParseDict(document, pb.SubmitFeedbackRequest())
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as e:
-        raise PermanentError(str(e) or "the body nests deeper than any feedback request does") from e
+        found = _parse_problems(document)  # every bad field, not only the first the parser met
+        raise InvalidFeedback(found) if found else PermanentError(
+            str(e) or "the body nests deeper than any feedback request does") from e
+
+
+def _parse_problems(document: dict[str, Any]) -> list[str]:
+    """What is wrong with each field of each record, parsed one by one; enums name their spellings."""
+    records = document.get("feedback")
+    if not isinstance(records, list):
+        return ["feedback: must be a list of records"]
+    found = []
+    fields = pb.Feedback.DESCRIPTOR.fields_by_name
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            found.append(f"feedback[{index}]: must be an object")
+            continue
+        for key, value in record.items():
+            try:
+                json_format.ParseDict({key: value}, pb.Feedback())
+            except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as e:
+                field = fields.get(key) or next((f for f in fields.values() if f.json_name == key), None)
+                spellings = (f" (one of {', '.join(v.name for v in field.enum_type.values)})"
+                             if field is not None and field.enum_type is not None else "")
+                found.append(f"feedback[{index}].{key}: {str(e).rstrip('.')}{spellings}")
+    return found
 
 
 @contextlib.contextmanager

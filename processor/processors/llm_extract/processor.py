@@ -99,19 +99,21 @@ class LlmExtractProcessor:
             llm_spans = tuple(span if span.has_content else join.peek(span) or span for span in llm_spans)
         if llm_spans or retrievals or feedback:
             batch = dataclasses.replace(batch, llm_spans=llm_spans, retrievals=retrievals, feedback=feedback)
+        waits = [span for span in llm_spans if not span.has_content] if join is not None else []
+        waiting = {id(span) for span in waits}
+        detail = json.dumps({"wait_s": self._log_content.wait})
+        # made now, so they are dated before what the stages after this one record about the same spans
+        records = [extraction_decision(span, id(span) in waiting, detail if id(span) in waiting else "")
+                   for span in llm_spans]
         await self._next.consume(batch)
         # Counted and recorded only once accepted, so a client's retry of a refused batch counts once; a span that
         # waits does so only then, and its retry waits again from then.
-        waits = [span for span in llm_spans if not span.has_content] if join is not None else []
         count_each(self._metrics.extracted, ((span.convention,) for span in llm_spans))
         count_each(self._metrics.without_content, ((span.convention,) for span in llm_spans
                                                    if not span.has_content and join is None))
         count_each(self._metrics.content_from_logs, ((span.convention,) for span in llm_spans
                                                      if span.content_source.startswith("log")))
-        waiting = {id(span) for span in waits}
-        detail = json.dumps({"wait_s": self._log_content.wait})
-        self._decisions.record([extraction_decision(span, id(span) in waiting, detail if id(span) in waiting else "")
-                                for span in llm_spans])
+        self._decisions.record(records)
         if unprocessable:
             for fault in unprocessable:
                 self._faults.labels("llm_extract", fault.error).inc()

@@ -44,12 +44,13 @@ class LlmSamplerProcessor:
         decided = [Sample(span, self._sampler.decide(span, batch.evaluations.get(span.span_id, ())))
                    for span in judgeable]
         samples = tuple(sample for sample in decided if sample.decision.sampled)
+        records = [span_decision(s.span, SAMPLED_OUT, detail=json.dumps(  # dated before the judge queue's records
+            {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
+            for s in decided if not s.decision.sampled]
         await self._next.consume(dataclasses.replace(batch, samples=samples) if samples else batch)
         count_each(self._counted, ((s.decision.stratum, "sampled" if s.decision.sampled else "sampled out")
                                    for s in decided))
-        self._decisions.record([span_decision(s.span, SAMPLED_OUT, detail=json.dumps(
-            {"probability": s.decision.probability, "stratum": s.decision.stratum, "scale": s.decision.scale}))
-            for s in decided if not s.decision.sampled])
+        self._decisions.record(records)
 
     async def start(self) -> None:
         return None

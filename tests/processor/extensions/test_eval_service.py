@@ -204,6 +204,13 @@ async def test_bad_feedback_is_refused_naming_the_field(tmp_path: Path) -> None:
                                                     "rating_max": 5}) as response:
             assert response.status == 400
             assert "feedback[0].rating" in (await response.json())["error"]
+        async with http.post("/v1/feedback", json={"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "thumbs": "up",
+                                                    "rating": "five"}) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+            # every bad field, and the spellings an enum takes
+            assert "feedback[0].thumbs:" in error and "(one of THUMBS_UNSPECIFIED, THUMBS_UP, THUMBS_DOWN)" in error
+            assert "feedback[0].rating:" in error
         async with http.post("/v1/feedback", data="{not json") as response:
             assert response.status == 400
         for nested in ("[" * 100_000, '{"feedback": [' + '{"labels": [' * 5_000):  # 500 before

@@ -148,6 +148,8 @@ async def test_a_judged_span_gets_an_evaluation_span_under_it_with_its_trace_con
     # The retriever span's document reached the judge as the LLM span's context.
     faithfulness = next(r for r in heavy.requests if "every claim" in r["messages"][0]["content"])
     assert json.loads(faithfulness["messages"][1]["content"])["context"] == DOCUMENT
+    in_order = [d.decision for d in decisions if d.span_id == llm.span_id.hex() and not d.metric]
+    assert in_order == ["extracted", "queued"]  # in the order the stages decided, as explain lists them
     fates = sorted((d.decision, d.metric) for d in decisions if d.span_id == llm.span_id.hex())
     assert fates == [("extracted", ""), ("judged", "faithfulness"), ("judged", "relevancy"), ("queued", "")]
     # ... and `tracejudge explain` tells the same story from the files, after the service has stopped.
