@@ -16,6 +16,7 @@ from tracejudge.processor.component.storage import storage_reference
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackConfig
+from tracejudge.processor.processors.judge_queue.prompt_context import DEFAULT_MARKERS
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewConfig
 from tracejudge.stats.config import StatsConfig
 
@@ -82,6 +83,9 @@ class JudgeQueueStageConfig:
     decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
     max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
     max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
+    # Where the prompt itself holds the grounding, for spans whose trace retrieved nothing: the block after the first
+    # of these markers in the system prompt (then a user message); "<tag>" markers end at "</tag>". () turns it off.
+    context_markers: tuple[str, ...] = DEFAULT_MARKERS
     stats: StatsConfig = field(default_factory=StatsConfig)  # per-series statistics and alerts (stats.db)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # feedback-triggered judging
     review: ReviewConfig = field(default_factory=ReviewConfig)  # verdicts a person should look at, to a JSONL file
@@ -107,6 +111,8 @@ class JudgeQueueStageConfig:
                      for m in self.metrics if m not in known]
         if self.decision_wait > self.max_decision_wait:
             problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
+        problems += [f"{path}.context_markers: an empty marker would match every prompt"
+                     for marker in self.context_markers if not marker.strip()][:1]
         if self.max_buffered_traces < 1:
             problems.append(f"{path}.max_buffered_traces: must be at least 1")
         names = [rule.name for rule in self.routes]

@@ -12,6 +12,7 @@ from tracejudge.processor.component.decisions import DROPPED, Decision
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT
 from tracejudge.processor.pdata.sample import Sample, SamplingDecision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
+from tracejudge.processor.processors.judge_queue.prompt_context import DEFAULT_MARKERS, prompt_context
 
 
 def decision_fields(decision: SamplingDecision) -> dict[str, Any]:
@@ -36,10 +37,11 @@ def capped_documents(documents: Sequence[str], limit: int = MAX_CONTEXT_CHARS) -
     return kept
 
 
-def item_body(sample: Sample, route: str) -> dict[str, Any]:
+def item_body(sample: Sample, route: str, context_markers: Sequence[str] = DEFAULT_MARKERS) -> dict[str, Any]:
     """What a judge needs (each text up to its cap), and what makes its score attributable and weightable."""
     span, decision = sample.span, sample.decision
     query, response = span.input_text, span.output_text
+    grounding, grounding_from = prompt_context(span.input_messages, context_markers)
     # what a judge reads only the beginning of, with full lengths in characters
     cut = {name: len(text) for name, text in (("query", query), ("response", response)) if len(text) > MAX_TEXT_CHARS}
     if (context := sum(len(d) for d in span.documents)) > MAX_CONTEXT_CHARS:
@@ -53,6 +55,8 @@ def item_body(sample: Sample, route: str) -> dict[str, Any]:
         "input_tokens": span.input_tokens, "output_tokens": span.output_tokens,
         "query": query[:MAX_TEXT_CHARS], "question": span.question[:MAX_TEXT_CHARS],
         "response": response[:MAX_TEXT_CHARS], "documents": capped_documents(span.documents),
+        **({"prompt_context": grounding[:MAX_CONTEXT_CHARS], "prompt_context_from": grounding_from}
+           if grounding else {}),
         **decision_fields(decision), "route": route, "project": str(span.attributes.get(PHOENIX_PROJECT) or ""),
         **({"truncated": cut} if cut else {}),
     }  # fmt: skip

@@ -136,15 +136,16 @@ class JudgeQueueProcessor:
         if batch.feedback:  # first: an LLM span carrying its own thumbs-down is judged from this very batch
             self._span_feedback(batch.feedback)
         samples = [*batch.samples, *self._trigger.samples(batch)]
+        markers = self._config.context_markers
         # kept only if feedback can be stored: it is stored with the statistics
-        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "")) if self.desk else []
+        kept = self._trigger.kept(batch, samples, lambda sample: item_body(sample, "", markers)) if self.desk else []
         arrival = self._assembly.arrive(batch, {s.span.trace_id for s in samples}, now, {k.trace_id for k in kept})
         items = []
         for sample in list(samples):
             try:
                 checks = batch.evaluations.get(sample.span.span_id, ())
                 route = next((rule.name for rule in self._config.routes if rule.matches(sample.span, checks)), "")
-                body = item_body(sample, route)
+                body = item_body(sample, route, markers)
             except Exception as error:  # one span's values must not fail its request
                 samples.remove(sample)
                 self._faults.labels("judge_queue", type(error).__name__).inc()

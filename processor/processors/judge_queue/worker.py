@@ -17,9 +17,10 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
-from tracejudge.judge.queue import JudgeItem, WorkQueue
+from tracejudge.judge.queue import Document, JudgeItem, WorkQueue
 from tracejudge.judge.tiers import Judges
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.component.decisions import JUDGED, UNJUDGED, WAITING, Decision
@@ -141,10 +142,9 @@ class JudgeWorker:
 
     async def _see_through(self, items: list[JudgeItem]) -> None:
         documents = self._queue.documents(item.trace_id for item in items)
+        grounding = {item.key: _grounding(item, documents.get(item.trace_id, ())) for item in items}
         inputs = [CascadeItem(JudgeInput(item.metric, item.body.get("query", ""), item.body.get("response", ""),
-                                         context_for(item.body.get("documents", ()), documents.get(item.trace_id, ()),
-                                                     item.body.get("start_unix_nano", 0))),
-                              item.body.get("route", "")) for item in items]
+                                         grounding[item.key][0]), item.body.get("route", "")) for item in items]
         started = time.time_ns()
         verdicts = await self._judges.cascade.judge(inputs)
         ended = time.time_ns()
@@ -158,7 +158,8 @@ class JudgeWorker:
         contexts = {item.key: cascade_item.input.context for item, cascade_item in zip(items, inputs, strict=True)}
         if self._review is not None:
             self._review.add(final, contexts)
-        self._queue.complete((item.key for item, _ in final), contexts, self._records(final))
+        sources = {key: source for key, (_, source) in grounding.items()}
+        self._queue.complete((item.key for item, _ in final), contexts, self._records(final, sources))
         self._rounds += 1
         if self._rounds % 100 == 0:
             self._queue.forget_documents()
@@ -221,8 +222,9 @@ class JudgeWorker:
                           {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
                           {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
 
-    def _records(self, final: list[tuple[JudgeItem, CascadeVerdict]]) -> list[Decision]:
-        """The decision record of each item (completed with them), counting the verdicts."""
+    def _records(self, final: list[tuple[JudgeItem, CascadeVerdict]], sources: Mapping[int, str]) -> list[Decision]:
+        """The decision record of each item (completed with them, saying where the judge's context came from),
+        counting the verdicts."""
         records: list[Decision] = []
         for item, result in final:
             verdict = result.verdict
@@ -231,6 +233,8 @@ class JudgeWorker:
                       "judge_model": verdict.judge_model, "escalation": result.escalation,
                       "degraded": result.degraded, "cost_usd": verdict.cost_usd, "cached": verdict.cached,
                       "explanation": verdict.explanation[:300]}
+            if sources.get(item.key):
+                detail["context"] = sources[item.key]
             if verdict.redacted:  # what the judge server was not sent
                 detail["redacted"] = dict(verdict.redacted)
             records.append(item_decision(item.trace_id, item.span_id, item.body, decision, item.metric,
@@ -260,6 +264,18 @@ class JudgeWorker:
         if abs(scale - self._scale.value) > 1e-9:
             log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
         self._scale.set(scale, reason)
+
+
+def _grounding(item: JudgeItem, documents: Sequence[Document]) -> tuple[str, str]:
+    """The judge's context for an item, and where it came from: the documents on the span and those its trace's
+    retriever spans returned before it; failing those, grounding the prompt itself holds."""
+    body = item.body
+    context = context_for(body.get("documents", ()), documents, body.get("start_unix_nano", 0))
+    if context:
+        return context, "retrieved documents"
+    if body.get("prompt_context"):
+        return str(body["prompt_context"]), f"prompt: {body.get('prompt_context_from', '')}"
+    return "", ""
 
 
 def _rfc3339(unix_nano: int) -> str:
