@@ -40,6 +40,9 @@ class StatsConfig:
     embeddings: bool = True  # drift on a projection of query embeddings (the shipped MiniLM encoder)
     seed: int = 0  # of the embedding projection
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    # Links from an alert to its example traces in the user's trace UIs: name → URL template with {trace_id} (and
+    # optionally {span_id}, {project}), e.g. jaeger: http://localhost:16686/trace/{trace_id}
+    trace_links: dict[str, str] = field(default_factory=dict)
     # Raw evaluations (once a checkpoint of their series holds them), feedback and delivered alerts are deleted
     # after this long; the series' state (CUSUM, baselines, drift reference) is kept whatever their age.
     retention: Duration = 90 * 86400.0
@@ -60,6 +63,15 @@ class StatsConfig:
             problems.append(f"{path}.drop: must be positive")
         if self.drift_window < 2 * self.drift_bins:
             problems.append(f"{path}.drift_window: must be at least twice drift_bins")
+        for name, template in self.trace_links.items():
+            if not template.startswith(("http://", "https://")) or "{trace_id}" not in template:
+                problems.append(f"{path}.trace_links.{name}: an http(s) URL template holding {{trace_id}}")
+            else:
+                try:
+                    template.format(trace_id="", span_id="", project="")
+                except (KeyError, IndexError, ValueError) as e:
+                    problems.append(f"{path}.trace_links.{name}: only {{trace_id}}, {{span_id}} and {{project}} "
+                                    f"can be filled in ({e!r})")
         if self.cooldown < 0 or self.examples < 0:
             problems.append(f"{path}.cooldown / examples: must not be negative")
         if problems:

@@ -45,7 +45,8 @@ def run_app(base_url: str, endpoint: str, calls: int) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "rag-app", "app.prompt.version": "v7"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": "rag-app", "app.prompt.version": "v7",
+                                                        "openinference.project.name": "rag-project"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{endpoint}", insecure=True)))
     OpenAIInstrumentor().instrument(tracer_provider=provider)
     client = openai.OpenAI(base_url=base_url, api_key="test-key", max_retries=0)
@@ -109,6 +110,9 @@ processors:
     stats:
       warmup: 100
       webhook: {{url: "{webhook}"}}
+      trace_links:
+        jaeger: "http://jaeger.example:16686/trace/{{trace_id}}"
+        phoenix: "http://phoenix.example:6006/projects/{{project}}/traces/{{trace_id}}"
 exporters:
   otlp:
     endpoint: "{downstream}"
@@ -138,6 +142,13 @@ def stored(path: Path) -> int:
 def spans_named(capture: CaptureServer, name: str) -> list[Span]:
     return [span for raw in capture.requests for rs in ExportTraceServiceRequest.FromString(raw).resource_spans
             for ss in rs.scope_spans for span in ss.spans if span.name == name]
+
+
+def resource_of(capture: CaptureServer, name: str) -> dict[str, str]:
+    """The resource attributes of the first span called `name`."""
+    return next({a.key: a.value.string_value for a in rs.resource.attributes}
+                for raw in capture.requests for rs in ExportTraceServiceRequest.FromString(raw).resource_spans
+                for ss in rs.scope_spans for span in ss.spans if span.name == name)
 
 
 def attributes(span: Span) -> dict[str, object]:
@@ -206,6 +217,18 @@ async def test_a_silent_model_change_raises_a_model_change_alert_linking_judged_
     (document,) = posted
     assert document["cause"] == "model_change" and document["alert_id"] == first["tracejudge.alert.id"]
     assert [bytes.fromhex(e["span_id"]) for e in document["examples"]] == [span_id for _, span_id in links]
+    # what a person can act on: the series named in the message, the traces' project, a kind that is not LLM, links
+    assert alerts[0].status.message.startswith("rag-app/v7/gpt-4o/relevancy [model_change]: ")
+    assert resource_of(downstream, "tracejudge.alert") == {"service.name": "tracejudge",
+                                                           "openinference.project.name": "rag-project"}
+    assert first["openinference.span.kind"] == "EVALUATOR" and not any(k.startswith("gen_ai.") for k in first)
+    example = links[0][0].hex()
+    assert f"http://jaeger.example:16686/trace/{example}" in str(first["tracejudge.alert.links"])
+    assert str(first["tracejudge.alert.example_traces"]).split()[0] == example
+    assert document["message"] == alerts[0].status.message
+    assert document["example_links"][0]["urls"] == {
+        "jaeger": f"http://jaeger.example:16686/trace/{example}",
+        "phoenix": f"http://phoenix.example:6006/projects/rag-project/traces/{example}"}
 
     config_file = tmp_path / "config.yaml"
     config_file.write_text(text)

@@ -39,3 +39,11 @@ def test_every_bad_setting_is_named_by_its_key() -> None:
         stage("    stats: {webhook: {url: 'ftp://x'}}\n")
     with pytest.raises(ConfigError, match=r"processors\.judge_queue\.stats\.cusum_hh"):
         stage("    stats: {cusum_hh: 4}\n")
+
+
+def test_a_trace_link_template_must_hold_the_trace_id_and_nothing_unknown() -> None:
+    with pytest.raises(ConfigError, match=r"stats\.trace_links\.jaeger: an http\(s\) URL template holding"):
+        stage("    stats: {trace_links: {jaeger: 'http://jaeger:16686/search'}}\n")
+    with pytest.raises(ConfigError, match=r"stats\.trace_links\.tempo: only \{trace_id\}"):
+        stage("    stats: {trace_links: {tempo: 'http://grafana/explore?t={trace_id}&o={org}'}}\n")
+    stage("    stats: {trace_links: {phoenix: 'http://phoenix:6006/projects/{project}/traces/{trace_id}'}}\n")

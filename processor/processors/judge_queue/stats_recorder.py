@@ -24,7 +24,7 @@ from tracejudge.processor.component.errors import PermanentError, RetryableError
 from tracejudge.processor.component.sqlite import MAX_INTEGER
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.processors.judge_queue.alert_spans import alert_request
+from tracejudge.processor.processors.judge_queue.alert_spans import alert_request, webhook_body
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.projection import QueryProjection
 from tracejudge.stats.records import Alert, Evaluation
@@ -44,10 +44,14 @@ class StatsRecorder:
         self.tracker = QualityTracker(SqliteStore(path), config)
         self._webhook: aiohttp.ClientSession | None = None
         self._posts: set[asyncio.Task[None]] = set()
+        self._projects: dict[str, str] = {}  # service → the Phoenix project its judged spans were last filed in
 
     async def record(self, final: Sequence[tuple[JudgeItem, CascadeVerdict]]) -> list[Alert]:
         """Store the judged results of one batch and update the series; returns the alerts they raised."""
         judged = [(item, result) for item, result in final if result.verdict.score is not None]
+        for item, _ in final:
+            if item.body.get("project"):
+                self._projects[str(item.body.get("service", ""))] = str(item.body["project"])
         # drift reads what users asked (not the system prompt, which a prompt edit changes), in the uniform stratum
         # only; a span judged on two metrics has one question
         queries = [str(item.body.get("question") or item.body.get("query", "")) for item, _ in judged]
@@ -87,7 +91,7 @@ class StatsRecorder:
         alerts = self.tracker.store.undelivered()
         if not alerts:
             return
-        request = alert_request(alerts)
+        request = alert_request(alerts, self._config.trace_links, self._projects)
         try:
             await self._emit.consume(TraceBatch(request.SerializeToString(), request, len(alerts)))
         except RetryableError as e:
@@ -108,7 +112,8 @@ class StatsRecorder:
             self._webhook = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=webhook.timeout))
         for attempt in range(3):
             try:
-                async with self._webhook.post(webhook.url, data=alert.to_json(),
+                body = webhook_body(alert, self._config.trace_links, self._projects.get(alert.series.service, ""))
+                async with self._webhook.post(webhook.url, data=body,
                                               headers={"Content-Type": "application/json", **webhook.headers}
                                               ) as response:
                     if response.status < 300:
