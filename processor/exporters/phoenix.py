@@ -12,9 +12,11 @@ Phoenix upserts on (name, span, identifier), so posting a request again (at-leas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,9 +55,11 @@ class PhoenixExporterConfig(ExporterSettings):
     endpoint: str = ""  # Phoenix's base URL; /v1/span_annotations is appended
     # Phoenix's REST routes read plain JSON only (only its OTLP route decodes gzip): "none" is the one choice.
     compression: Literal["none"] = "none"
-    # A 404 means Phoenix has not ingested an annotated span yet (spans come through another exporter): retried
-    # for this long after delivery began, then given up on; retry_on_failure.max_elapsed_time also bounds it.
-    missing_span_timeout: Duration = 60.0
+    # A 404 means Phoenix has not ingested an annotated span yet (spans come through another exporter, and Phoenix
+    # lags minutes behind a burst): the annotations of the spans it lacks wait this long after delivery began, with
+    # retry_on_failure's backoff, while the others of their request are posted at once; then they are given up on.
+    # Other failures are bounded by retry_on_failure.max_elapsed_time as in every exporter.
+    missing_span_timeout: Duration = 6 * 3600.0
 
     @property
     def url(self) -> str:
@@ -79,7 +83,14 @@ class PhoenixExporter:
 
     def __init__(self, settings: CreateSettings, config: PhoenixExporterConfig) -> None:
         self.name = settings.name
-        self._queued = queued_exporter(settings, AnnotationSender(config), config)
+        # the queue retries as long as annotations may wait for their spans; the sender holds other failures to
+        # retry_on_failure.max_elapsed_time
+        retry = config.retry_on_failure
+        if retry.max_elapsed_time:
+            retry = dataclasses.replace(retry, max_elapsed_time=max(retry.max_elapsed_time, config.missing_span_timeout
+                                                                    + retry.max_interval))
+        self._queued = queued_exporter(settings, AnnotationSender(config),
+                                       dataclasses.replace(config, retry_on_failure=retry))
 
     def has_room(self, batch: TraceBatch) -> bool:
         return EVENT_MARKER not in batch.payload or self._queued.has_room(batch)
@@ -102,39 +113,77 @@ class PhoenixExporter:
 
 
 class _Body(bytes):
-    """One POST's JSON, and the monotonic time until which a 404 for a span Phoenix lacks is retried."""
+    """One queued request's annotations (the bytes: their JSON, b"" if none), what is still to be posted of them,
+    and until when (monotonic) a 404 for a span Phoenix lacks, or any other failure, is retried."""
 
     missing_span_deadline = 0.0
+    give_up_at = 0.0  # retry_on_failure.max_elapsed_time after delivery began (inf: no bound)
+    annotations: list[dict[str, Any]]
 
 
 class AnnotationSender:
-    """A Sender (see exporters/helper/queued.py): each queued OTLP request becomes one POST of its annotations."""
+    """A Sender (see exporters/helper/queued.py): each queued OTLP request becomes one POST of its annotations. When
+    Phoenix answers 404 naming spans it has not ingested, the others are posted at once and only theirs wait."""
 
     def __init__(self, config: PhoenixExporterConfig) -> None:
         self._url = config.url
         self._headers = {**config.headers, "Content-Type": "application/json"}
         self._ssl = config.tls.ssl_context() if self._url.startswith("https://") else None
         self._missing_span_timeout_s = config.missing_span_timeout
+        self._max_elapsed_s = config.retry_on_failure.max_elapsed_time or math.inf
         self._session: aiohttp.ClientSession | None = None
 
     async def encode(self, payload: bytes) -> bytes:
         """Parsed and turned into JSON once per request, off the event loop; empty when nothing is to be posted
         (the byte scan can match a request whose spans hold no result event)."""
         body = _Body(await asyncio.to_thread(annotations_body, payload))
-        body.missing_span_deadline = time.monotonic() + self._missing_span_timeout_s
+        body.annotations = json.loads(body)["data"] if body else []
+        now = time.monotonic()
+        body.missing_span_deadline = now + self._missing_span_timeout_s
+        body.give_up_at = now + self._max_elapsed_s
         return body
 
     async def send(self, body: bytes, timeout_s: float) -> None:
         if not body:
             return
+        assert isinstance(body, _Body)
+        try:
+            await self._post(body.annotations, timeout_s)
+        except _NotIngested as missing:
+            waiting = [a for a in body.annotations if a["span_id"] in missing.span_ids]
+            rest = [a for a in body.annotations if a["span_id"] not in missing.span_ids]
+            if rest and waiting:  # a span Phoenix lacks must not hold back those it has
+                await self._post_or_retry(body, rest, timeout_s)
+            body.annotations = waiting or body.annotations
+            if time.monotonic() < body.missing_span_deadline:
+                log.debug("%s; waiting until Phoenix has ingested the span(s)", missing)
+                raise RetryableError(str(missing)) from missing
+            raise PermanentError(
+                f"{missing} — still, {self._missing_span_timeout_s:g} s after delivery began (missing_span_timeout), "
+                "so not a Phoenix that lags: are these spans exported to this Phoenix, e.g. by an otlphttp exporter "
+                "in the same pipeline?") from missing
+        except RetryableError as error:
+            if time.monotonic() >= body.give_up_at:  # the long wait for spans does not lengthen other retries
+                raise PermanentError(f"{error} (retry_on_failure.max_elapsed_time has passed)") from error
+            raise
+
+    async def _post_or_retry(self, body: _Body, annotations: list[dict[str, Any]], timeout_s: float) -> None:
+        try:
+            await self._post(annotations, timeout_s)
+        except _NotIngested:
+            return  # Phoenix lost one more meanwhile: they are all retried together
+        body.annotations = [a for a in body.annotations if a not in annotations]
+
+    async def _post(self, annotations: list[dict[str, Any]], timeout_s: float) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        data = json.dumps({"data": annotations}, separators=(",", ":")).encode()
         try:
             with suppressed():
                 async with self._session.post(
                     self._url,
                     params={"sync": "true"},  # so that an unknown span is a 404 here, not a silent drop later
-                    data=body,
+                    data=data,
                     headers=self._headers,
                     ssl=self._ssl or True,
                     timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -146,13 +195,7 @@ class AnnotationSender:
             return
         message = f"{self._url}: HTTP {response.status}: {_detail(reply)}"
         if response.status == 404:
-            if time.monotonic() < getattr(body, "missing_span_deadline", 0.0):
-                log.debug("%s; retrying until Phoenix has ingested the span(s)", message)
-                raise RetryableError(message)
-            raise PermanentError(
-                f"{message} (still, {self._missing_span_timeout_s:g}s after delivery began: missing_span_timeout): "
-                "are these spans exported to this Phoenix, e.g. by an otlphttp exporter in the same pipeline?"
-            )
+            raise _NotIngested(message, _missing_span_ids(_detail(reply)))
         if response.status in _RETRYABLE_STATUS or response.status >= 500:
             raise RetryableError(message, retry_after_s=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentError(message)
@@ -161,6 +204,23 @@ class AnnotationSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _NotIngested(Exception):
+    """Phoenix answered 404: it has not ingested these spans (all of the request's, if it did not say which)."""
+
+    def __init__(self, message: str, span_ids: frozenset[str]) -> None:
+        super().__init__(message)
+        self.span_ids = span_ids
+
+
+_MISSING = re.compile(r"Spans? with IDs? ([0-9a-f, ]+?) (?:do not exist|not found)", re.IGNORECASE)
+
+
+def _missing_span_ids(detail: str) -> frozenset[str]:
+    """The span ids Phoenix names in its 404 ("Spans with IDs a, b do not exist.")."""
+    found = _MISSING.search(detail)
+    return frozenset(part.strip() for part in found.group(1).split(",") if part.strip()) if found else frozenset()
 
 
 def annotations_body(payload: bytes) -> bytes:

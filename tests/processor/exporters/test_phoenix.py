@@ -199,10 +199,14 @@ class PhoenixStandIn:
     replies: list[tuple[int, str]] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
     url: str = ""
+    missing: set[str] = field(default_factory=set)  # span ids never ingested: a 404 naming them, as Phoenix does
 
     async def annotate(self, request: web.Request) -> web.Response:
         headers = {key.lower(): value for key, value in request.headers.items()}
         self.posts.append(Post(dict(request.query), headers, await request.json()))
+        lacking = sorted({a["span_id"] for a in self.posts[-1].body["data"]} & self.missing)
+        if lacking:
+            return web.Response(text=f"Spans with IDs {', '.join(lacking)} do not exist.", status=404)
         if self.replies:
             status, detail = self.replies.pop(0)
             return web.Response(text=detail, status=status, headers={"Retry-After": "0"})  # as Phoenix: plain text
@@ -289,6 +293,34 @@ async def test_a_span_phoenix_never_gets_is_given_up_after_missing_span_timeout(
     assert detail in dropped and "missing_span_timeout" in dropped and "otlphttp exporter" in dropped
 
 
+async def test_annotations_wait_for_a_lagging_phoenix_longer_than_other_failures_are_retried() -> None:
+    request = export_request(spans=2, llm_every=2)
+    lagging = [(404, f"Spans with IDs {span_ids(request)[0].hex()} do not exist.")] * 10  # ~1 s of backoff
+    yaml = pipeline_yaml("{url}").replace("max_elapsed_time: 20s", "max_elapsed_time: 300ms")
+    async with phoenix_stand_in(lagging) as phoenix, running(yaml.replace("{url}", phoenix.url)) as service:
+        await send(service, request.SerializeToString())
+        await eventually(lambda: metric(service, SENT, exporter="phoenix") == 2, timeout_s=20, what="delivered")
+        assert metric(service, FAILED, exporter="phoenix") == 0
+    assert len(phoenix.posts) == 11
+
+
+async def test_a_span_phoenix_lacks_does_not_hold_back_the_annotations_of_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = export_request(spans=2, llm_every=1)  # two checked LLM spans in one request
+    present, absent = (span.hex() for span in span_ids(request))
+    async with phoenix_stand_in() as phoenix, \
+            running(pipeline_yaml(phoenix.url, "    missing_span_timeout: 1s")) as service:
+        phoenix.missing = {absent}
+        await send(service, request.SerializeToString())
+        await eventually(lambda: any({a["span_id"] for a in p.body["data"]} == {present} for p in phoenix.posts),
+                         what="the present span's annotations posted on their own")
+        await eventually(lambda: metric(service, FAILED, exporter="phoenix") == 2, what="the absent span given up")
+    [dropped] = [r.getMessage() for r in caplog.records if r.name == EXPORTER_LOGGER]
+    assert f"Spans with IDs {absent} do not exist" in dropped and "not a Phoenix that lags" in dropped
+    assert all({a["span_id"] for a in p.body["data"]} == {absent} for p in phoenix.posts[2:])
+
+
 async def test_other_client_errors_are_permanent_and_logged_with_phoenixs_message(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -303,7 +335,7 @@ async def test_other_client_errors_are_permanent_and_logged_with_phoenixs_messag
 
 def test_config_defaults_and_errors_name_the_yaml_key() -> None:
     defaults = PhoenixExporterConfig(endpoint="http://127.0.0.1:6006")
-    assert (defaults.compression, defaults.timeout, defaults.missing_span_timeout) == ("none", 5.0, 60.0)
+    assert (defaults.compression, defaults.timeout, defaults.missing_span_timeout) == ("none", 5.0, 6 * 3600.0)
     assert defaults.url == "http://127.0.0.1:6006/v1/span_annotations"
     for settings, problem in [
         ("{compression: gzip}", "exporters.phoenix.compression: must be one of none, got 'gzip'"),
@@ -444,3 +476,26 @@ async def test_posting_the_same_evaluation_again_updates_instead_of_duplicating(
     assert sorted(a["id"] for a in again) == sorted(a["id"] for a in first)
     assert sorted(a["name"] for a in again if a["annotator_kind"] == "LLM") == sorted(EXPECTED_JUDGE_ANNOTATIONS)
     assert metric(service, FAILED, exporter="phoenix") == 0
+
+
+@pytest.mark.phoenix
+async def test_a_burst_that_makes_phoenix_lag_loses_no_annotation(phoenix: PhoenixServer,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """600 checked LLM spans at once: Phoenix ingests some 100-150 spans a second, so it answers 404 for most
+    annotations at first; they wait for their spans (missing_span_timeout) and all land."""
+    caplog.set_level(logging.DEBUG, logger=PHOENIX_LOGGER)
+    project = f"tracejudge-burst-{uuid.uuid4().hex[:12]}"
+    requests = [export_request(spans=50, llm_every=1) for _ in range(12)]
+    for request in requests:
+        request.resource_spans[0].resource.attributes.add(key="openinference.project.name").value.string_value = (
+            project)
+    async with running(pipeline_yaml(phoenix.base_url, spans_too=True)) as service:
+        for request in requests:
+            await send(service, request.SerializeToString())
+        await eventually(lambda: metric(service, SENT, exporter="phoenix") == 600, timeout_s=240,
+                         what="every annotation posted")
+        assert metric(service, FAILED, exporter="phoenix") == 0
+    assert any("waiting until Phoenix has ingested" in r.getMessage() for r in caplog.records)  # it did lag
+    last = [span.hex() for span in span_ids(requests[-1])]
+    annotations = await phoenix.span_annotations(project, last)
+    assert {a["span_id"] for a in annotations} == set(last) and len(annotations) == len(last) * len(CHECKS)
