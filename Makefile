@@ -11,6 +11,9 @@ PHOENIX_VERSION ?= 20.26.1
 GO      ?= go
 JAEGER  := build/jaeger
 OTELCOL := build/otelcol
+# Prometheus (a user's metrics backend, for the tests that scrape /metrics): Debian's package, installed once.
+PROMETHEUS := /usr/bin/prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol phoenix-venv llama-venv test-llama train-judge clean
 
@@ -86,9 +89,15 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-judge: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)
 
-test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) typecheck
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) $(PROMETHEUS) typecheck
 	$(VENV)/bin/ruff check .
-	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python TRACEJUDGE_JAEGER=$(JAEGER) $(PY) -m pytest -q
+	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python TRACEJUDGE_JAEGER=$(JAEGER) \
+		TRACEJUDGE_PROMETHEUS=$(PROMETHEUS) $(PY) -m pytest -q
+
+$(PROMETHEUS):
+	@command -v apt-get >/dev/null || { echo "install Prometheus and set TRACEJUDGE_PROMETHEUS to it"; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 
 jaeger: $(JAEGER)
 $(JAEGER): deploy/jaeger/go.mod deploy/jaeger/go.sum

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics import exposition as openmetrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
 
@@ -45,5 +46,9 @@ class Telemetry:
             self._declared[declaration] = declaration(self.registry)
         return self._declared[declaration]  # type: ignore[no-any-return]
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The metrics and their content type: OpenMetrics (which carries exemplars: the trace of a low score) when
+        the scraper's Accept header asks for it, as Prometheus does; the Prometheus text format otherwise."""
+        if "application/openmetrics-text" in accept:
+            return openmetrics.generate_latest(self.registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

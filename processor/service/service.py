@@ -17,7 +17,7 @@ from tracejudge.processor.component.decisions import DecisionRecorder
 from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.component.factory import Factory, Kind, component_type
 from tracejudge.processor.component.host import AdminRoute, Component, ComponentStatus, CreateSettings, RateScale
-from tracejudge.processor.component.telemetry import CONTENT_TYPE_LATEST, Telemetry
+from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.consumer import Consumer, Exporter, LogContentJoin
 from tracejudge.processor.pdata.signals import SIGNALS, Signal
 from tracejudge.processor.service import factories
@@ -211,8 +211,9 @@ class Service:
         telemetry = self._telemetry
 
         async def metrics(request: web.Request) -> web.Response:
-            response = web.Response(body=telemetry.exposition())
-            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            body, content_type = telemetry.exposition(request.headers.get("Accept", ""))
+            response = web.Response(body=body)
+            response.headers["Content-Type"] = content_type
             return response
 
         app = web.Application()

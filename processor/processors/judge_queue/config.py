@@ -83,6 +83,9 @@ class JudgeQueueStageConfig:
     decision_wait: Duration = 2.0  # after a trace's root span, how long without new spans before judging it
     max_decision_wait: Duration = 30.0  # judge a trace whose root span never arrives after this long
     max_buffered_traces: int = 100_000  # traces whose root sighting or documents are remembered in memory
+    # quality series on /metrics (service, prompt_version, model, metric) with labels of their own; the rest are
+    # counted under "_other"
+    max_quality_series: int = 500
     # Where the prompt itself holds the grounding, for spans whose trace retrieved nothing: the block after the first
     # of these markers in the system prompt (then a user message); "<tag>" markers end at "</tag>". () turns it off.
     context_markers: tuple[str, ...] = DEFAULT_MARKERS
@@ -113,6 +116,8 @@ class JudgeQueueStageConfig:
             problems.append(f"{path}.decision_wait: must not exceed max_decision_wait")
         problems += [f"{path}.context_markers: an empty marker would match every prompt"
                      for marker in self.context_markers if not marker.strip()][:1]
+        if self.max_quality_series < 1:
+            problems.append(f"{path}.max_quality_series: must be at least 1")
         if self.max_buffered_traces < 1:
             problems.append(f"{path}.max_buffered_traces: must be at least 1")
         names = [rule.name for rule in self.routes]

@@ -33,6 +33,7 @@ from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDe
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
 from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
+from tracejudge.processor.processors.judge_queue.quality_metrics import QualityMetrics, QualitySeries
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
 from tracejudge.processor.processors.judge_queue.stores import stats_path
@@ -82,6 +83,7 @@ class JudgeQueueProcessor:
         self._id = f"processors/{settings.name}"
         self._status = host.status
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
+        self._quality = QualitySeries(host.telemetry.metrics(QualityMetrics), config.max_quality_series)
         self._faults = host.telemetry.metrics(SpanFaultMetrics).unprocessable
         self._decisions = host.decisions
         self._scale = host.sampling_scale
@@ -279,7 +281,7 @@ class JudgeQueueProcessor:
         if stats.enabled:
             projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
             self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
-                                       projection)
+                                       projection, self._quality)
             store = self.stats.tracker.store
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))
@@ -288,7 +290,7 @@ class JudgeQueueProcessor:
         review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
         self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next,
                                   self._metrics, self._scale, self._config.judge_version, self.stats, review,
-                                  TierHealth(self._status, self._id))
+                                  TierHealth(self._status, self._id), self._quality)
         await self.worker.start()
         self._relay = DecisionRelay(self._queue, self._decisions)
         self._background = [asyncio.create_task(self._relay.run(), name="decision relay"),

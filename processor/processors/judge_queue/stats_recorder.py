@@ -25,6 +25,7 @@ from tracejudge.processor.component.sqlite import MAX_INTEGER
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.processors.judge_queue.alert_spans import alert_request, webhook_body
+from tracejudge.processor.processors.judge_queue.quality_metrics import QualitySeries
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.projection import QueryProjection
 from tracejudge.stats.records import Alert, Evaluation
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 class StatsRecorder:
     def __init__(self, path: Path, config: StatsConfig, emit: TracesConsumer, judge_version: str,
-                 projection: QueryProjection | None = None) -> None:
+                 projection: QueryProjection | None = None, quality: QualitySeries | None = None) -> None:
+        self._quality = quality
         self._config = config
         self._emit = emit
         self._judge_version = judge_version
@@ -65,6 +67,8 @@ class StatsRecorder:
         alerts = self.tracker.record(evaluations)
         for alert in alerts:
             log.warning("alert [%s] %s (%s): %s", alert.cause, alert.series, alert.detector, alert.summary)
+            if self._quality is not None:
+                self._quality.alert(alert)
         await self._deliver()
         return alerts
 

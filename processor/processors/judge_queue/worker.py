@@ -32,6 +32,7 @@ from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT, Judged
 from tracejudge.processor.processors.judge_queue.config import WorkerConfig
 from tracejudge.processor.processors.judge_queue.items import item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
+from tracejudge.processor.processors.judge_queue.quality_metrics import QualitySeries
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
 from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
@@ -52,8 +53,9 @@ class JudgeWorker:
     def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
                  metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
                  stats: StatsRecorder | None = None, review: ReviewQueue | None = None,
-                 health: TierHealth | None = None) -> None:
+                 health: TierHealth | None = None, quality: QualitySeries | None = None) -> None:
         self._queue = queue
+        self._quality = quality
         self._health = health
         self._judges = judges
         self._config = config
@@ -239,6 +241,8 @@ class JudgeWorker:
                 detail["redacted"] = dict(verdict.redacted)
             records.append(item_decision(item.trace_id, item.span_id, item.body, decision, item.metric,
                                          json.dumps(detail)))
+            if self._quality is not None:
+                self._quality.verdict(item.body, item.metric, result, item.trace_id, item.span_id)
             outcome = "judged" if verdict.judged else verdict.error_type
             self._metrics.verdicts.labels(verdict.tier or "none", item.metric, outcome).inc()
             if result.escalation:
