@@ -8,6 +8,7 @@ import argparse
 import html
 import math
 import sys
+import textwrap
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -58,10 +59,15 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     align: str  # per column: "<" text, ">" numbers
 
-    def text(self) -> str:
+    def text(self, max_width: int = 120) -> str:
+        """Columns as wide as their cells, but the table at most `max_width` wide: the widest columns are narrowed
+        and their long cells wrapped onto following lines."""
         widths = [max(map(len, column)) for column in zip(self.header, *self.rows, strict=True)]
-        lines = [[f"{cell:<{w}}" for cell, w in zip(self.header, widths, strict=True)], ["-" * w for w in widths]]
-        lines += [[f"{cell:{a}{w}}" for cell, a, w in zip(row, self.align, widths, strict=True)] for row in self.rows]
+        while sum(widths) + 2 * (len(widths) - 1) > max_width and max(widths) > MIN_COLUMN:
+            widths[widths.index(max(widths))] -= 1
+        lines = [*_wrapped(self.header, "<" * len(widths), widths), ["-" * w for w in widths]]
+        for row in self.rows:
+            lines += _wrapped(row, self.align, widths)
         return "\n".join([self.title, *("  ".join(line).rstrip() for line in lines)])
 
     def html(self) -> str:
@@ -72,6 +78,17 @@ class Table:
         body = "\n".join(row(r, "td") for r in self.rows)
         return (f"<table><caption>{html.escape(self.title)}</caption>\n<thead>{row(self.header, 'th')}</thead>\n"
                 f"<tbody>\n{body}\n</tbody></table>")
+
+
+MIN_COLUMN = 10  # a text report's columns are narrowed to no less than this, to fit its width
+
+
+def _wrapped(cells: Sequence[str], align: str, widths: Sequence[int]) -> list[list[str]]:
+    """One row as lines: each cell wrapped to its column's width, aligned."""
+    parts = [textwrap.wrap(cell, width, break_on_hyphens=False) or [""]
+             for cell, width in zip(cells, widths, strict=True)]
+    return [[f"{(part[i] if i < len(part) else ''):{a}{w}}" for part, a, w in zip(parts, align, widths, strict=True)]
+            for i in range(max(map(len, parts)))]
 
 
 @dataclass(frozen=True)

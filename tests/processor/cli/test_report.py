@@ -128,11 +128,38 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
 
 
 def table(out: str, title: str) -> list[dict[str, str]]:
-    """The rows of a printed table, as header -> cell (columns are two or more spaces apart)."""
+    """The rows of a printed table, as header -> cell, read by the columns the dashes mark; a line that leaves a
+    cell empty continues the row above it (a long cell wrapped to fit 120 columns), and is joined to it."""
     lines = out.split(f"\n{title}\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    header = re.split(r"\s{2,}", lines[0].strip())
-    assert set(lines[1]) == {"-", " "}
-    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=True)) for line in lines[2:]]
+    assert max(map(len, lines)) <= 120
+    dashes = next(i for i, line in enumerate(lines) if set(line) == {"-", " "})  # a long header wraps too
+    spans = [match.span() for match in re.finditer(r"-+", lines[dashes])]
+
+    def cells_of(line: str) -> list[str]:
+        return [line[a:b].strip() for a, b in spans[:-1]] + [line[spans[-1][0]:].strip()]
+
+    widths = [b - a for a, b in spans]
+
+    def join(line_cells: list[list[str]]) -> list[str]:
+        out = []
+        for column, width in enumerate(widths):
+            text, last = "", ""
+            for part in (cells[column] for cells in line_cells):
+                if part:
+                    text += part if not text or len(last) >= width else f" {part}"
+                    last = part
+            out.append(text)
+        return out
+
+    header = join([cells_of(line) for line in lines[:dashes]])
+    groups: list[list[list[str]]] = []
+    for line in lines[dashes + 1:]:
+        cells = cells_of(line)
+        if groups and not all(cells):
+            groups[-1].append(cells)
+        else:
+            groups.append([cells])
+    return [dict(zip(header, join(group), strict=True)) for group in groups]
 
 
 def report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

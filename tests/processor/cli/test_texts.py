@@ -5,6 +5,7 @@ from __future__ import annotations
 from tracejudge.processor.cli.alerts import alert_text
 from tracejudge.processor.cli.explain import score_text
 from tracejudge.processor.cli.replay import same_alerts
+from tracejudge.processor.cli.report import Table
 from tracejudge.processor.cli.series import _comparison
 from tracejudge.stats.records import Alert, SeriesKey
 
@@ -33,3 +34,12 @@ def test_a_score_is_never_rounded_across_the_pass_mark() -> None:
 def test_alerts_of_one_moment_match_in_any_order() -> None:
     assert same_alerts(['{"id": "b"}', '{"id": "a"}'], ['{"id": "a"}', '{"id": "b"}'])
     assert not same_alerts(['{"id": "a"}'], ['{"id": "a"}', '{"id": "b"}'])
+
+
+def test_a_report_table_fits_in_120_columns_wrapping_long_cells() -> None:
+    series = "support-bot/prompt-2026-11-30-a/gpt-4o-mini-2024-07-18/faithfulness"
+    table = Table("quality by series", ("series", "mean (95% CI)", "n", "last alert"),
+                  ((series, "0.812 [0.790, 0.834] weighted", "1234", "model_change: " + "x" * 90),), "<<><")
+    lines = table.text().splitlines()
+    assert max(map(len, lines)) <= 120
+    assert "".join(line.split("  ")[0].strip() for line in lines[3:]) == series  # wrapped, nothing lost
