@@ -46,7 +46,7 @@ FINAL_ERRORS = INPUT_ERRORS | {"unsupported_metric", "parse_error"}
 # without using up their attempts (the queue's bound and its when_full policy still apply).
 WAITING_ERRORS = frozenset({"tier_paused", "budget_exhausted"})
 MIN_SCALE = 0.1  # the sampler keeps at least this share of its rates, however low the budget
-EVALUATION_SPAN_NS = 1_000  # an evaluation span's duration: the judged span's last microsecond
+EVALUATION_SPAN_NS = 1_000  # an evaluation span's duration, and how far before the judged span's end it ends
 
 
 class JudgeWorker:
@@ -214,12 +214,14 @@ class JudgeWorker:
         }
         attributes["tracejudge.judge.started_at"] = _rfc3339(started)
         attributes["tracejudge.judge.duration_s"] = round((ended - started) / 1e9, 6)
-        # Within the judged span's interval (its last microsecond), whatever judging took: judging must never
+        # Within the judged span's interval (a microsecond ending a microsecond before it does: backends that keep
+        # microseconds, as Jaeger, round start and duration apart), whatever judging took: judging must never
         # stretch the trace's duration on the user's dashboards. The real moment is in the attributes above.
         span_end = int(body.get("end_unix_nano") or 0) or int(body.get("start_unix_nano") or 0) or ended
         span_start = int(body.get("start_unix_nano") or 0) or span_end
+        end = max(span_start, span_end - EVALUATION_SPAN_NS)
         return JudgedSpan(first.trace_id, first.span_id, tuple(r.verdict.as_evaluation() for _, r in entries),
-                          max(span_start, span_end - EVALUATION_SPAN_NS), span_end, str(body.get("response_id", "")),
+                          max(span_start, end - EVALUATION_SPAN_NS), end, str(body.get("response_id", "")),
                           attributes,
                           {r.verdict.metric: _result_attributes(r) for _, r in entries}, self._judge_version,
                           {PHOENIX_PROJECT: str(body["project"])} if body.get("project") else {})
