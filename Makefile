@@ -11,11 +11,13 @@ PHOENIX_VERSION ?= 20.26.1
 GO      ?= go
 JAEGER  := build/jaeger
 OTELCOL := build/otelcol
-# Prometheus (a user's metrics backend, for the tests that scrape /metrics): Debian's package, installed once.
+# Debian's packages the tests need: Prometheus (a user's metrics backend, scraping /metrics) and Chromium with its
+# driver (the review page); installed once, with sudo when not root.
 PROMETHEUS := /usr/bin/prometheus
+DEBIAN_PACKAGES := prometheus chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol phoenix-venv llama-venv test-llama train-judge clean
+.PHONY: debian-packages serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,15 +91,18 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-judge: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)
 
-test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) $(PROMETHEUS) typecheck
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) debian-packages typecheck
 	$(VENV)/bin/ruff check .
 	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python TRACEJUDGE_JAEGER=$(JAEGER) \
 		TRACEJUDGE_PROMETHEUS=$(PROMETHEUS) $(PY) -m pytest -q
 
-$(PROMETHEUS):
-	@command -v apt-get >/dev/null || { echo "install Prometheus and set TRACEJUDGE_PROMETHEUS to it"; exit 1; }
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+debian-packages:
+	@if ! command -v prometheus >/dev/null || ! command -v chromium >/dev/null || ! command -v chromedriver \
+			>/dev/null; then \
+		command -v apt-get >/dev/null || { echo "install $(DEBIAN_PACKAGES) (or their equivalents)"; exit 1; }; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(DEBIAN_PACKAGES); \
+	fi
 
 jaeger: $(JAEGER)
 $(JAEGER): deploy/jaeger/go.mod deploy/jaeger/go.sum

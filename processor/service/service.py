@@ -20,7 +20,7 @@ from tracejudge.processor.component.host import AdminRoute, Component, Component
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.consumer import Consumer, Exporter, LogContentJoin
 from tracejudge.processor.pdata.signals import SIGNALS, Signal
-from tracejudge.processor.service import factories
+from tracejudge.processor.service import admin_login, factories
 from tracejudge.processor.service.config import Config, MetricsTelemetryConfig
 from tracejudge.processor.service.decision_log import DecisionLog
 from tracejudge.processor.service.fanout import Fanout, LogContentTap
@@ -224,6 +224,8 @@ class Service:
                 routes.setdefault((route.method, route.path), []).append(route)
         for (method, path), handlers in routes.items():
             app.router.add_route(method, path, _every_handler(handlers, auth))
+        if auth is not None:
+            app.add_routes(admin_login.routes(auth))
         return HttpSite(app, settings.address)
 
 
@@ -236,8 +238,10 @@ def _every_handler(routes: list[AdminRoute], auth: Authenticator | None) -> Any:
     async def handle(request: web.Request) -> web.Response:
         if auth is not None:
             try:
-                auth.authenticate(request.headers.get("Authorization"))
+                auth.authenticate(admin_login.credentials(request))
             except PermanentError as error:
+                if admin_login.wants_page(request):  # a browser: sign in first
+                    return admin_login.to_login(request)
                 refusal = refusal_for(error)
                 return web.json_response({"error": refusal.message}, status=refusal.http_status)
         answers = [answer for route in routes if (answer := await route.handler(request)) is not None]

@@ -7,9 +7,11 @@ again (after a crash) gives the same span."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
@@ -21,15 +23,21 @@ ALERT_SPAN_NAME = "tracejudge.alert"
 SCOPE_NAME = "tracejudge.stats"
 
 
-def example_links(alert: Alert, templates: Mapping[str, str], project: str) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class ExampleLink:
+    trace_id: str
+    span_id: str
+    urls: dict[str, str]  # trace UI name → URL
+
+
+def example_links(alert: Alert, templates: Mapping[str, str], project: str) -> list[ExampleLink]:
     """Each example trace with its URL in every configured trace UI ({trace_id}, {span_id}, {project})."""
-    return [{"trace_id": trace, "span_id": span,
-             "urls": {name: template.format(trace_id=trace, span_id=span, project=project)
-                      for name, template in templates.items()}}
+    return [ExampleLink(trace, span, {name: template.format(trace_id=trace, span_id=span, project=project)
+                                      for name, template in templates.items()})
             for trace, span in alert.examples]
 
 
-def alert_attributes(alert: Alert, links: Sequence[dict[str, object]] = ()) -> dict[str, Plain]:
+def alert_attributes(alert: Alert, links: Sequence[ExampleLink] = ()) -> dict[str, Plain]:
     attributes: dict[str, Plain] = {
         "openinference.span.kind": "EVALUATOR",
         "tracejudge.alert.id": alert.alert_id, "tracejudge.alert.cause": alert.cause,
@@ -41,9 +49,8 @@ def alert_attributes(alert: Alert, links: Sequence[dict[str, object]] = ()) -> d
         "tracejudge.alert.model": alert.series.model, "tracejudge.alert.metric": alert.series.metric,
         "tracejudge.alert.example_traces": " ".join(trace for trace, _ in alert.examples),
     }
-    if any(link["urls"] for link in links):
-        attributes["tracejudge.alert.links"] = "\n".join(
-            url for link in links for url in link["urls"].values())  # type: ignore[attr-defined]
+    if any(link.urls for link in links):
+        attributes["tracejudge.alert.links"] = "\n".join(url for link in links for url in link.urls.values())
     for name in ("effect", "ci_low", "ci_high", "p_value"):
         value = getattr(alert, name)
         if value is not None:
@@ -60,7 +67,7 @@ def webhook_body(alert: Alert, templates: Mapping[str, str], project: str) -> st
     """The alert's JSON, with the message, the project and the links to its example traces."""
     document = json.loads(alert.to_json())
     document.update(message=alert_message(alert), project=project,
-                    example_links=example_links(alert, templates, project))
+                    example_links=[dataclasses.asdict(link) for link in example_links(alert, templates, project)])
     return json.dumps(document, sort_keys=True)
 
 

@@ -27,6 +27,7 @@ from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
 from tracejudge.processor.pdata.llm_span import span_decision
 from tracejudge.processor.pdata.sample import Sample
+from tracejudge.processor.processors.judge_queue import review_page
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.processors.judge_queue.decision_relay import DecisionRelay
 from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
@@ -268,8 +269,30 @@ class JudgeQueueProcessor:
             tier = request.match_info["tier"]
             return web.json_response({"resumed": tier}) if self.resume(tier) else None
 
+        async def page(request: web.Request) -> web.Response | None:
+            if self.stats is None:
+                return None
+            review = Path(self._config.review.path) if self._config.review.path else None
+            # on the event loop: the store belongs to its thread (an operator's occasional look, not traffic)
+            text = review_page.render(self.stats.tracker.store, review, self._config.stats.trace_links,
+                                      self.stats.projects)
+            return web.Response(text=text, content_type="text/html")
+
+        async def label(request: web.Request) -> web.Response | None:
+            if self.desk is None:
+                return None
+            form = await request.post()
+            fields = {name: str(form.get(name, "")) for name in ("trace_id", "span_id", "metric", "passed", "note")}
+            if not (fields["trace_id"] and fields["metric"]) or fields["passed"] not in ("pass", "fail"):
+                return web.json_response({"error": "give trace_id, metric and passed (pass or fail)"}, status=400)
+            self.desk.feedback([review_page.label(fields["trace_id"], fields["span_id"], fields["metric"],
+                                                  fields["passed"] == "pass", fields["note"][:2000])])
+            return web.Response(status=303, headers={"Location": "/review"})  # see the page, counted
+
+        no_stats = "the review page needs a judge_queue with statistics on (stats.enabled)"
         return [AdminRoute("POST", "/judge/tiers/{tier}/resume", resume,
-                           "no judge tier {tier!r} in this configuration")]
+                           "no judge tier {tier!r} in this configuration"),
+                AdminRoute("GET", "/review", page, no_stats), AdminRoute("POST", "/review/label", label, no_stats)]
 
     async def start(self) -> None:
         # the embedded model takes a second or two to load: off the event loop, before the judges are built

@@ -48,6 +48,11 @@ class StatsRecorder:
         self._posts: set[asyncio.Task[None]] = set()
         self._projects: dict[str, str] = {}  # service → the Phoenix project its judged spans were last filed in
 
+    @property
+    def projects(self) -> dict[str, str]:
+        """The Phoenix project each service's judged spans were last filed in."""
+        return dict(self._projects)
+
     async def record(self, final: Sequence[tuple[JudgeItem, CascadeVerdict]]) -> list[Alert]:
         """Store the judged results of one batch and update the series; returns the alerts they raised."""
         judged = [(item, result) for item, result in final if result.verdict.score is not None]
