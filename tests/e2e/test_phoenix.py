@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -25,6 +27,8 @@ from opentelemetry.util.types import AttributeValue
 from tests.support.phoenix import PhoenixServer
 from tests.support.pipeline import grpc_target, running
 from tests.support.shipped import environment, with_exporter
+from tracejudge.processor.processors.judge_queue.alert_spans import alert_request
+from tracejudge.stats.records import Alert, SeriesKey
 
 pytestmark = pytest.mark.phoenix
 
@@ -161,3 +165,23 @@ async def test_judging_leaves_the_traces_duration_in_phoenix_unchanged(phoenix: 
     # when judging really happened, and how long it took, is on the span
     assert evaluation["attributes"]["tracejudge.judge.duration_s"] >= 0
     assert _unix_s(evaluation["attributes"]["tracejudge.judge.started_at"]) >= _unix_s(root_stored["end_time"])
+
+
+async def test_an_alert_lands_in_the_project_of_its_traces_as_an_evaluator_span(phoenix: PhoenixServer) -> None:
+    project = f"alerts-{uuid.uuid4().hex[:12]}"
+    root, llm = sorted(record_spans(project), key=lambda span: span.parent is not None)
+    example = (f"{llm.context.trace_id:032x}", f"{llm.context.span_id:016x}")
+    alert = Alert("alert-1", time.time_ns(), SeriesKey("checkout", "v2", "gpt-4o-mini", "faithfulness"),
+                  "prompt_change", "welch", "mean score 0.82 -> 0.55", "v1", "v2", examples=(example,))
+    request = alert_request([alert], {"jaeger": "http://jaeger:16686/trace/{trace_id}"}, {"checkout": project})
+    async with running(pipeline_yaml(phoenix.base_url, "gzip")) as service:
+        assert await asyncio.to_thread(export_over_grpc, grpc_target(service), [llm, root]) is SpanExportResult.SUCCESS
+        async with grpc.aio.insecure_channel(grpc_target(service)) as channel:
+            await channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                request.SerializeToString(), timeout=10)
+        stored = await phoenix.wait_for_spans(project, count=3)
+    (found,) = [span for span in stored if span["name"] == "tracejudge.alert"]
+    assert found["span_kind"] == "EVALUATOR"  # not LLM: it does not count among the project's LLM calls
+    assert found["status_message"] == "checkout/v2/gpt-4o-mini/faithfulness [prompt_change]: mean score 0.82 -> 0.55"
+    assert found["attributes"]["tracejudge.alert.example_traces"] == example[0]
+    assert found["attributes"]["tracejudge.alert.links"] == f"http://jaeger:16686/trace/{example[0]}"
