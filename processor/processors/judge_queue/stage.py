@@ -24,7 +24,7 @@ from tracejudge.processor.component.storage import Storage
 from tracejudge.processor.component.telemetry import SpanFaultMetrics
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
-from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt
+from tracejudge.processor.pdata.feedback import Feedback, FeedbackReceipt, problems
 from tracejudge.processor.pdata.llm_span import span_decision
 from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue import review_page
@@ -283,10 +283,16 @@ class JudgeQueueProcessor:
                 return None
             form = await request.post()
             fields = {name: str(form.get(name, "")) for name in ("trace_id", "span_id", "metric", "passed", "note")}
-            if not (fields["trace_id"] and fields["metric"]) or fields["passed"] not in ("pass", "fail"):
-                return web.json_response({"error": "give trace_id, metric and passed (pass or fail)"}, status=400)
-            self.desk.feedback([review_page.label(fields["trace_id"], fields["span_id"], fields["metric"],
-                                                  fields["passed"] == "pass", fields["note"][:2000])])
+            record = review_page.label(fields["trace_id"], fields["span_id"], fields["metric"],
+                                       fields["passed"] == "pass", fields["note"][:2000])
+            wrong = problems(record, "label") + ([] if fields["metric"] and fields["passed"] in ("pass", "fail") else
+                                                ["label: give metric and passed (pass or fail)"])
+            if wrong:
+                return web.json_response({"error": "; ".join(wrong)}, status=400)
+            try:
+                self.desk.feedback([record])
+            except sqlite3.Error as e:
+                return web.json_response({"error": f"the label could not be stored ({e}); try again"}, status=503)
             return web.Response(status=303, headers={"Location": "/review"})  # see the page, counted
 
         no_stats = "the review page needs a judge_queue with statistics on (stats.enabled)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import grpc
 
 from tests.processor.processors.judge_queue.test_stage import EXPORT, VERDICT, judging_config
@@ -58,3 +59,17 @@ async def test_a_reviewer_signs_in_labels_a_verdict_and_sees_it_counted(tmp_path
         stage = service.processors["judge_queue"]
         (label,) = [f for f in stage.stats_store.feedback(llm.trace_id.hex()) if f.source == "reviewer"]
         assert label.labels[0][1] is False and label.comment == "the answer is not in the context"
+
+
+async def test_a_label_for_no_trace_is_refused_naming_the_field(tmp_path: Path) -> None:
+    async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy, \
+            running(reviewing_config(downstream.endpoint, heavy.base_url, tmp_path)) as service, \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        url = f"http://127.0.0.1:{service.metrics_port}/review/label"
+        async with http.post(url, data={"trace_id": "nope", "metric": "faithfulness", "passed": "fail"}) as response:
+            assert response.status == 400
+            assert "label.trace_id: 'nope' is not a trace id" in (await response.json())["error"]
+        async with http.post(url, data={"trace_id": "ab" * 16, "metric": "faithfulness"}) as response:
+            assert response.status == 400 and "passed (pass or fail)" in (await response.json())["error"]
+        async with aiohttp.ClientSession() as anonymous, anonymous.post(url, data={}) as response:
+            assert response.status == 401  # not a browser page: no sign-in redirect
