@@ -136,8 +136,9 @@ class AnnotationSender:
     async def encode(self, payload: bytes) -> bytes:
         """Parsed and turned into JSON once per request, off the event loop; empty when nothing is to be posted
         (the byte scan can match a request whose spans hold no result event)."""
-        body = _Body(await asyncio.to_thread(annotations_body, payload))
-        body.annotations = json.loads(body)["data"] if body else []
+        annotations = await asyncio.to_thread(lambda: span_annotations(ExportTraceServiceRequest.FromString(payload)))
+        body = _Body(_json(annotations) if annotations else b"")
+        body.annotations = annotations
         now = time.monotonic()
         body.missing_span_deadline = now + self._missing_span_timeout_s
         body.give_up_at = now + self._max_elapsed_s
@@ -177,7 +178,7 @@ class AnnotationSender:
     async def _post(self, annotations: list[dict[str, Any]], timeout_s: float) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        data = json.dumps({"data": annotations}, separators=(",", ":")).encode()
+        data = _json(annotations)
         try:
             with suppressed():
                 async with self._session.post(
@@ -223,10 +224,9 @@ def _missing_span_ids(detail: str) -> frozenset[str]:
     return frozenset(part.strip() for part in found.group(1).split(",") if part.strip()) if found else frozenset()
 
 
-def annotations_body(payload: bytes) -> bytes:
-    """The JSON body of POST /v1/span_annotations for an OTLP request, or b"" if it holds no result event."""
-    annotations = span_annotations(ExportTraceServiceRequest.FromString(payload))
-    return json.dumps({"data": annotations}, separators=(",", ":")).encode() if annotations else b""
+def _json(annotations: list[dict[str, Any]]) -> bytes:
+    """The JSON body of POST /v1/span_annotations."""
+    return json.dumps({"data": annotations}, separators=(",", ":")).encode()
 
 
 def span_annotations(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
@@ -197,12 +198,19 @@ service:
 """
 
 
-async def _export_span_without_content(target: str) -> tuple[str, str]:
+def _request_without_content() -> ExportTraceServiceRequest:
+    """One LLM span whose content was not captured."""
     request = export_request(spans=1, llm_every=1)
     llm = request.resource_spans[0].scope_spans[0].spans[0]
     for kv in list(llm.attributes):
         if kv.key in ("gen_ai.input.messages", "gen_ai.output.messages"):
             llm.attributes.remove(kv)
+    return request
+
+
+async def _export_span_without_content(target: str) -> tuple[str, str]:
+    request = _request_without_content()
+    llm = request.resource_spans[0].scope_spans[0].spans[0]
     async with grpc.aio.insecure_channel(target) as channel:
         await channel.unary_unary(SPECS["traces"].grpc_method)(request.SerializeToString(), timeout=10)
     return llm.trace_id.hex(), llm.span_id.hex()
@@ -238,12 +246,7 @@ async def test_a_span_does_not_wait_when_no_logs_pipeline_shares_its_receiver() 
 
 
 def _span_without_content() -> TraceBatch:
-    request = export_request(spans=1, llm_every=1)
-    llm = request.resource_spans[0].scope_spans[0].spans[0]
-    for kv in list(llm.attributes):
-        if kv.key in ("gen_ai.input.messages", "gen_ai.output.messages"):
-            llm.attributes.remove(kv)
-    return decode_protobuf(request.SerializeToString(), "otlp").batch  # type: ignore[return-value]
+    return decode_protobuf(_request_without_content().SerializeToString(), "otlp").batch  # type: ignore[return-value]
 
 
 def _details_for(batch: TraceBatch) -> SignalBatch:
