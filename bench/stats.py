@@ -76,7 +76,7 @@ def replay_time(n: int) -> None:
         store = SqliteStore(Path(directory) / "stats.db")
         started = time.perf_counter()
         for start in range(0, n, 50_000):
-            store.save(traffic(min(50_000, n - start), seed=start, first=start), [])
+            store.add(traffic(min(50_000, n - start), seed=start, first=start))
         filled = time.perf_counter() - started
         started = time.perf_counter()
         scanned = sum(len(batch) for batch in store.evaluations())

@@ -101,7 +101,11 @@ class TierGate:
 
     @property
     def spent_usd(self) -> float:
+        """Today's spend: the ledger's, which every process and instance judging from it shares (so a budget holds
+        across them, overrun by at most the calls in flight); without a ledger, this gate's own."""
         self._roll_day()
+        if self._ledger is not None:
+            self._spent_usd = self._ledger.spent_usd(self.tier, self._day)
         return self._spent_usd
 
     @property

@@ -1,22 +1,24 @@
 """Where the statistics live: evaluations (with inclusion probability, stratum, judge tier and version), series
 state, alerts, and user feedback (joined with evaluations on trace id, whichever arrives first).
 
-Contract (`Store`): `save` writes a batch's evaluations and alerts in one transaction and returns the sequence number
-of the last stored evaluation; `checkpoint` writes series states with the sequence number they include, also in one
-transaction. After a crash the state is the checkpoint plus a replay of the evaluations stored after it
-(`tracker.recover`): exactly the state of the committed evaluations, without serialising every series per batch.
-`fresh` says which evaluations are not stored yet (the judge queue delivers at least once). Used from one thread.
-`SqliteStore` is the embedded default (WAL; survives `kill -9`); a shared PostgreSQL store for several replicas is a
-second class with these methods.
+Contract (`Store`): judge workers, in any process, `add` evaluations (each once: the judge queue delivers at least
+once); one owner reads them back in sequence order (`evaluations(after_seq)`), observes them and `save_alerts`; it
+`checkpoint`s series states with the sequence number they include. After a crash the state is the checkpoint plus a
+replay of the evaluations stored after it (`tracker.QualityTracker`): exactly the state of the committed
+evaluations, without serialising every series per batch. The sequence is the order evaluations became visible, so
+the owner never skips one committed late. Each store object is used from one thread.
+`SqliteStore` is the embedded default (WAL; survives `kill -9`; several processes may add).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import sqlite_utils
 
@@ -59,21 +61,38 @@ _MIGRATIONS = (
     # retention: when an evaluation was stored (older rows: 0, the oldest), and feedback by its time
     "ALTER TABLE evaluations ADD COLUMN stored_unix_s REAL NOT NULL DEFAULT 0",
     "CREATE INDEX feedback_time ON feedback (time_unix_nano)",
+    # the Phoenix project each service's judged spans were last filed in: alerts on the service go there too
+    "CREATE TABLE projects (service TEXT PRIMARY KEY, project TEXT NOT NULL)",
 )
 
 
 FIELDS = [f.name for f in dataclasses.fields(Evaluation)]
+# ON CONFLICT, not OR IGNORE: that would also skip rows breaking NOT NULL
 _INSERT = (f"INSERT INTO evaluations ({', '.join(FIELDS)}, stored_unix_s) VALUES ({', '.join('?' * len(FIELDS))}, "
-           "(julianday('now') - 2440587.5) * 86400.0)")
+           "(julianday('now') - 2440587.5) * 86400.0) "
+           "ON CONFLICT (span_id, trace_id, metric, judge_version) DO NOTHING")
+_ALERT_COLUMNS = ("alert_id", "time_unix_nano", "series", "service", "prompt_version", "model", "metric", "cause",
+                  "detector", "summary", "baseline", "current", "effect", "ci_low", "ci_high", "p_value",
+                  "n_baseline", "n_current", "examples", "details")
 
 
 class Store(Protocol):
-    def fresh(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
-        """Those not stored yet (and not repeated within `evaluations`), in order."""
+    def add(self, evaluations: Sequence[Evaluation], projects: Mapping[str, str] | None = None) -> int:
+        """Stores, in one transaction, the evaluations not stored yet (a span, metric and judge version once) and
+        the Phoenix project of services (service → project); returns how many evaluations were new."""
         ...
 
-    def save(self, evaluations: Sequence[Evaluation], alerts: Sequence[Alert]) -> int:
-        """One transaction: all of it is stored, or none. Returns the last evaluation's sequence number."""
+    def save_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Stores alerts not stored yet (by id: an alert raised again keeps its delivered flag); one transaction."""
+        ...
+
+    def projects(self) -> dict[str, str]:
+        """The Phoenix project each service's judged spans were last filed in."""
+        ...
+
+    def try_own(self) -> bool:
+        """Become the one owner of the statistics (who observes evaluations, stores alerts and checkpoints) for as
+        long as this store object is open, or as the process lives; False while another holds it."""
         ...
 
     def last_seq(self) -> int:
@@ -88,8 +107,12 @@ class Store(Protocol):
         """The checkpointed states and the sequence number they include."""
         ...
 
+    def evaluations_after(self, after_seq: int, limit: int) -> tuple[int, list[Evaluation]]:
+        """Up to `limit` stored evaluations after `after_seq` in sequence order, and the last one's number."""
+        ...
+
     def evaluations(self, after_seq: int = 0, batch: int = 10_000) -> Iterator[list[Evaluation]]:
-        """The stored evaluations after `after_seq`, in the order they were saved (replay's input)."""
+        """The stored evaluations after `after_seq`, in sequence order (replay's input)."""
         ...
 
     def alerts(self, trace_id: str = "") -> list[Alert]:
@@ -134,38 +157,46 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite_utils.Database(open_database(path, _MIGRATIONS, "the statistics store"))
+        self._owner: TextIO | None = None
 
-    def fresh(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
-        spans = sorted({e.span_id for e in evaluations})
-        stored = set()
-        for start in range(0, len(spans), 500):  # SQLite's limit on parameters
-            chunk = spans[start:start + 500]
-            stored.update(self._db.execute(
-                "SELECT span_id, trace_id, metric, judge_version FROM evaluations WHERE span_id IN "
-                f"({', '.join('?' * len(chunk))})", chunk).fetchall())
-        out = []
-        for e in evaluations:
-            identity = (e.span_id, e.trace_id, e.metric, e.judge_version)
-            if identity not in stored:
-                stored.add(identity)
-                out.append(e)
-        return out
+    def add(self, evaluations: Sequence[Evaluation], projects: Mapping[str, str] | None = None) -> int:
+        conn = self._db.conn
+        with self._writing():  # the hot path: a prepared statement, not sqlite-utils' per-value conversion
+            before = conn.total_changes
+            conn.executemany(_INSERT, [e.values() for e in evaluations])
+            added = conn.total_changes - before
+            if projects:
+                conn.executemany("INSERT INTO projects (service, project) VALUES (?, ?) ON CONFLICT (service) "
+                                 "DO UPDATE SET project = excluded.project", sorted(projects.items()))
+        return added
 
-    def save(self, evaluations: Sequence[Evaluation], alerts: Sequence[Alert]) -> int:
-        with self._db.atomic():
-            # no OR IGNORE: it would also skip rows breaking NOT NULL; `fresh` has taken the duplicates out. The hot
-            # path: a prepared statement, not sqlite-utils' per-value conversion (a third of the cost per evaluation)
-            if evaluations:
-                self._db.conn.executemany(_INSERT, [e.values() for e in evaluations])
-            if alerts:  # an alert raised again keeps its delivered flag
-                self._db["alerts"].upsert_all([a.row() for a in alerts], pk="alert_id")  # type: ignore[union-attr]
-            return self.last_seq()
+    def save_alerts(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        with self._writing():
+            self._db.conn.executemany(
+                f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ALERT_COLUMNS))}) "
+                "ON CONFLICT (alert_id) DO NOTHING", [[a.row()[c] for c in _ALERT_COLUMNS] for a in alerts])
+
+    def try_own(self) -> bool:
+        if self._owner is None:  # a lock file beside the database: the kernel releases it when the process dies
+            lock = self.path.with_name(self.path.name + ".owner").open("a")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                return False
+            self._owner = lock
+        return True
+
+    def projects(self) -> dict[str, str]:
+        return {str(s): str(p) for s, p in self._db.execute("SELECT service, project FROM projects")}
 
     def last_seq(self) -> int:
         return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM evaluations").fetchone()[0])
 
     def checkpoint(self, states: Mapping[SeriesKey, dict[str, Any]], through_seq: int) -> None:
-        with self._db.atomic():
+        with self._writing():
             if states:
                 self._db["series"].upsert_all(  # type: ignore[union-attr]
                     [{"key": str(key), "service": key.service, "prompt_version": key.prompt_version,
@@ -176,21 +207,25 @@ class SqliteStore:
                                     pk="name")
 
     def series_states(self) -> tuple[dict[SeriesKey, dict[str, Any]], int]:
-        with self._db.atomic():  # one snapshot of states and sequence number
+        with self._db.atomic():  # one snapshot of states and sequence number (a read)
             states = {SeriesKey(row["service"], row["prompt_version"], row["model"], row["metric"]):
                       json.loads(row["state"]) for row in self._db.query("SELECT * FROM series ORDER BY key")}
             row = self._db.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'").fetchone()
         return states, int(row[0]) if row else 0
 
+    def evaluations_after(self, after_seq: int, limit: int) -> tuple[int, list[Evaluation]]:
+        # a writer holds SQLite's one write lock from its first insert to its commit: sequence numbers become
+        # visible in order, and none can appear later below one already read
+        rows = self._db.execute(f"SELECT seq, {', '.join(FIELDS)} FROM evaluations WHERE seq > ? ORDER BY seq "
+                                "LIMIT ?", [after_seq, limit]).fetchall()
+        return (rows[-1][0] if rows else after_seq), [Evaluation.from_values(row[1:]) for row in rows]
+
     def evaluations(self, after_seq: int = 0, batch: int = 10_000) -> Iterator[list[Evaluation]]:
-        after = after_seq
         while True:
-            rows = self._db.execute(f"SELECT seq, {', '.join(FIELDS)} FROM evaluations WHERE seq > ? ORDER BY seq "
-                                    "LIMIT ?", [after, batch]).fetchall()
-            if not rows:
+            after_seq, found = self.evaluations_after(after_seq, batch)
+            if not found:
                 return
-            after = rows[-1][0]
-            yield [Evaluation.from_values(row[1:]) for row in rows]
+            yield found
 
     def alerts(self, trace_id: str = "") -> list[Alert]:
         if trace_id:  # the JSON examples hold the trace id as text: let SQLite pick the candidates
@@ -206,11 +241,11 @@ class SqliteStore:
             "SELECT * FROM alerts WHERE delivered = 0 ORDER BY time_unix_nano, alert_id LIMIT 1000")]
 
     def mark_delivered(self, alert_ids: Sequence[str]) -> None:
-        with self._db.atomic():
+        with self._writing():
             self._db.conn.executemany("UPDATE alerts SET delivered = 1 WHERE alert_id = ?", [(a,) for a in alert_ids])
 
     def save_feedback(self, feedback: Sequence[Feedback]) -> list[Feedback]:
-        with self._db.atomic():
+        with self._writing():
             new = []
             for record in feedback:  # one statement each: INSERT OR IGNORE says which were new
                 before = self._db.conn.total_changes
@@ -248,7 +283,7 @@ class SqliteStore:
     def prune(self, older_than_unix_s: float, limit: int = 200) -> int:
         nanos = int(min(older_than_unix_s * 1e9, MAX_INTEGER))
         conn = self._db.conn
-        with self._db.atomic():
+        with self._writing():
             row = conn.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'").fetchone()
             checkpointed = int(row[0]) if row else 0
             before = conn.total_changes
@@ -266,8 +301,19 @@ class SqliteStore:
     def count(self, table: str) -> int:
         return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction that takes SQLite's write lock at once: several processes write this file, and a
+        transaction that read first could not then write once another had committed."""
+        with self._db.conn:
+            self._db.conn.execute("BEGIN IMMEDIATE")
+            yield
+
     def close(self) -> None:
         self._db.close()
+        if self._owner is not None:
+            self._owner.close()
+            self._owner = None
 
 
 def _alert(row: dict[str, Any]) -> Alert:

@@ -1,9 +1,11 @@
-"""The statistics' front door: evaluations in, alerts out, everything in the store.
+"""The statistics' owner: evaluations stored by the judge workers in, alerts out, everything in the store.
 
-Each `record` stores its evaluations and alerts in one transaction; the series states are checkpointed every
-`checkpoint_every` evaluations and on `close` (serialising every touched series per judged batch would cost more
-than the statistics themselves). After a crash, `replay.recover` rebuilds the exact state from the checkpoint and
-the evaluations stored after it.
+One tracker owns the statistics of a store at a time (`Store.try_own`): `catch_up` observes the evaluations
+stored since it last looked, in sequence order, and stores the alerts they raise. Series states are checkpointed
+every `checkpoint_every` evaluations and on `close` (serialising every touched series per judged batch would cost
+more than the statistics themselves). A new owner, after a crash or on another machine, starts from the checkpoint
+and catches up: exactly the state of the committed evaluations; alerts raised again on the way have the ids they
+had, so they are stored once.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .config import StatsConfig
+from .monitor import QualityMonitor
 from .records import Alert, Evaluation
-from .replay import recover
 from .store import Store
 
 
@@ -21,28 +23,49 @@ class QualityTracker:
         self.store = store
         self._config = config
         self._checkpoint_every = checkpoint_every
-        self.monitor, self._seq = recover(store, config)
         self._since_checkpoint = 0
+        self.monitor, self.seq = self._from_checkpoint()
+        self.catch_up()  # alerts raised again on the way are stored (and, if undelivered, delivered) already
+
+    def _from_checkpoint(self) -> tuple[QualityMonitor, int]:
+        states, seq = self.store.series_states()
+        return QualityMonitor(self._config, states), seq
 
     def record(self, evaluations: Sequence[Evaluation]) -> list[Alert]:
-        """Stores the evaluations not stored yet and returns the alerts they raised (stored too)."""
-        fresh = self.store.fresh(evaluations)
-        if not fresh:
-            return []
+        """Stores the evaluations not stored yet and returns the alerts everything stored so far raised (for a
+        tracker that is also the only writer: tests, benchmarks, replay)."""
+        self.store.add(evaluations)
+        return self.catch_up()
+
+    def catch_up(self, batch: int = 1000) -> list[Alert]:
+        """Observes the evaluations stored after `seq` and returns the alerts they raised (stored). If storing
+        fails, the state goes back to what is stored and the error is raised: the next call observes them again."""
+        alerts: list[Alert] = []
         try:
-            alerts = self.monitor.observe(fresh)
-            self._seq = self.store.save(fresh, alerts)
+            while True:
+                last, evaluations = self.store.evaluations_after(self.seq, batch)
+                if not evaluations:
+                    break
+                raised = self.monitor.observe(evaluations)
+                self.store.save_alerts(raised)
+                alerts += raised
+                self.seq = last
+                self._since_checkpoint += len(evaluations)
+                if self._since_checkpoint >= self._checkpoint_every:
+                    self.checkpoint()
         except Exception:
-            self.monitor, self._seq = recover(self.store, self._config)  # back to what is stored
+            self.monitor, self.seq = self._from_checkpoint()
             raise
-        self._since_checkpoint += len(fresh)
-        if self._since_checkpoint >= self._checkpoint_every:
-            self.checkpoint()
         return alerts
+
+    @property
+    def behind(self) -> bool:
+        """Whether evaluations are stored that this tracker has not observed."""
+        return self.store.last_seq() > self.seq
 
     def checkpoint(self) -> None:
         changed = self.monitor.changed
-        self.store.checkpoint({key: self.monitor.series[key].state() for key in changed}, self._seq)
+        self.store.checkpoint({key: self.monitor.series[key].state() for key in changed}, self.seq)
         changed.clear()
         self._since_checkpoint = 0
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # subcommand: (module under tracejudge.processor.cli, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the pipelines of a config until interrupted"),
+    "worker": ("worker", "judge workers alone (no receivers), for scaling judging apart from receiving"),
     "validate": ("validate", "check a config and report every problem, without starting anything"),
     "judge": ("judge", "judge records of a JSONL file (id, query, context, response)"),
     "explain": ("explain", "print what happened to each LLM span of a trace, with its scores"),

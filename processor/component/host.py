@@ -113,6 +113,12 @@ class Host(Protocol):
     @property
     def status(self) -> ComponentStatus: ...
 
+    @property
+    def worker_process(self) -> str:
+        """"" in `tracejudge serve`; in a judge worker process (`tracejudge worker`), its name: components that keep
+        files of their own (an exporter's disk queue) name them apart, and judge stages judge and take in nothing."""
+        ...
+
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:
         """The component `name` of `kind`, or with `name` "" the only one that offers `capability`. The config
         was checked (factory `Reference`s), so it exists and offers it; the caller knows its interface."""

@@ -5,12 +5,14 @@ once per service, so components of one type share their metric families and labe
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
 
@@ -46,9 +48,29 @@ class Telemetry:
             self._declared[declaration] = declaration(self.registry)
         return self._declared[declaration]  # type: ignore[no-any-return]
 
-    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+    def exposition(self, accept: str = "", others: Sequence[tuple[str, str]] = ()) -> tuple[bytes, str]:
         """The metrics and their content type: OpenMetrics (which carries exemplars: the trace of a low score) when
-        the scraper's Accept header asks for it, as Prometheus does; the Prometheus text format otherwise."""
+        the scraper's Accept header asks for it, as Prometheus does; the Prometheus text format otherwise. `others`
+        are other processes' metrics, (process name, their OpenMetrics text): merged in, labelled `process`."""
+        source: Any = _Merged(self.registry, others) if others else self.registry
         if "application/openmetrics-text" in accept:
-            return openmetrics.generate_latest(self.registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return openmetrics.generate_latest(source), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
+        return generate_latest(source), CONTENT_TYPE_LATEST
+
+
+class _Merged:
+    """A registry's families with other processes' samples added to the families of the same name."""
+
+    def __init__(self, registry: CollectorRegistry, others: Sequence[tuple[str, str]]) -> None:
+        self._registry = registry
+        self._others = others
+
+    def collect(self) -> Iterator[Metric]:
+        families = {family.name: family for family in self._registry.collect()}
+        for process, text in self._others:
+            for family in openmetrics_parser.text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+                mine = families.setdefault(family.name, Metric(family.name, family.documentation, family.type,
+                                                              family.unit))
+                mine.samples += [sample._replace(labels={**sample.labels, "process": process})
+                                 for sample in family.samples]
+        return iter(families.values())

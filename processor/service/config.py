@@ -79,6 +79,8 @@ class Config:
     exporters: Mapping[str, Any]
     extensions: Mapping[str, Any]
     service: ServiceConfig
+    # the document it was decoded from, environment expanded: what judge worker processes are started with
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -101,7 +103,8 @@ def config_or_report(path: str) -> Config | None:
         return None
 
 
-def parse_config(text: str, environ: Mapping[str, str]) -> Config:
+def parse_config(text: str, environ: Mapping[str, str], expand: bool = True) -> Config:
+    """`expand`: replace `${env:...}` from `environ` (False for a document expanded before: `Config.document`)."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -109,7 +112,8 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     if not isinstance(document, dict):
         raise ConfigError("the config must be a YAML mapping with receivers, exporters and service")
     problems: list[str] = []
-    document = expand_env(document, environ, "", problems)
+    if expand:
+        document = expand_env(document, environ, "", problems)
     for key in document:
         if key not in (*SECTIONS, "service"):
             problems.append(f"{key}: unknown top-level key (known: {', '.join((*SECTIONS, 'service'))})")
@@ -124,7 +128,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> Config:
         _check_references(service, declared, sections, problems)
     if problems or service is None:
         raise ConfigError(problems)
-    return Config(service=service, **sections)
+    return Config(service=service, document=document, **sections)
 
 
 def _decode_section(kind: Kind, raw: Any, problems: list[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -25,11 +25,14 @@ from tracejudge.processor.service.config import Config, MetricsTelemetryConfig
 from tracejudge.processor.service.decision_log import DecisionLog
 from tracejudge.processor.service.fanout import Fanout, LogContentTap
 from tracejudge.processor.service.loop_monitor import LoopMonitor
+from tracejudge.processor.service.worker_pool import WorkerPool
 from tracejudge.processor.transport.auth import Authenticator
 from tracejudge.processor.transport.http_site import HttpSite
 from tracejudge.processor.transport.status import refusal_for
 
 log = logging.getLogger(__name__)
+
+WORKER_NEEDS = frozenset({"storage", "authenticator"})  # the extensions a judge worker process builds
 
 
 def decisions_path(config: Config) -> str:
@@ -55,11 +58,19 @@ class ServiceMetrics:
 class Service:
     """Everything one config runs, and the Host its components find each other through. Components are built in
     `__init__` (so a bad TLS file fails before any port is opened) and started by `start`; `shutdown` is
-    idempotent and safe without `start`."""
+    idempotent and safe without `start`.
 
-    def __init__(self, config: Config) -> None:
+    With `worker_process` set it is a judge worker (`tracejudge worker`): of the config it builds only what judging
+    needs — the storage and authenticator extensions, and each traces pipeline with a judge stage (of `stages`, if
+    given) from that stage on to its exporters; no receivers. Otherwise it starts the worker processes the judge
+    stages ask for (`worker_processes`)."""
+
+    def __init__(self, config: Config, worker_process: str = "", stages: Collection[str] = ()) -> None:
+        self._worker_process = worker_process
+        self._judge_stages = stages
         self._telemetry = Telemetry()
-        self._decisions = DecisionLog(decisions_path(config), self._telemetry,
+        # a worker's decision records go through the judge queue's outbox to the receiving process's log
+        self._decisions = DecisionLog(":memory:" if worker_process else decisions_path(config), self._telemetry,
                                       retention=config.service.decisions.retention)
         metrics = self._telemetry.metrics(ServiceMetrics)
         self._sampling_scale = RateScale(metrics.sampling_scale.set)
@@ -72,14 +83,19 @@ class Service:
         self._stages: list[Any] = []  # every processor built, downstream first: the order they start in
         self.receivers: dict[str, Any] = {}
         for name in config.service.extensions:
-            self.extensions[name] = self._create("extensions", name, config.extensions[name])
+            if not worker_process or factories.factory("extensions", component_type(name)).offers & WORKER_NEEDS:
+                self.extensions[name] = self._create("extensions", name, config.extensions[name])
         heads: dict[str, dict[Signal, Consumer]] = {}  # receiver → the head of the pipeline it feeds, by signal
         joins: dict[str, list[LogContentJoin]] = {}  # receiver → traces stages that read content from logs
         # traces first: a logs pipeline hands its batches to the traces stages its receivers feed
         for pipeline in sorted(config.service.pipelines, key=lambda p: SIGNALS.index(_signal(p))):
             self._build_pipeline(config, pipeline, heads, joins)
         for name, consumers in heads.items():
-            self.receivers[name] = self._create("receivers", name, config.receivers[name], consumers)
+            if not worker_process:
+                self.receivers[name] = self._create("receivers", name, config.receivers[name], consumers)
+        wanted = [(name, stage.worker_processes) for name, stage in self.processors.items()
+                  if "worker_processes" in self._factories["processors", name].offers and stage.worker_processes]
+        self._pool = WorkerPool(config.document, wanted) if wanted and not worker_process else None
         # extensions that refer into the pipelines (the eval_service to its judge stage) start after them
         self._late = {name for name in self.extensions
                       if any(r.kind != "extensions" for r in self._factories["extensions", name].references(
@@ -90,8 +106,16 @@ class Service:
 
     def _build_pipeline(self, config: Config, pipeline: str, heads: dict[str, dict[Signal, Consumer]],
                         joins: dict[str, list[LogContentJoin]]) -> None:
-        """Exporters (once per signal), then processors from the last, each handed the one after it."""
+        """Exporters (once per signal), then processors from the last, each handed the one after it. A worker
+        builds a traces pipeline from its judge stage on, and no other."""
         spec, signal = config.service.pipelines[pipeline], _signal(pipeline)
+        processors = spec.processors
+        if self._worker_process:
+            judging = [i for i, name in enumerate(processors) if "worker_processes" in factories.factory(
+                "processors", component_type(name)).offers and (not self._judge_stages or name in self._judge_stages)]
+            if signal != "traces" or not judging:
+                return
+            processors = processors[judging[0]:]
         for name in spec.exporters:
             if (signal, name) not in self.exporters:
                 self.exporters[signal, name] = self._create("exporters", name, config.exporters[name], signal=signal)
@@ -103,7 +127,7 @@ class Service:
             if readers:
                 head = LogContentTap(readers, head)
         built: list[tuple[str, Any]] = []
-        for name in reversed(spec.processors):
+        for name in reversed(processors):
             head = self._create("processors", name, config.processors[name], head, signal=signal)
             if signal == "traces":
                 self.processors.setdefault(name, head)
@@ -133,6 +157,14 @@ class Service:
     def status(self) -> ComponentStatus:
         return self._status
 
+    @property
+    def worker_process(self) -> str:
+        return self._worker_process
+
+    @property
+    def worker_pool(self) -> WorkerPool | None:
+        return self._pool
+
     def find(self, kind: Kind, capability: str, name: str = "") -> Any:
         exporters = {name: exporter for (signal, name), exporter in self.exporters.items() if signal == "traces"}
         built: dict[str, Any] = {"receivers": self.receivers, "processors": self.processors,
@@ -161,6 +193,7 @@ class Service:
                 *(e for n, e in self.extensions.items() if n not in self._late), self._decisions,
                 *self.exporters.values(), *self._stages, *self.receivers.values(),
                 *(e for n, e in self.extensions.items() if n in self._late),
+                *([self._pool] if self._pool is not None else []),
                 self.loop_monitor]  # last: it watches serving, not start-up (the heavy judge's imports take ~1 s)
             if self._metrics is not None:
                 ordered.insert(0, self._metrics)
@@ -208,10 +241,11 @@ class Service:
         auth: Authenticator | None = None
         if settings.auth is not None:
             auth = self.find("extensions", "authenticator", settings.auth.authenticator)
-        telemetry = self._telemetry
+        telemetry, pool = self._telemetry, self._pool
 
         async def metrics(request: web.Request) -> web.Response:
-            body, content_type = telemetry.exposition(request.headers.get("Accept", ""))
+            others = await pool.expositions() if pool is not None else []
+            body, content_type = telemetry.exposition(request.headers.get("Accept", ""), others)
             response = web.Response(body=body)
             response.headers["Content-Type"] = content_type
             return response
@@ -219,7 +253,7 @@ class Service:
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         routes: dict[tuple[str, str], list[AdminRoute]] = {}
-        for component in self._offering("admin_routes"):
+        for component in [*self._offering("admin_routes"), *([self._pool] if self._pool is not None else [])]:
             for route in component.admin_routes():
                 routes.setdefault((route.method, route.path), []).append(route)
         for (method, path), handlers in routes.items():

@@ -50,7 +50,7 @@ def judged(store: SqliteStore, scores: list[float], seed: int = 0) -> list[str]:
     """Stores one judged span per score; returns the trace ids."""
     evaluations = [dataclasses.replace(e, score=s, passed=s >= 0.5)
                    for e, s in zip(stream(len(scores), seed=seed), scores, strict=True)]
-    store.save(evaluations, [])
+    store.add(evaluations)
     return [e.trace_id for e in evaluations]
 
 

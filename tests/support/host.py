@@ -11,7 +11,8 @@ from tracejudge.processor.service.decision_log import DecisionLog
 
 
 class ComponentHost:
-    def __init__(self, extensions: dict[str, Any] | None = None) -> None:
+    def __init__(self, extensions: dict[str, Any] | None = None, worker_process: str = "") -> None:
+        self.worker_process = worker_process
         self.telemetry = Telemetry()
         self.decisions = DecisionLog(":memory:", self.telemetry)
         self.sampling_scale = RateScale()

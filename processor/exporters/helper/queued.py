@@ -286,7 +286,10 @@ def queued_exporter(settings: CreateSettings, sender: Sender, config: ExporterSe
     open_queue: Callable[[], SendingQueue] = functools.partial(MemoryQueue, queue.capacity, queue.unit)
     if queue.storage:
         storage: Storage = settings.host.find("extensions", "storage", queue.storage)
-        file = f"{settings.name}_queue" if signal == "traces" else f"{settings.name}_{signal}_queue"
+        # one file per exporter, signal and process: a sending queue belongs to the process that fills it
+        process = settings.host.worker_process
+        parts = [settings.name, *([signal] if signal != "traces" else []), *([process] if process else [])]
+        file = "_".join([*parts, "queue"])
         open_queue = functools.partial(DiskQueue, storage.path_for(file), queue.capacity, queue.unit,
                                        storage.space_exhausted)
     return QueuedExporter(settings.name, sender, queue, config.retry_on_failure, config.timeout,

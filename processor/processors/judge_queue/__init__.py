@@ -22,5 +22,5 @@ def create(settings: CreateSettings, config: JudgeQueueStageConfig, next_consume
 
 
 factory = Factory("judge_queue", "processors", JudgeQueueStageConfig, create,
-                  offers=frozenset({"feedback", "admin_routes"}), needs=frozenset({"llm_spans"}),
+                  offers=frozenset({"feedback", "admin_routes", "worker_processes"}), needs=frozenset({"llm_spans"}),
                   uses=frozenset({"samples", "evaluations", "retrievals", "feedback"}))

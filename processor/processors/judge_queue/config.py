@@ -23,7 +23,10 @@ from tracejudge.stats.config import StatsConfig
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    count: int = 2  # workers, each judging one leased batch at a time
+    # judge worker processes `tracejudge serve` starts (each runs `count` workers); 0 judges in the receiving
+    # process itself, sharing its event loop and GIL (small setups, tests). `tracejudge worker` runs more apart.
+    processes: int = 1
+    count: int = 2  # workers per process, each judging one leased batch at a time
     batch_size: int = 16  # items leased at once
     lease: Duration = 300.0  # an item leased longer than this (its worker died) is leased again
     poll_interval: Duration = 0.5  # how often an idle worker looks for ready items
@@ -33,6 +36,8 @@ class WorkerConfig:
     def validate(self, path: str) -> None:
         problems = [f"{path}.{name}: must be at least 1" for name in ("count", "batch_size", "max_attempts")
                     if getattr(self, name) < 1]
+        if self.processes < 0:
+            problems.append(f"{path}.processes: must not be negative (0: judge in the receiving process)")
         problems += [f"{path}.{name}: must be positive" for name in ("lease", "poll_interval")
                      if getattr(self, name) <= 0]
         if problems:

@@ -6,6 +6,7 @@ two files at most are kept (<path> and <path>.1)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -69,11 +70,14 @@ class ReviewQueue:
             return 0
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            with self._path.open("a", encoding="utf-8") as file:
-                file.write("\n".join(lines) + "\n")
-                full = file.tell() > self._config.max_mib * 1024 * 1024
-            if full:  # the reviewer has the previous file until the next roll-over
-                self._path.replace(self._path.with_name(self._path.name + ".1"))
+            # worker processes append to one file: whole lines, and a roll-over nobody is writing through
+            with self._path.with_name(self._path.name + ".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                with self._path.open("a", encoding="utf-8") as file:
+                    file.write("\n".join(lines) + "\n")
+                    full = file.tell() > self._config.max_mib * 1024 * 1024
+                if full:  # the reviewer has the previous file until the next roll-over
+                    self._path.replace(self._path.with_name(self._path.name + ".1"))
         except OSError as e:
             log.error("review queue: cannot append %d item(s) to %s: %s", len(lines), self._path, e)
             return 0

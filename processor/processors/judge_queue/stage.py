@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tracejudge.judge.embedded_model import loaded
+from tracejudge.judge.limits import TierGate
 from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
 from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
@@ -30,20 +31,21 @@ from tracejudge.processor.pdata.sample import Sample
 from tracejudge.processor.processors.judge_queue import review_page
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
 from tracejudge.processor.processors.judge_queue.decision_relay import DecisionRelay
+from tracejudge.processor.processors.judge_queue.evaluation_writer import EvaluationWriter
 from tracejudge.processor.processors.judge_queue.feedback_desk import FeedbackDesk
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackTrigger
 from tracejudge.processor.processors.judge_queue.items import ItemWriter, item_body, item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.quality_metrics import QualityMetrics, QualitySeries
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
-from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
+from tracejudge.processor.processors.judge_queue.stats_owner import StatsOwner
 from tracejudge.processor.processors.judge_queue.stores import stats_path
 from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
 from tracejudge.processor.processors.judge_queue.trace_assembly import TraceAssembly
-from tracejudge.processor.processors.judge_queue.worker import JudgeWorker
+from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, set_budget_scale
 from tracejudge.stats.projection import QueryProjection
 from tracejudge.stats.records import Alert, Evaluation
-from tracejudge.stats.store import Store
+from tracejudge.stats.store import SqliteStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,11 @@ class JudgeQueueProcessor:
     """Place it after `sampler`. If the queue is full, the configured policy decides what is dropped; that is
     counted, logged and recorded, and never blocks forwarding. Evaluation spans go to `next_consumer` (and so to
     the pipeline's exporters) once judged. Offers `feedback` (the FeedbackDesk's, when statistics are on) and the
-    admin route that resumes a paused tier."""
+    admin route that resumes a paused tier.
+
+    In `tracejudge serve` it takes items in, relays their decision records, keeps the feedback desk, owns the
+    statistics (if no other instance does) and sets the sampler's rate scale from the shared spend; it judges only
+    with `workers.processes: 0`. In a judge worker process (`host.worker_process`) it only judges."""
 
     def __init__(self, settings: CreateSettings, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  clock: Callable[[], float] = time.time) -> None:
@@ -82,6 +88,7 @@ class JudgeQueueProcessor:
         self._config = config
         self._next = next_consumer
         self._id = f"processors/{settings.name}"
+        self._worker_process = host.worker_process
         self._status = host.status
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
         self._quality = QualitySeries(host.telemetry.metrics(QualityMetrics), config.max_quality_series)
@@ -92,7 +99,10 @@ class JudgeQueueProcessor:
         self._queue: JudgeQueueStore | None = None
         self._writer: ItemWriter | None = None
         self.worker: JudgeWorker | None = None
-        self.stats: StatsRecorder | None = None
+        self.owner: StatsOwner | None = None  # the statistics' owner, in the receiving process
+        self._store: Store | None = None  # the statistics' store: feedback, the review page, retention
+        self._evaluations: EvaluationWriter | None = None
+        self._budget_gates: dict[str, TierGate] = {}  # read-only, for the rate scale when judging elsewhere
         self.desk: FeedbackDesk | None = None
         self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
         self._trigger = FeedbackTrigger(config.feedback, clock)
@@ -190,7 +200,7 @@ class JudgeQueueProcessor:
 
     def _sweep(self) -> None:
         """Expire kept spans, then what retention deletes (finished items, old statistics), in small steps for at
-        most SWEEP_BUDGET_S: it runs on the event loop."""
+        most SWEEP_BUDGET_S: it runs on the event loop. Judged elsewhere, the rate scale follows the spend."""
         queue = self._queue
         assert queue is not None
         feedback, retention = self._config.feedback, self._config.retention
@@ -198,9 +208,11 @@ class JudgeQueueProcessor:
         steps: list[Callable[[], int]] = [
             lambda: queue.forget_kept(feedback.keep_unsampled, feedback.max_kept, SWEEP_ROWS),
             lambda: queue.prune(retention, SWEEP_ROWS)]
-        if self.stats is not None:
-            store = self.stats.tracker.store
+        if self._store is not None:
+            store = self._store
             steps.append(lambda: store.prune(stats_cutoff, SWEEP_ROWS))
+        if self._budget_gates:
+            set_budget_scale(self._scale, self._budget_gates)
         started = time.monotonic()
         for step in steps:
             while step() >= SWEEP_ROWS and time.monotonic() - started < SWEEP_BUDGET_S:
@@ -242,21 +254,27 @@ class JudgeQueueProcessor:
     @property
     def stats_store(self) -> Store:
         """The statistics' store (for the demo and tests)."""
-        if self.stats is None:
+        if self._store is None:
             raise RuntimeError("no statistics: the stage is not running or has stats.enabled off")
-        return self.stats.tracker.store
+        return self._store
 
     async def idle(self, timeout_s: float, poll_s: float = 0.1) -> None:
-        """Wait until nothing is left to judge (no item queued or leased) and every decision record is in the
-        decision log; TimeoutError after `timeout_s`."""
+        """Wait until nothing is left to judge (no item queued or leased), every decision record is in the
+        decision log and the statistics have observed every evaluation; TimeoutError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         quiet = 0
         while quiet < 2:  # twice in a row: a worker may be between leasing and completing
             queue = self._queue
-            quiet = quiet + 1 if queue is not None and queue.waiting() == 0 and not queue.pending_decisions(1) else 0
+            done = queue is not None and queue.waiting() == 0 and not queue.pending_decisions(1)
+            quiet = quiet + 1 if done and (self.owner is None or await self.owner.caught_up()) else 0
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the judge queue still had work after {timeout_s:g} s")
             await asyncio.sleep(poll_s)
+
+    @property
+    def worker_processes(self) -> int:
+        """The judge worker processes the service should start for this stage (none in a worker itself)."""
+        return 0 if self._worker_process else self._config.workers.processes
 
     def resume(self, tier: str) -> bool:
         """Resume a paused judge tier; False if this stage has no such tier."""
@@ -270,12 +288,11 @@ class JudgeQueueProcessor:
             return web.json_response({"resumed": tier}) if self.resume(tier) else None
 
         async def page(request: web.Request) -> web.Response | None:
-            if self.stats is None:
+            if self._store is None:
                 return None
             review = Path(self._config.review.path) if self._config.review.path else None
             # on the event loop: the store belongs to its thread (an operator's occasional look, not traffic)
-            text = review_page.render(self.stats.tracker.store, review, self._config.stats.trace_links,
-                                      self.stats.projects)
+            text = review_page.render(self._store, review, self._config.stats.trace_links, self._store.projects())
             return web.Response(text=text, content_type="text/html")
 
         async def label(request: web.Request) -> web.Response | None:
@@ -301,26 +318,43 @@ class JudgeQueueProcessor:
                 AdminRoute("GET", "/review", page, no_stats), AdminRoute("POST", "/review/label", label, no_stats)]
 
     async def start(self) -> None:
-        # the embedded model takes a second or two to load: off the event loop, before the judges are built
-        await asyncio.to_thread(self._load_models)
-        self._queue = JudgeQueue(self._path, self._config.queue, self._config.judge_version)
+        config = self._config
+        judging = bool(self._worker_process) or config.workers.processes == 0
+        if judging:  # the embedded model takes a second or two to load: off the event loop, before the judges
+            await asyncio.to_thread(self._load_models)
+        self._queue = JudgeQueue(self._path, config.queue, config.judge_version)
+        stats = config.stats
+        if not self._worker_process:
+            await self._start_intake()
+        if judging:
+            if stats.enabled:
+                projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
+                self._evaluations = EvaluationWriter(SqliteStore(stats_path(self._path)), config.judge_version,
+                                                     projection, self.owner.wake if self.owner else None)
+            review = ReviewQueue(config.review, config.judge_version) if config.review.path else None
+            self.worker = JudgeWorker(self._queue, build_judges(config.judges, self._queue), config.workers,
+                                      self._next, self._metrics, None if self._worker_process else self._scale,
+                                      config.judge_version, self._evaluations, review,
+                                      TierHealth(self._status, self._id), self._quality)
+            await self.worker.start()
+        else:  # worker processes judge: the sampler's rate scale follows the spend they record
+            self._budget_gates = {tier: TierGate(tier, tier_config.limits, self._queue)
+                                  for tier, tier_config in (("local", config.judges.local),
+                                                            ("heavy", config.judges.heavy))
+                                  if tier_config.judge != "none" and tier_config.limits.daily_budget_usd}
+
+    async def _start_intake(self) -> None:
+        assert self._queue is not None
         self._writer = ItemWriter(self._queue, self._metrics, self._config.queue.when_full)
-        judges = build_judges(self._config.judges, self._queue)
-        stats = self._config.stats
-        if stats.enabled:
-            projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
-            self.stats = StatsRecorder(stats_path(self._path), stats, self._next, self._config.judge_version,
-                                       projection, self._quality)
-            store = self.stats.tracker.store
+        if self._config.stats.enabled:
+            path = stats_path(self._path)
+            self._store = store = SqliteStore(path)
+            self.owner = StatsOwner(lambda: SqliteStore(path), self._config.stats, self._next, self._quality)
+            await self.owner.start()
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))
             self.desk = FeedbackDesk(self._queue, self._writer, store, self._trigger, self._config.metrics,
                                      self._clock)
-        review = ReviewQueue(self._config.review, self._config.judge_version) if self._config.review.path else None
-        self.worker = JudgeWorker(self._queue, judges, self._config.workers, self._next,
-                                  self._metrics, self._scale, self._config.judge_version, self.stats, review,
-                                  TierHealth(self._status, self._id), self._quality)
-        await self.worker.start()
         self._relay = DecisionRelay(self._queue, self._decisions)
         self._background = [asyncio.create_task(self._relay.run(), name="decision relay"),
                             asyncio.create_task(self._sweeping(), name="judge queue retention")]
@@ -344,10 +378,10 @@ class JudgeQueueProcessor:
         if self._relay is not None:
             await self._relay.drain()
             self._relay = None
-        if self.stats is not None:
-            await self.stats.close()
-            self.stats = None
-        if self._queue is not None:
-            self._queue.close()
-            self._queue = None
-
+        if self.owner is not None:
+            await self.owner.shutdown()
+            self.owner = None
+        for store in (self._evaluations, self._store, self._queue):
+            if store is not None:
+                store.close()
+        self._evaluations = self._store = self._queue = None

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from tracejudge.judge.cascade import INPUT_ERRORS, CascadeItem, CascadeVerdict
+from tracejudge.judge.limits import TierGate
 from tracejudge.judge.queue import Document, JudgeItem, WorkQueue
 from tracejudge.judge.tiers import Judges
 from tracejudge.judge.verdict import JudgeInput
@@ -30,11 +31,11 @@ from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.evaluation_events import PHOENIX_PROJECT, JudgedSpan, Plain, evaluation_request
 from tracejudge.processor.processors.judge_queue.config import WorkerConfig
+from tracejudge.processor.processors.judge_queue.evaluation_writer import EvaluationWriter
 from tracejudge.processor.processors.judge_queue.items import item_decision
 from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetrics
 from tracejudge.processor.processors.judge_queue.quality_metrics import QualitySeries
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
-from tracejudge.processor.processors.judge_queue.stats_recorder import StatsRecorder
 from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
 from tracejudge.processor.processors.judge_queue.trace_assembly import context_for
 
@@ -51,8 +52,8 @@ EVALUATION_SPAN_NS = 1_000  # an evaluation span's duration, and how far before 
 
 class JudgeWorker:
     def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
-                 metrics: JudgeQueueMetrics, scale: RateScale, judge_version: str,
-                 stats: StatsRecorder | None = None, review: ReviewQueue | None = None,
+                 metrics: JudgeQueueMetrics, scale: RateScale | None, judge_version: str,
+                 stats: EvaluationWriter | None = None, review: ReviewQueue | None = None,
                  health: TierHealth | None = None, quality: QualitySeries | None = None) -> None:
         self._queue = queue
         self._quality = quality
@@ -256,20 +257,27 @@ class JudgeWorker:
         return records
 
     def _update_state(self) -> None:
-        """Gauges, and the sampler's rate scale: down in proportion once the heavy budget is nearly spent."""
+        """Gauges, and (judging in the receiving process) the sampler's rate scale."""
         for tier, gate in self._judges.gates.items():
             self._metrics.tier_paused.labels(tier).set(1 if gate.paused else 0)
             self._metrics.spent_usd.labels(tier).set(gate.spent_usd)
         self._metrics.waiting.set(self._queue.waiting())
-        scale, reason = 1.0, ""
-        for tier, gate in self._judges.gates.items():
-            left, low = gate.budget_left_fraction, gate.low_budget_fraction
-            if low and left < low and max(MIN_SCALE, left / low) < scale:
-                scale = max(MIN_SCALE, left / low)
-                reason = f"judge tier {tier} has {left:.0%} of its daily budget left"
-        if abs(scale - self._scale.value) > 1e-9:
-            log.warning("sampling at %.0f%% of the configured rates: %s", scale * 100, reason or "budget restored")
-        self._scale.set(scale, reason)
+        if self._scale is not None:
+            set_budget_scale(self._scale, self._judges.gates)
+
+
+def set_budget_scale(scale: RateScale, gates: Mapping[str, TierGate]) -> None:
+    """The sampler's rate scale: down in proportion once a tier's daily budget is nearly spent (the ledger is
+    shared, so a process that does not judge sees the spend of those that do)."""
+    value, reason = 1.0, ""
+    for tier, gate in gates.items():
+        left, low = gate.budget_left_fraction, gate.low_budget_fraction
+        if low and left < low and max(MIN_SCALE, left / low) < value:
+            value = max(MIN_SCALE, left / low)
+            reason = f"judge tier {tier} has {left:.0%} of its daily budget left"
+    if abs(value - scale.value) > 1e-9:
+        log.warning("sampling at %.0f%% of the configured rates: %s", value * 100, reason or "budget restored")
+    scale.set(value, reason)
 
 
 def _grounding(item: JudgeItem, documents: Sequence[Document]) -> tuple[str, str]:

@@ -59,7 +59,7 @@ def build_stores(data: Path) -> None:
         queue.enqueue([NewItem(e.span_id, e.trace_id, "faithfulness", {"query": query, "response": response})])
         (item,) = queue.lease(1, 60)
         queue.complete([item.key], {item.key: CONTEXT})
-        store.save([dataclasses.replace(e, score=score, passed=score >= 0.5)], [])
+        store.add([dataclasses.replace(e, score=score, passed=score >= 0.5)])
         if feedback is not None:
             store.save_feedback([dataclasses.replace(feedback, trace_id=e.trace_id).identified()])
     queue.close()

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.support.metrics import metric
+from tests.support.metrics import metric, scraped
 from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import grpc_target, running
@@ -65,7 +65,8 @@ def attributes(holder: Span | Span.Event) -> dict[str, object]:
 
 
 def judging_config(downstream: str, heavy_url: str, data: Path, grpc_endpoint: str = "127.0.0.1:0",
-                   local: str = "embedded", metrics_address: str = "", limits: str = "pause: 0s") -> str:
+                   local: str = "embedded", metrics_address: str = "", limits: str = "pause: 0s",
+                   processes: int = 0) -> str:
     return f"""
 receivers:
   otlp:
@@ -82,6 +83,7 @@ processors:
     decision_wait: 0s
     max_decision_wait: 0s
     workers:
+      processes: {processes}
       poll_interval: 20ms
       lease: 2s
       retry_backoff: 100ms
@@ -218,19 +220,21 @@ def results(capture: CaptureServer) -> set[tuple[bytes, object]]:
             for e in span.events}
 
 
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "worker-process"])
 async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_nothing_is_scored_meanwhile(
-        tmp_path: Path) -> None:
+        tmp_path: Path, processes: int) -> None:
+    """In a worker process the tier's gate is there: its metrics reach /metrics and the resume is passed on."""
     request, llm = rag_trace()
     async with CaptureServer() as downstream, OpenAiServer(VERDICT) as heavy:
         heavy.fail_next(401, message="invalid api key", times=2)  # both items' calls
         config = judging_config(downstream.endpoint, heavy.base_url, tmp_path, local="none",
-                                metrics_address="127.0.0.1:0")
+                                metrics_address="127.0.0.1:0", processes=processes)
         async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
             await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
-            await eventually(lambda: metric(service, "tracejudge_judge_tier_paused", tier="heavy") == 1,
+            await eventually(lambda: scraped(service, "tracejudge_judge_tier_paused", tier="heavy") == 1,
                              what="the heavy tier paused")
             calls = len(heavy.requests)
-            await eventually(lambda: metric(service, "tracejudge_judge_queue_waiting") == 2, what="items waiting")
+            await eventually(lambda: scraped(service, "tracejudge_judge_queue_waiting") == 2, what="items waiting")
             assert evaluation_spans(downstream) == [] and len(heavy.requests) == calls  # retried, not sent
 
             async def waiting() -> bool:
@@ -248,7 +252,7 @@ async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_n
                     assert (await response.json())["error"] == "no judge tier 'nope' in this configuration"
             await eventually(lambda: results(downstream) == {(llm.span_id, "faithfulness"), (llm.span_id, "relevancy")},
                              what="judged after the resume")
-            assert metric(service, "tracejudge_judge_tier_paused", tier="heavy") == 0
+            assert await scraped(service, "tracejudge_judge_tier_paused", tier="heavy") == 0
     scores = {attributes(e)["gen_ai.evaluation.score.value"] for span, _ in evaluation_spans(downstream)
               for e in span.events}
     assert scores == {0.9}  # the auth failure never became a score
