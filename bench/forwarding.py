@@ -58,13 +58,14 @@ service:
 
 def tracejudge_config(downstream_port: int, compression: str, data_dir: str, judge_url: str = "",
                       keep_unsampled: str = "72h", local: str = "embedded", embeddings: bool = True,
-                      logs: bool = False) -> str:
+                      logs: bool = False, processes: int = 1) -> str:
     """The Collector-shaped config under test: otlp receiver → llm_extract → otlp exporter (default queue); with
     `judge_url` (an OpenAI-compatible server), also checks, sampling at 10% and the judge cascade (unsampled LLM
     spans kept for feedback for `keep_unsampled`; `local: none` leaves the embedded judge out, so the process does
     the receive path and hands the sample to the loopback judge; `embeddings` False turns off the statistics'
     drift projection, which loads the embedding model); with "checks", checks only. With `logs`, a logs pipeline
-    shares the receiver, as in the shipped config: llm_extract then joins content from log records."""
+    shares the receiver, as in the shipped config: llm_extract then joins content from log records. `processes`:
+    judge worker processes (0: judging in the receiving process)."""
     processors, judging = "[llm_extract]", ""
     if judge_url == "checks":
         processors, judging = "[llm_extract, llm_checks]", "\n  llm_checks:"
@@ -78,6 +79,7 @@ def tracejudge_config(downstream_port: int, compression: str, data_dir: str, jud
     decision_wait: 0s
     max_decision_wait: 0s
     feedback: {{keep_unsampled: {keep_unsampled}}}
+    workers: {{processes: {processes}}}
     stats: {{embeddings: {str(embeddings).lower()}}}
     judges:
       local: {{judge: {local}}}
@@ -126,12 +128,13 @@ async def noop_server(name: str) -> AsyncIterator[tuple[Child, int]]:
 @asynccontextmanager
 async def tracejudge(downstream: Child, downstream_port: int, tally: SpanTally, compression: str,
                      log_lines: list[str], judge_url: str = "", keep_unsampled: str = "72h",
-                     local: str = "embedded", embeddings: bool = True) -> AsyncIterator[Target]:
+                     local: str = "embedded", embeddings: bool = True, processes: int = 1
+                     ) -> AsyncIterator[Target]:
     """A fresh `tracejudge serve`; its warnings and errors are appended to `log_lines` when it stops."""
     with tempfile.TemporaryDirectory(prefix="tracejudge-bench-") as tmp:
         config = Path(tmp, "otel-config.yaml")
         config.write_text(tracejudge_config(downstream_port, compression, str(Path(tmp, "data")), judge_url,
-                                            keep_unsampled, local, embeddings))
+                                            keep_unsampled, local, embeddings, processes=processes))
         child = await Child.start("tracejudge", [str(TRACEJUDGE), "serve", "--config", str(config)])
         try:
             grpc_port, _ = await child.wait_for(r"receiver otlp: OTLP/gRPC on port (\d+)", timeout_s=30)

@@ -20,7 +20,7 @@ from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.records import Evaluation
 from tracejudge.stats.replay import replay
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 from tracejudge.stats.streaming import Moments
 from tracejudge.stats.tracker import QualityTracker
 
@@ -58,7 +58,7 @@ def per_evaluation(n: int) -> None:
     alerts = monitor.observe(evaluations)
     update_us = (time.perf_counter() - started) / n * 1e6
     with tempfile.TemporaryDirectory() as directory:
-        tracker = QualityTracker(SqliteStore(Path(directory) / "stats.db"), StatsConfig())
+        tracker = QualityTracker(StatsStore(Path(directory) / "stats.db"), StatsConfig())
         started = time.perf_counter()
         for start in range(0, n, 16):  # a judge worker's batch
             tracker.record(evaluations[start:start + 16])
@@ -73,7 +73,7 @@ def per_evaluation(n: int) -> None:
 
 def replay_time(n: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        store = SqliteStore(Path(directory) / "stats.db")
+        store = StatsStore(Path(directory) / "stats.db")
         started = time.perf_counter()
         for start in range(0, n, 50_000):
             store.add(traffic(min(50_000, n - start), seed=start, first=start))

@@ -1,33 +1,37 @@
-"""The durable judge queue: sampled LLM spans waiting to be judged, in SQLite (WAL), one row per span and metric.
+"""The durable judge queue: sampled LLM spans waiting to be judged, one row per span and metric, in SQLite (WAL; the
+embedded default) or PostgreSQL (shared by a fleet) through `processor.component.database`.
 
 Contract: `enqueue` commits before it returns, so an Export call acknowledged after it cannot lose its sampled spans;
-the same (span, metric, judge version) is taken once whatever the retries (INSERT OR IGNORE). Workers `lease` items
+the same (span, metric, judge version) is taken once whatever the retries (a unique key). Workers `lease` items
 for a while and `complete` them; a lease that runs out (the worker died, or the process was killed) makes the item
 available again, so every committed item is judged at least once more or is already done. The queue is bounded:
 when full, `when_full` says what gives way, and every item turned away is returned to the caller to be recorded.
 Decision records about items are written in the same transaction as the change they describe, into an outbox the
 judge_queue stage relays to the decision log: a crash loses neither the change nor its record.
-Used from one thread (the event loop): the writes are small WAL appends.
+Any number of processes and instances may use one queue: a lease takes rows nobody holds (PostgreSQL: `FOR UPDATE
+SKIP LOCKED`; SQLite: the write lock). Each JudgeQueue object is used from one thread (the event loop).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from tracejudge.processor.component.database import Database, Transaction, chunks, in_list, shrink
 from tracejudge.processor.component.decisions import Decision
-from tracejudge.processor.component.errors import ConfigError, StorageError
-from tracejudge.processor.component.sqlite import Retention, give_back, open_database, open_read_only, shrink_to
+from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.sqlite import Retention, SqliteDatabase
 
 WhenFull = Literal["drop_new", "drop_oldest"]
+# A request's reservation older than this was never answered: longer than any client waits for its Export call.
+RESERVATION_TTL_S = 600.0
 
-# Each entry is a migration; the database's user_version says how many have run.
-_MIGRATIONS = (
+# Each entry is a migration (both engines run them, see database.py); the database records how many have run.
+MIGRATIONS = (
     """CREATE TABLE items (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         span_id TEXT NOT NULL, trace_id TEXT NOT NULL, metric TEXT NOT NULL, judge_version TEXT NOT NULL,
@@ -64,9 +68,13 @@ _MIGRATIONS = (
     "CREATE INDEX items_done ON items (done_unix_s) WHERE done_unix_s IS NOT NULL",
 )
 
-# The ids a lease takes, from the two covering indexes above (tests check the plan reads no table row).
-LEASE_IDS = ("SELECT id FROM items WHERE state = 'queued' AND ready_unix_s <= ? UNION ALL "
-             "SELECT id FROM items WHERE state = 'leased' AND lease_until < ? ORDER BY id LIMIT ?")
+# The ids a lease takes, from the two covering indexes above (tests check SQLite's plan reads no table row);
+# PostgreSQL locks the rows it takes and skips those another transaction is taking.
+LEASE_IDS = {"sqlite": "SELECT id FROM items WHERE state = 'queued' AND ready_unix_s <= ? UNION ALL "
+                       "SELECT id FROM items WHERE state = 'leased' AND lease_until < ? ORDER BY id LIMIT ?",
+             "postgresql": "SELECT id FROM items WHERE (state = 'queued' AND ready_unix_s <= ?) OR "
+                           "(state = 'leased' AND lease_until < ?) ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"}
+WHAT = "the judge queue"
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,9 @@ class JudgeQueueStore(WorkQueue, Protocol):
 
     def pending_decisions(self, limit: int) -> list[tuple[int, Decision]]: ...
 
-    def forget_decisions(self, through: int) -> None: ...
+    def forget_decisions(self, seqs: Sequence[int]) -> None: ...
+
+    def forget_reservations(self) -> None: ...
 
     def cancel(self, items: Sequence[NewItem], displaced: Sequence[int] = ()) -> None: ...
 
@@ -187,12 +197,16 @@ class JudgedContent:
     context: str  # what the item was judged against
 
 
-class JudgeQueueReader:
-    """Read-only queries over a judge queue file, for the CLI (report, golden) while its stage may be writing."""
+def opened(database: Database | str | Path, read_only: bool = False) -> Database:
+    """A queue's database: given, or the SQLite file at a path."""
+    return SqliteDatabase(database, MIGRATIONS, WHAT, read_only) if isinstance(database, str | Path) else database
 
-    def __init__(self, path: str | Path) -> None:
-        self._path = path
-        self._db = open_read_only(path, _MIGRATIONS, "the judge queue")
+
+class JudgeQueueReader:
+    """Read-only queries over a judge queue, for the CLI (report, golden) while its stage may be writing."""
+
+    def __init__(self, database: Database | str | Path) -> None:
+        self._db = opened(database, read_only=True)
 
     def close(self) -> None:
         self._db.close()
@@ -200,17 +214,15 @@ class JudgeQueueReader:
     def spend(self, since_day: str) -> dict[str, dict[str, float]]:
         """day -> tier -> USD from the spend ledger, from `since_day` (YYYY-MM-DD, UTC) on."""
         spend: dict[str, dict[str, float]] = {}
-        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'spend'", ()):
-            return spend  # a queue from before the ledger
-        for day, tier, usd in self._read("SELECT day, tier, usd FROM spend WHERE day >= ? ORDER BY day, tier",
-                                         (since_day,)):
+        for day, tier, usd in self._db.query("SELECT day, tier, usd FROM spend WHERE day >= ? ORDER BY day, tier",
+                                             (since_day,)):
             spend.setdefault(day, {})[tier] = usd
         return spend
 
     def judged_content(self, span_id: str, metric: str, judge_version: str) -> JudgedContent | None:
         """What a judged item was about, or None if it is not (or no longer) in the queue."""
-        rows = self._read("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND judge_version = ? "
-                          "AND state = 'done'", (span_id, metric, judge_version))
+        rows = self._db.query("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND judge_version = ? "
+                              "AND state = 'done'", (span_id, metric, judge_version))
         if not rows:
             return None
         body, context = json.loads(rows[0][0]), rows[0][1]
@@ -219,31 +231,34 @@ class JudgeQueueReader:
         return JudgedContent(str(body.get("question") or body.get("query", "")), str(body.get("response", "")),
                              context)
 
-    def _read(self, sql: str, parameters: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.execute(sql, parameters).fetchall()
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot read the judge queue {self._path}: {e}") from e
-
 
 class JudgeQueue:
-    def __init__(self, path: str, config: JudgeQueueConfig, judge_version: str,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, database: Database | str | Path, config: JudgeQueueConfig, judge_version: str,
+                 clock: Callable[[], float] = time.time, intake: bool = True) -> None:
+        """`intake`: this process takes items in (not a judge worker): reservations a crash left unanswered are
+        cleaned up. Only those older than RESERVATION_TTL_S: another process may be answering its own."""
         self._config = config
         self._judge_version = judge_version
         self._clock = clock
-        self._db = open_database(path, _MIGRATIONS, "the judge queue")
-        with self._db:  # reserved by requests a crash left unanswered: their clients send them again
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM items WHERE state = 'reserved'")
-            self._db.execute("UPDATE items SET state = 'queued' WHERE state = 'displaced'")
+        self._db = opened(database)
+        if intake:
+            self.forget_reservations()
 
     def close(self) -> None:
         self._db.close()
 
+    def forget_reservations(self) -> None:
+        """Delete reservations of requests never answered (a crash; their clients sent them again, and a retry
+        commits a reservation it finds), and queue again what they displaced."""
+        with self._db.write() as tx:
+            tx.execute("DELETE FROM items WHERE state = 'reserved' AND enqueued_unix_s < ?",
+                       (self._clock() - RESERVATION_TTL_S,))
+            tx.execute("UPDATE items SET state = 'queued' WHERE state = 'displaced' AND NOT EXISTS "
+                       "(SELECT 1 FROM items WHERE state = 'reserved')")
+
     def waiting(self) -> int:
         """Items queued or leased: not yet judged, given up on or dropped."""
-        (count,) = self._db.execute("SELECT count(*) FROM items WHERE state IN ('queued', 'leased')").fetchone()
+        ((count,),) = self._db.query("SELECT count(*) FROM items WHERE state IN ('queued', 'leased')")
         return int(count)
 
     def enqueue(self, items: Sequence[NewItem], documents: Sequence[Document] = (),
@@ -265,41 +280,39 @@ class JudgeQueue:
         """Reserved `items` become queued, with the `documents` and `kept` spans of their request and the
         `decisions` recorded about them, and the items their reservation `displaced` are dropped; one
         transaction."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("UPDATE items SET state = 'queued' WHERE state = 'reserved' AND span_id = ? AND "
-                                 "metric = ? AND judge_version = ?",
-                                 [(i.span_id, i.metric, self._judge_version) for i in items])
-            self._db.executemany("UPDATE items SET state = 'dropped', done_unix_s = ? WHERE id = ? AND "
-                                 "state = 'displaced'", [(self._clock(), key) for key in displaced])
-            self._insert_context(documents, kept, self._clock())
-            self._insert_decisions(decisions)
+        with self._db.write() as tx:
+            tx.executemany("UPDATE items SET state = 'queued' WHERE state = 'reserved' AND span_id = ? AND "
+                           "metric = ? AND judge_version = ?",
+                           [(i.span_id, i.metric, self._judge_version) for i in items])
+            tx.executemany("UPDATE items SET state = 'dropped', done_unix_s = ? WHERE id = ? AND "
+                           "state = 'displaced'", [(self._clock(), key) for key in displaced])
+            self._insert_context(tx, documents, kept, self._clock())
+            self._insert_decisions(tx, decisions)
 
     def pending_decisions(self, limit: int) -> list[tuple[int, Decision]]:
         """The oldest `limit` records not yet relayed to the decision log, with their sequence numbers."""
-        rows = self._db.execute("SELECT * FROM decision_outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        rows = self._db.query("SELECT * FROM decision_outbox ORDER BY seq LIMIT ?", (limit,))
         return [(row[0], Decision(*row[1:])) for row in rows]
 
-    def forget_decisions(self, through: int) -> None:
-        """The records up to sequence number `through` are in the decision log."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM decision_outbox WHERE seq <= ?", (through,))
+    def forget_decisions(self, seqs: Sequence[int]) -> None:
+        """These records are in the decision log (by their numbers: one committed late may have a lower one)."""
+        with self._db.write() as tx:
+            tx.executemany("DELETE FROM decision_outbox WHERE seq = ?", [(seq,) for seq in seqs])
 
-    def _insert_decisions(self, decisions: Sequence[Decision]) -> None:
-        self._db.executemany("INSERT INTO decision_outbox (trace_id, span_id, decision, service, convention, model, "
-                             "prompt_version, recorded_unix_s, metric, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [d.row() for d in decisions])
+    @staticmethod
+    def _insert_decisions(tx: Transaction, decisions: Sequence[Decision]) -> None:
+        tx.executemany("INSERT INTO decision_outbox (trace_id, span_id, decision, service, convention, model, "
+                       "prompt_version, recorded_unix_s, metric, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [d.row() for d in decisions])
 
     def cancel(self, items: Sequence[NewItem], displaced: Sequence[int] = ()) -> None:
         """Reserved `items` are deleted (their request was refused) and what they `displaced` is queued again;
         items queued by an earlier request stay."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM items WHERE state = 'reserved' AND span_id = ? AND metric = ? AND "
-                                 "judge_version = ?", [(i.span_id, i.metric, self._judge_version) for i in items])
-            self._db.executemany("UPDATE items SET state = 'queued' WHERE id = ? AND state = 'displaced'",
-                                 [(key,) for key in displaced])
+        with self._db.write() as tx:
+            tx.executemany("DELETE FROM items WHERE state = 'reserved' AND span_id = ? AND metric = ? AND "
+                           "judge_version = ?", [(i.span_id, i.metric, self._judge_version) for i in items])
+            tx.executemany("UPDATE items SET state = 'queued' WHERE id = ? AND state = 'displaced'",
+                           [(key,) for key in displaced])
 
     def _insert(self, items: Sequence[NewItem], documents: Sequence[Document], kept: Sequence[KeptSpan],
                 state: str) -> Enqueued:
@@ -308,95 +321,88 @@ class JudgeQueue:
         now = self._clock()
         turned_away: list[NewItem] = []
         displaced: tuple[int, ...] = ()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            (reserved,) = self._db.execute("SELECT count(*) FROM items WHERE state = 'reserved'").fetchone()
-            room = self._config.max_items - self.waiting() - int(reserved)
+        with self._db.write() as tx:
+            ((waiting,),) = tx.execute("SELECT count(*) FROM items WHERE state IN ('queued', 'leased', 'reserved')")
+            room = self._config.max_items - int(waiting)
             accepted = list(items)
             if len(accepted) > room:
                 if self._config.when_full == "drop_new":
                     turned_away, accepted = accepted[max(room, 0):], accepted[:max(room, 0)]
                 else:
-                    displaced, turned_away = self._drop_oldest(len(accepted) - max(room, 0),
+                    displaced, turned_away = self._drop_oldest(tx, len(accepted) - max(room, 0),
                                                                "displaced" if state == "reserved" else "dropped")
-            before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s, "
-                "ready_unix_s, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            inserted = tx.executemany(
+                "INSERT INTO items (span_id, trace_id, metric, judge_version, body, enqueued_unix_s, "
+                "ready_unix_s, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (span_id, metric, judge_version) DO NOTHING",
                 [(i.span_id, i.trace_id, i.metric, self._judge_version, json.dumps(i.body), now, i.ready_unix_s,
                   state) for i in accepted])
-            inserted = self._db.total_changes - before
-            self._insert_context(documents, kept, now)
+            self._insert_context(tx, documents, kept, now)
         return Enqueued(inserted, turned_away, displaced)
 
-    def _insert_context(self, documents: Sequence[Document], kept: Sequence[KeptSpan], now: float) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?, ?)",
-                             [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content) for d in documents])
-        self._db.executemany("INSERT OR IGNORE INTO kept VALUES (?, ?, ?, ?)",
-                             [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
+    @staticmethod
+    def _insert_context(tx: Transaction, documents: Sequence[Document], kept: Sequence[KeptSpan],
+                        now: float) -> None:
+        tx.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content) for d in documents])
+        tx.executemany("INSERT INTO kept VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
 
     def kept(self, trace_ids: Iterable[str]) -> list[KeptSpan]:
         """The kept (unsampled) LLM spans of these traces."""
-        ids = sorted(set(trace_ids))
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"SELECT span_id, trace_id, body FROM kept WHERE trace_id IN ({marks}) "
-                                "ORDER BY kept_unix_s, span_id", ids).fetchall() if ids else []
-        return [KeptSpan(span, trace, json.loads(body)) for span, trace, body in rows]
+        rows = [row for ids in chunks(sorted(set(trace_ids))) for row in self._db.query(
+            f"SELECT span_id, trace_id, body, kept_unix_s FROM kept WHERE trace_id IN ({in_list(ids)})", ids)]
+        rows.sort(key=lambda row: (row[3], row[0]))
+        return [KeptSpan(span, trace, json.loads(body)) for span, trace, body, _ in rows]
 
     def traces_with_items(self, trace_ids: Iterable[str]) -> set[str]:
         """Those of these traces with items in the queue (waiting, judged or dropped)."""
-        ids = sorted(set(trace_ids))
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"SELECT DISTINCT trace_id FROM items WHERE trace_id IN ({marks})", ids) if ids else []
-        return {row[0] for row in rows}
+        return {row[0] for ids in chunks(sorted(set(trace_ids))) for row in self._db.query(
+            f"SELECT DISTINCT trace_id FROM items WHERE trace_id IN ({in_list(ids)})", ids)}
 
     def forget_kept(self, older_than_s: float, max_kept: int, limit: int = 200) -> int:
         """Drop up to `limit` kept spans, oldest first, that are older than `older_than_s` or beyond the newest
         `max_kept`; returns how many. Small steps: it runs on the event loop, and a big delete would stall it."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            (count,) = self._db.execute("SELECT count(*) FROM kept").fetchone()
-            before = self._db.total_changes
-            self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept WHERE kept_unix_s < ? "
-                             "ORDER BY kept_unix_s LIMIT ?)", (self._clock() - older_than_s, limit))
-            deleted = self._db.total_changes - before
+        with self._db.write() as tx:
+            ((count,),) = tx.execute("SELECT count(*) FROM kept")
+            tx.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept WHERE kept_unix_s < ? "
+                       "ORDER BY kept_unix_s LIMIT ?)", (self._clock() - older_than_s, limit))
+            deleted = tx.changed
             excess = min(count - deleted - max_kept, limit - deleted)
             if excess > 0:
-                self._db.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept ORDER BY kept_unix_s "
-                                 "LIMIT ?)", (excess,))
-            return self._db.total_changes - before
+                tx.execute("DELETE FROM kept WHERE span_id IN (SELECT span_id FROM kept ORDER BY kept_unix_s "
+                           "LIMIT ?)", (excess,))
+                deleted += tx.changed
+            return deleted
 
     def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]:
         """The stored documents of these traces, by trace, in start order."""
-        ids = sorted(set(trace_ids))
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
+        rows = [row for ids in chunks(sorted(set(trace_ids))) for row in self._db.query(
+            "SELECT trace_id, span_id, position, start_unix_nano, content FROM documents "
+            f"WHERE trace_id IN ({in_list(ids)})", ids)]
+        rows.sort(key=lambda row: (row[3], row[1], row[2]))
         found: dict[str, list[Document]] = {}
-        for row in self._db.execute(f"SELECT trace_id, span_id, position, start_unix_nano, content FROM documents "
-                                    f"WHERE trace_id IN ({marks}) ORDER BY start_unix_nano, span_id, position", ids):
+        for row in rows:
             found.setdefault(row[0], []).append(Document(*row))
         return found
 
     def forget_documents(self) -> None:
         """Drop the documents of traces with nothing left to judge and no kept span."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM documents WHERE trace_id NOT IN "
-                             "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased')) "
-                             "AND trace_id NOT IN (SELECT trace_id FROM kept)")
+        with self._db.write() as tx:
+            tx.execute("DELETE FROM documents WHERE trace_id NOT IN "
+                       "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased')) "
+                       "AND trace_id NOT IN (SELECT trace_id FROM kept)")
 
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]:
         """Up to `limit` ready items nobody holds (never leased, or their lease ran out), held for `lease_s`."""
         now = self._clock()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            ids = [key for (key,) in self._db.execute(LEASE_IDS, (now, now, limit))]
-            rows = self._db.execute(
+        with self._db.write() as tx:
+            ids = [key for (key,) in tx.execute(LEASE_IDS[self._db.engine], (now, now, limit))]
+            rows = tx.execute(
                 "SELECT id, span_id, trace_id, metric, judge_version, body, attempts FROM items "
-                f"WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall() if ids else []
-            self._db.executemany("UPDATE items SET state = 'leased', lease_until = ?, attempts = attempts + 1 "
-                                 "WHERE id = ?", [(now + lease_s, row[0]) for row in rows])
+                f"WHERE id IN ({in_list(ids)}) ORDER BY id", ids) if ids else []
+            tx.executemany("UPDATE items SET state = 'leased', lease_until = ?, attempts = attempts + 1 "
+                           "WHERE id = ?", [(now + lease_s, row[0]) for row in rows])
         return [JudgeItem(key, span, trace, metric, version, json.loads(body), attempts + 1)
                 for key, span, trace, metric, version, body, attempts in rows]
 
@@ -406,77 +412,69 @@ class JudgeQueue:
         and the `decisions` recorded about them. Idempotent."""
         now = self._clock()
         contexts = contexts or {}
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("UPDATE items SET state = 'done', done_unix_s = ?, context = ? WHERE id = ?",
-                                 [(now, contexts.get(key), key) for key in keys])
-            self._insert_decisions(decisions)
+        with self._db.write() as tx:
+            tx.executemany("UPDATE items SET state = 'done', done_unix_s = ?, context = ? WHERE id = ?",
+                           [(now, contexts.get(key), key) for key in keys])
+            self._insert_decisions(tx, decisions)
 
     def release(self, keys: Iterable[int], delay_s: float, decisions: Sequence[Decision] = ()) -> None:
         """Give leased items back, to be leased again after `delay_s` (a retry after a transient failure)."""
         ready = self._clock() + delay_s
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("UPDATE items SET state = 'queued', ready_unix_s = ? WHERE id = ? AND "
-                                 "state = 'leased'", [(ready, key) for key in keys])
-            self._insert_decisions(decisions)
+        with self._db.write() as tx:
+            tx.executemany("UPDATE items SET state = 'queued', ready_unix_s = ? WHERE id = ? AND "
+                           "state = 'leased'", [(ready, key) for key in keys])
+            self._insert_decisions(tx, decisions)
 
     def prune(self, retention: Retention, limit: int = 200) -> int:
         """Delete up to `limit` finished items (judged, given up on, dropped: with their prompts, answers and
-        context) older than `retention.max_age`, or the oldest while the file holds more than `retention.max_mib`;
-        give the space back. Returns how many; small steps, as it runs on the event loop."""
+        context) older than `retention.max_age`, or the oldest while the store holds more than
+        `retention.max_mib`; give the space back. Returns how many; small steps, as it runs on the event loop."""
         cutoff = self._clock() - retention.max_age
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            before = self._db.total_changes
-            self._db.execute("DELETE FROM items WHERE id IN (SELECT id FROM items WHERE done_unix_s < ? "
-                             "ORDER BY done_unix_s LIMIT ?)", (cutoff, limit))
-            deleted = self._db.total_changes - before
-            deleted += shrink_to(self._db, retention.max_mib, "DELETE FROM items WHERE id IN (SELECT id FROM items "
-                                 "WHERE done_unix_s IS NOT NULL ORDER BY done_unix_s LIMIT ?)", limit - deleted)
-        give_back(self._db)
+        with self._db.write() as tx:
+            tx.execute("DELETE FROM items WHERE id IN (SELECT id FROM items WHERE done_unix_s < ? "
+                       "ORDER BY done_unix_s LIMIT ?)", (cutoff, limit))
+            deleted = tx.changed
+            deleted += shrink(tx, "items", retention.max_mib, "DELETE FROM items WHERE id IN (SELECT id FROM items "
+                              "WHERE done_unix_s IS NOT NULL ORDER BY done_unix_s LIMIT ?)", limit - deleted)
+        self._db.give_back()
         return deleted
 
     def hold_trace(self, trace_id: str, ready_unix_s: float) -> None:
         """Move the queued items of a trace that is still arriving to `ready_unix_s` (the decision wait)."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("UPDATE items SET ready_unix_s = ? WHERE trace_id = ? AND state = 'queued'",
-                             (ready_unix_s, trace_id))
+        with self._db.write() as tx:
+            tx.execute("UPDATE items SET ready_unix_s = ? WHERE trace_id = ? AND state = 'queued'",
+                       (ready_unix_s, trace_id))
 
     # -- the spend ledger (limits.SpendLedger) and the verdict cache (cache.VerdictStore) share the database
 
     def spent_usd(self, tier: str, day: str) -> float:
-        row = self._db.execute("SELECT usd FROM spend WHERE day = ? AND tier = ?", (day, tier)).fetchone()
-        return float(row[0]) if row else 0.0
+        rows = self._db.query("SELECT usd FROM spend WHERE day = ? AND tier = ?", (day, tier))
+        return float(rows[0][0]) if rows else 0.0
 
     def add_spend(self, tier: str, day: str, usd: float) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (day, tier) DO UPDATE SET "
-                             "usd = usd + excluded.usd", (day, tier, usd))
+        """One row per tier and day for every process and instance: each adds to it."""
+        with self._db.write() as tx:
+            tx.execute("INSERT INTO spend VALUES (?, ?, ?) ON CONFLICT (day, tier) DO UPDATE SET "
+                       "usd = spend.usd + excluded.usd", (day, tier, usd))
 
     def cached_verdicts(self, keys: Sequence[str]) -> dict[str, str]:
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._db.execute(f"SELECT key, verdict FROM verdict_cache WHERE key IN ({marks}) AND "
-                                "expires_unix_s > ?", (*keys, self._clock())).fetchall()
-        return dict(rows)
+        return {key: verdict for part in chunks(list(keys)) for key, verdict in self._db.query(
+            f"SELECT key, verdict FROM verdict_cache WHERE key IN ({in_list(part)}) AND expires_unix_s > ?",
+            (*part, self._clock()))}
 
     def cache_verdicts(self, entries: dict[str, str], ttl_s: float) -> None:
         now = self._clock()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO verdict_cache VALUES (?, ?, ?)",
-                                 [(key, verdict, now + ttl_s) for key, verdict in entries.items()])
-            self._db.execute("DELETE FROM verdict_cache WHERE expires_unix_s <= ?", (now,))
+        with self._db.write() as tx:
+            tx.executemany("INSERT INTO verdict_cache VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                           "verdict = excluded.verdict, expires_unix_s = excluded.expires_unix_s",
+                           [(key, verdict, now + ttl_s) for key, verdict in sorted(entries.items())])
+            tx.execute("DELETE FROM verdict_cache WHERE expires_unix_s <= ?", (now,))
 
-    def _drop_oldest(self, count: int, state: str) -> tuple[tuple[int, ...], list[NewItem]]:
-        rows = self._db.execute("SELECT id, span_id, trace_id, metric, body FROM items WHERE state = 'queued' "
-                                "ORDER BY id LIMIT ?", (count,)).fetchall()
+    def _drop_oldest(self, tx: Transaction, count: int, state: str) -> tuple[tuple[int, ...], list[NewItem]]:
+        rows = tx.execute("SELECT id, span_id, trace_id, metric, body FROM items WHERE state = 'queued' "
+                          "ORDER BY id LIMIT ?", (count,))
         done = self._clock() if state == "dropped" else None  # a displaced item may be queued again
-        self._db.executemany("UPDATE items SET state = ?, done_unix_s = ? WHERE id = ?",
-                             [(state, done, row[0]) for row in rows])
+        tx.executemany("UPDATE items SET state = ?, done_unix_s = ? WHERE id = ?",
+                       [(state, done, row[0]) for row in rows])
         return (tuple(row[0] for row in rows),
                 [NewItem(span, trace, metric, json.loads(body)) for _, span, trace, metric, body in rows])

@@ -23,7 +23,7 @@ _EXPORTS = {
     "Alert": "records", "Evaluation": "records", "Feedback": "records", "SeriesKey": "records",
     "recover": "replay", "replay": "replay",
     "Series": "series",
-    "SqliteStore": "store", "Store": "store",
+    "StatsStore": "store", "Store": "store",
     "Moments": "streaming", "Quantiles": "streaming", "WeightedMean": "streaming",
     "QualityTracker": "tracker",
 }  # fmt: skip

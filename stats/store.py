@@ -7,22 +7,20 @@ once); one owner reads them back in sequence order (`evaluations(after_seq)`), o
 replay of the evaluations stored after it (`tracker.QualityTracker`): exactly the state of the committed
 evaluations, without serialising every series per batch. The sequence is the order evaluations became visible, so
 the owner never skips one committed late. Each store object is used from one thread.
-`SqliteStore` is the embedded default (WAL; survives `kill -9`; several processes may add).
+`StatsStore` on SQLite is the embedded default (WAL; survives `kill -9`; several processes may add).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
-import sqlite_utils
-
-from tracejudge.processor.component.sqlite import MAX_INTEGER, give_back, open_database
+from tracejudge.processor.component.database import Database
+from tracejudge.processor.component.sqlite import MAX_INTEGER, SqliteDatabase
 from tracejudge.processor.pdata.feedback import Feedback
 
 from .records import Alert, Evaluation, SeriesKey
@@ -36,8 +34,8 @@ _EVALUATION_COLUMNS = """
     latency_s REAL NOT NULL, tokens INTEGER NOT NULL, refused INTEGER NOT NULL,
     query_words INTEGER NOT NULL, query_projection TEXT NOT NULL"""
 
-# Each entry is a migration; the database's user_version says how many have run.
-_MIGRATIONS = (
+# Each entry is a migration (both engines run them, see processor/component/database.py).
+MIGRATIONS = (
     f"""CREATE TABLE evaluations (seq INTEGER PRIMARY KEY AUTOINCREMENT, {_EVALUATION_COLUMNS},
         UNIQUE (span_id, trace_id, metric, judge_version))""",
     "CREATE INDEX evaluations_trace ON evaluations (trace_id)",
@@ -68,9 +66,11 @@ _MIGRATIONS = (
 
 FIELDS = [f.name for f in dataclasses.fields(Evaluation)]
 # ON CONFLICT, not OR IGNORE: that would also skip rows breaking NOT NULL
-_INSERT = (f"INSERT INTO evaluations ({', '.join(FIELDS)}, stored_unix_s) VALUES ({', '.join('?' * len(FIELDS))}, "
-           "(julianday('now') - 2440587.5) * 86400.0) "
+_INSERT = (f"INSERT INTO evaluations ({', '.join(FIELDS)}, stored_unix_s) VALUES ({', '.join('?' * len(FIELDS))}, ?) "
            "ON CONFLICT (span_id, trace_id, metric, judge_version) DO NOTHING")
+_FEEDBACK_COLUMNS = ("feedback_id", "trace_id", "span_id", "time_unix_nano", "thumbs", "rating", "regenerated",
+                     "edited_text", "comment", "source", "labels", "negative")
+WHAT = "the statistics store"
 _ALERT_COLUMNS = ("alert_id", "time_unix_nano", "series", "service", "prompt_version", "model", "metric", "cause",
                   "detector", "summary", "baseline", "current", "effect", "ci_low", "ci_high", "p_value",
                   "n_baseline", "n_current", "examples", "details")
@@ -91,8 +91,9 @@ class Store(Protocol):
         ...
 
     def try_own(self) -> bool:
-        """Become the one owner of the statistics (who observes evaluations, stores alerts and checkpoints) for as
-        long as this store object is open, or as the process lives; False while another holds it."""
+        """Become (or still be) the one owner of the statistics — who observes evaluations, stores alerts and
+        checkpoints — for as long as this store object is open and the process lives; False while another is.
+        Asked again before each round of work."""
         ...
 
     def last_seq(self) -> int:
@@ -152,72 +153,73 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite_utils.Database(open_database(path, _MIGRATIONS, "the statistics store"))
-        self._owner: TextIO | None = None
+class StatsStore:
+    """The Store on a `processor.component.database` Database: a SQLite file (the embedded default; WAL, survives
+    `kill -9`, several processes may add) or a PostgreSQL schema shared by a fleet. Each object is used from one
+    thread."""
+
+    def __init__(self, database: Database | str | Path, read_only: bool = False) -> None:
+        """`database`: the store's, or the path of a SQLite file (created unless `read_only`)."""
+        if isinstance(database, str | Path):
+            if not read_only:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._db: Database = SqliteDatabase(database, MIGRATIONS, WHAT, read_only)
+        else:
+            self._db = database
+        self.where = self._db.where
 
     def add(self, evaluations: Sequence[Evaluation], projects: Mapping[str, str] | None = None) -> int:
-        conn = self._db.conn
-        with self._writing():  # the hot path: a prepared statement, not sqlite-utils' per-value conversion
-            before = conn.total_changes
-            conn.executemany(_INSERT, [e.values() for e in evaluations])
-            added = conn.total_changes - before
+        rows = [[int(v) if isinstance(v, bool) else v for v in e.values()] + [time.time()] for e in evaluations]
+        with self._db.write() as tx:
+            tx.serialize("tracejudge evaluations")  # sequence numbers become visible in the order taken
+            added = tx.executemany(_INSERT, rows)
             if projects:
-                conn.executemany("INSERT INTO projects (service, project) VALUES (?, ?) ON CONFLICT (service) "
-                                 "DO UPDATE SET project = excluded.project", sorted(projects.items()))
+                tx.executemany("INSERT INTO projects (service, project) VALUES (?, ?) ON CONFLICT (service) "
+                               "DO UPDATE SET project = excluded.project", sorted(projects.items()))
         return added
 
     def save_alerts(self, alerts: Sequence[Alert]) -> None:
         if not alerts:
             return
-        with self._writing():
-            self._db.conn.executemany(
+        with self._db.write() as tx:
+            tx.executemany(
                 f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({', '.join('?' * len(_ALERT_COLUMNS))}) "
                 "ON CONFLICT (alert_id) DO NOTHING", [[a.row()[c] for c in _ALERT_COLUMNS] for a in alerts])
 
     def try_own(self) -> bool:
-        if self._owner is None:  # a lock file beside the database: the kernel releases it when the process dies
-            lock = self.path.with_name(self.path.name + ".owner").open("a")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
-                return False
-            self._owner = lock
-        return True
+        # SQLite: a lock file beside the database; PostgreSQL: a session lock on a connection of its own. Either is
+        # released when the owner dies; asked again every round, so an owner that lost it stops owning
+        return self._db.try_lock("statistics-owner")
 
     def projects(self) -> dict[str, str]:
-        return {str(s): str(p) for s, p in self._db.execute("SELECT service, project FROM projects")}
+        return {str(s): str(p) for s, p in self._db.query("SELECT service, project FROM projects")}
 
     def last_seq(self) -> int:
-        return int(self._db.execute("SELECT coalesce(max(seq), 0) FROM evaluations").fetchone()[0])
+        return int(self._db.query("SELECT coalesce(max(seq), 0) FROM evaluations")[0][0])
 
     def checkpoint(self, states: Mapping[SeriesKey, dict[str, Any]], through_seq: int) -> None:
-        with self._writing():
-            if states:
-                self._db["series"].upsert_all(  # type: ignore[union-attr]
-                    [{"key": str(key), "service": key.service, "prompt_version": key.prompt_version,
-                      "model": key.model, "metric": key.metric, "state": json.dumps(state, sort_keys=True),
-                      "updated_unix_nano": int(state.get("updated_unix_nano", 0))} for key, state in states.items()],
-                    pk="key")
-            self._db["meta"].upsert({"name": "checkpoint_seq", "value": str(through_seq)},  # type: ignore[union-attr]
-                                    pk="name")
+        with self._db.write() as tx:
+            tx.serialize("tracejudge checkpoint")  # a reader sees all of one checkpoint or none of it
+            tx.executemany(
+                "INSERT INTO series (key, service, prompt_version, model, metric, state, updated_unix_nano) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, "
+                "updated_unix_nano = excluded.updated_unix_nano",
+                [(str(key), key.service, key.prompt_version, key.model, key.metric, json.dumps(state, sort_keys=True),
+                  int(state.get("updated_unix_nano", 0))) for key, state in states.items()])
+            tx.execute("INSERT INTO meta (name, value) VALUES ('checkpoint_seq', ?) ON CONFLICT (name) "
+                       "DO UPDATE SET value = excluded.value", (str(through_seq),))
 
     def series_states(self) -> tuple[dict[SeriesKey, dict[str, Any]], int]:
-        with self._db.atomic():  # one snapshot of states and sequence number (a read)
-            states = {SeriesKey(row["service"], row["prompt_version"], row["model"], row["metric"]):
-                      json.loads(row["state"]) for row in self._db.query("SELECT * FROM series ORDER BY key")}
-            row = self._db.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'").fetchone()
-        return states, int(row[0]) if row else 0
+        with self._db.write() as tx:  # one snapshot of states and sequence number
+            tx.serialize("tracejudge checkpoint")
+            rows = tx.execute("SELECT service, prompt_version, model, metric, state FROM series ORDER BY key")
+            seq = tx.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'")
+        return ({SeriesKey(service, version, model, metric): json.loads(state)
+                 for service, version, model, metric, state in rows}, int(seq[0][0]) if seq else 0)
 
     def evaluations_after(self, after_seq: int, limit: int) -> tuple[int, list[Evaluation]]:
-        # a writer holds SQLite's one write lock from its first insert to its commit: sequence numbers become
-        # visible in order, and none can appear later below one already read
-        rows = self._db.execute(f"SELECT seq, {', '.join(FIELDS)} FROM evaluations WHERE seq > ? ORDER BY seq "
-                                "LIMIT ?", [after_seq, limit]).fetchall()
+        rows = self._db.query(f"SELECT seq, {', '.join(FIELDS)} FROM evaluations WHERE seq > ? ORDER BY seq "
+                              "LIMIT ?", [after_seq, limit])
         return (rows[-1][0] if rows else after_seq), [Evaluation.from_values(row[1:]) for row in rows]
 
     def evaluations(self, after_seq: int = 0, batch: int = 10_000) -> Iterator[list[Evaluation]]:
@@ -228,31 +230,31 @@ class SqliteStore:
             yield found
 
     def alerts(self, trace_id: str = "") -> list[Alert]:
-        if trace_id:  # the JSON examples hold the trace id as text: let SQLite pick the candidates
-            rows = self._db.query("SELECT * FROM alerts WHERE examples LIKE ? ORDER BY time_unix_nano, alert_id",
-                                  [f'%"{trace_id}"%'])
+        if trace_id:  # the JSON examples hold the trace id as text: let the database pick the candidates
+            rows = self._db.query(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE examples LIKE ? "
+                                  "ORDER BY time_unix_nano, alert_id", [f'%"{trace_id}"%'])
         else:
-            rows = self._db.query("SELECT * FROM alerts ORDER BY time_unix_nano, alert_id")
-        found = [_alert(row) for row in rows]
+            rows = self._db.query(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts ORDER BY time_unix_nano, alert_id")
+        found = [_alert(dict(zip(_ALERT_COLUMNS, row, strict=True))) for row in rows]
         return [a for a in found if not trace_id or any(t == trace_id for t, _ in a.examples)]
 
     def undelivered(self) -> list[Alert]:
-        return [_alert(row) for row in self._db.query(
-            "SELECT * FROM alerts WHERE delivered = 0 ORDER BY time_unix_nano, alert_id LIMIT 1000")]
+        return [_alert(dict(zip(_ALERT_COLUMNS, row, strict=True))) for row in self._db.query(
+            f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE delivered = 0 ORDER BY time_unix_nano, alert_id "
+            "LIMIT 1000")]
 
     def mark_delivered(self, alert_ids: Sequence[str]) -> None:
-        with self._writing():
-            self._db.conn.executemany("UPDATE alerts SET delivered = 1 WHERE alert_id = ?", [(a,) for a in alert_ids])
+        with self._db.write() as tx:
+            tx.executemany("UPDATE alerts SET delivered = 1 WHERE alert_id = ?", [(a,) for a in alert_ids])
 
     def save_feedback(self, feedback: Sequence[Feedback]) -> list[Feedback]:
-        with self._writing():
+        with self._db.write() as tx:
             new = []
-            for record in feedback:  # one statement each: INSERT OR IGNORE says which were new
-                before = self._db.conn.total_changes
-                row = record.row()
-                self._db.conn.execute(f"INSERT OR IGNORE INTO feedback ({', '.join(row)}) VALUES "
-                                      f"({', '.join('?' * len(row))})", list(row.values()))
-                if self._db.conn.total_changes > before:
+            for record in feedback:  # one statement each: whether it inserted says which were new
+                row = {k: int(v) if isinstance(v, bool) else v for k, v in record.row().items()}
+                tx.execute(f"INSERT INTO feedback ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                           "ON CONFLICT (feedback_id) DO NOTHING", list(row.values()))
+                if tx.changed:
                     new.append(record)
         return new
 
@@ -266,54 +268,44 @@ class SqliteStore:
             where.append("negative = 1 AND time_unix_nano >= ?")
             params.append(negative_since_unix_nano)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return [Feedback.from_row(row) for row in self._db.query(
-            f"SELECT * FROM feedback {clause} ORDER BY time_unix_nano, feedback_id", params)]
+        return [Feedback.from_row(dict(zip(_FEEDBACK_COLUMNS, row, strict=True))) for row in self._db.query(
+            f"SELECT {', '.join(_FEEDBACK_COLUMNS)} FROM feedback {clause} ORDER BY time_unix_nano, feedback_id",
+            params)]
 
     def trace_evaluations(self, trace_id: str) -> list[Evaluation]:
-        rows = self._db.execute(f"SELECT {', '.join(FIELDS)} FROM evaluations WHERE trace_id = ? ORDER BY seq",
-                                [trace_id]).fetchall()
+        rows = self._db.query(f"SELECT {', '.join(FIELDS)} FROM evaluations WHERE trace_id = ? ORDER BY seq",
+                              [trace_id])
         return [Evaluation.from_values(row) for row in rows]
 
     def judged_traces(self) -> Iterator[tuple[str, str, str, float]]:
-        for metric, version, trace, score in self._db.execute(
+        for metric, version, trace, score in self._db.query(
                 "SELECT metric, judge_version, trace_id, min(score) FROM evaluations "
                 "GROUP BY metric, judge_version, trace_id ORDER BY metric, judge_version, trace_id"):
             yield str(metric), str(version), str(trace), float(score)
 
     def prune(self, older_than_unix_s: float, limit: int = 200) -> int:
         nanos = int(min(older_than_unix_s * 1e9, MAX_INTEGER))
-        conn = self._db.conn
-        with self._writing():
-            row = conn.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'").fetchone()
-            checkpointed = int(row[0]) if row else 0
-            before = conn.total_changes
+        with self._db.write() as tx:
+            row = tx.execute("SELECT value FROM meta WHERE name = 'checkpoint_seq'")
+            checkpointed = int(row[0][0]) if row else 0
             # stored times grow with seq: the oldest are a prefix of the checkpointed rows
-            conn.execute("DELETE FROM evaluations WHERE seq IN (SELECT seq FROM evaluations WHERE seq <= ? "
-                         "ORDER BY seq LIMIT ?) AND stored_unix_s < ?", (checkpointed, limit, older_than_unix_s))
-            conn.execute("DELETE FROM feedback WHERE feedback_id IN (SELECT feedback_id FROM feedback WHERE "
-                         "time_unix_nano < ? ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
-            conn.execute("DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM alerts WHERE time_unix_nano < ? "
-                         "AND delivered = 1 ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
-            deleted = conn.total_changes - before
-        give_back(conn)
+            tx.execute("DELETE FROM evaluations WHERE seq IN (SELECT seq FROM evaluations WHERE seq <= ? "
+                       "ORDER BY seq LIMIT ?) AND stored_unix_s < ?", (checkpointed, limit, older_than_unix_s))
+            deleted = tx.changed
+            tx.execute("DELETE FROM feedback WHERE feedback_id IN (SELECT feedback_id FROM feedback WHERE "
+                       "time_unix_nano < ? ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
+            deleted += tx.changed
+            tx.execute("DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM alerts WHERE time_unix_nano < ? "
+                       "AND delivered = 1 ORDER BY time_unix_nano LIMIT ?)", (nanos, limit))
+            deleted += tx.changed
+        self._db.give_back()
         return deleted
 
     def count(self, table: str) -> int:
-        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A write transaction that takes SQLite's write lock at once: several processes write this file, and a
-        transaction that read first could not then write once another had committed."""
-        with self._db.conn:
-            self._db.conn.execute("BEGIN IMMEDIATE")
-            yield
+        return int(self._db.query(f"SELECT count(*) FROM {table}")[0][0])
 
     def close(self) -> None:
         self._db.close()
-        if self._owner is not None:
-            self._owner.close()
-            self._owner = None
 
 
 def _alert(row: dict[str, Any]) -> Alert:

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-pytest_plugins = ["tests.support.phoenix", "tests.support.jaeger"]
+pytest_plugins = ["tests.support.phoenix", "tests.support.jaeger", "tests.support.postgres"]
 
 
 @pytest.fixture(scope="session")

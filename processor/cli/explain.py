@@ -9,12 +9,14 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import IO
 
 from tracejudge.processor.cli.config_option import add_config_option, with_config
+from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.decisions import Decision
-from tracejudge.processor.service.decision_log import read_decisions
-from tracejudge.processor.service.service import decisions_path
+from tracejudge.processor.service.decision_log import read_decisions, sqlite_decisions
+from tracejudge.processor.service.service import decisions_database
 
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -26,25 +28,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return with_config(args, lambda config: explain(decisions_path(config), args.trace_id, args.json, sys.stdout))
+    return with_config(args, lambda config: explain(lambda: decisions_database(config, read_only=True),
+                                                    args.trace_id, args.json, sys.stdout))
 
 
-def explain(path: str, trace_id: str, as_json: bool, out: IO[str]) -> int:
-    """0 if the trace has records, 1 if it has none, 2 if the question cannot be answered."""
+def explain(open_log: str | Callable[[], Database | None], trace_id: str, as_json: bool, out: IO[str]) -> int:
+    """0 if the trace has records, 1 if it has none, 2 if the question cannot be answered. `open_log`: the
+    decision log's SQLite file, or opens its database (None: the config keeps it in memory)."""
     if not _TRACE_ID.fullmatch(trace_id):
         print(f"tracejudge explain: {trace_id!r} is not a trace id (32 hex digits)", file=sys.stderr)
         return 2
-    if path == ":memory:":
-        print("tracejudge explain: this config keeps decision records in memory only; list a file_storage "
-              "extension in service.extensions to keep them in <directory>/decisions.db", file=sys.stderr)
-        return 2
     try:
-        records = read_decisions(path, trace_id)
+        database = sqlite_decisions(open_log, read_only=True) if isinstance(open_log, str) else open_log()
+    except OSError as e:
+        print(f"tracejudge explain: {e}", file=sys.stderr)
+        return 2
+    if database is None:
+        print("tracejudge explain: this config keeps decision records in memory only; list a file_storage "
+              "extension in service.extensions to keep them in <directory>/decisions.db (or a postgresql one)",
+              file=sys.stderr)
+        return 2
+    where = database.where
+    try:
+        records = read_decisions(database, trace_id)
     except OSError as e:
         print(f"tracejudge explain: {e}", file=sys.stderr)
         return 2
     if not records:
-        print(f"no decision records for trace {trace_id.lower()} in {path}: it held no LLM span, or it has not "
+        print(f"no decision records for trace {trace_id.lower()} in {where}: it held no LLM span, or it has not "
               "reached this processor", file=sys.stderr)
         return 1
     if as_json:

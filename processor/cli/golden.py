@@ -23,11 +23,12 @@ from typing import Any
 
 from tracejudge.judge.queue import JudgeQueueReader
 from tracejudge.processor.cli.config_option import add_config_option
+from tracejudge.processor.component.errors import StoreMissing
 from tracejudge.processor.pdata.feedback import Feedback
-from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
+from tracejudge.processor.processors.judge_queue.stores import StageStores, stats_stores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.records import Evaluation
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 
 @dataclass
@@ -61,14 +62,14 @@ def golden_id(metric: str, query: str, context: str) -> str:
     return "g-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def failures(store: SqliteStore, queue_path: Path, max_score: float, with_feedback: bool) -> list[Golden]:
+def failures(store: StatsStore, stores: StageStores, max_score: float, with_feedback: bool) -> list[Golden]:
     """The confirmed failures in one judge stage's stores, deduplicated, worst first."""
     feedback: dict[str, list[Feedback]] = {}
     for record in store.feedback():
         feedback.setdefault(record.trace_id, []).append(record)
     unhappy = {trace for trace, records in feedback.items() if any(r.negative for r in records)}
     groups: dict[str, list[tuple[Evaluation, str, str, str]]] = {}
-    with _read_only(queue_path) as queue:
+    with _read_only(stores) as queue:
         for evaluation in _low_scores(store, unhappy if with_feedback else None, max_score):
             content = queue.judged_content(evaluation.span_id, evaluation.metric, evaluation.judge_version) \
                 if queue is not None else None
@@ -81,7 +82,7 @@ def failures(store: SqliteStore, queue_path: Path, max_score: float, with_feedba
     return sorted(found, key=lambda g: (g.score, g.id))
 
 
-def _low_scores(store: SqliteStore, traces: set[str] | None, max_score: float) -> Iterator[Evaluation]:
+def _low_scores(store: StatsStore, traces: set[str] | None, max_score: float) -> Iterator[Evaluation]:
     if traces is not None:
         for trace in sorted(traces):
             yield from (e for e in store.trace_evaluations(trace) if e.score < max_score)
@@ -108,11 +109,12 @@ def _golden(key: str, occurrences: list[tuple[Evaluation, str, str, str]],
 
 
 @contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[JudgeQueueReader | None]:
-    if not path.exists():
+def _read_only(stores: StageStores) -> Iterator[JudgeQueueReader | None]:
+    try:
+        reader = JudgeQueueReader(stores.queue(read_only=True))
+    except StoreMissing:
         yield None
         return
-    reader = JudgeQueueReader(path)
     try:
         yield reader
     finally:
@@ -142,13 +144,13 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     goldens: dict[str, Golden] = {}
-    for _, path, _ in stats_stores(config):
-        if not path.exists():
-            continue
-        store = SqliteStore(path)
+    for _, stage_stores, _ in stats_stores(config):
         try:
-            for golden in failures(store, queue_path(path), args.max_score,
-                                   not args.without_feedback):
+            store = StatsStore(stage_stores.stats(read_only=True))
+        except StoreMissing:
+            continue
+        try:
+            for golden in failures(store, stage_stores, args.max_score, not args.without_feedback):
                 goldens.setdefault(golden.id, golden)
         finally:
             store.close()

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -45,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config_json == "-":
+    if args.config_json == "-":  # {"document": the config as read, "environ": what it was expanded with}
         try:
-            config: Config | None = parse_config(sys.stdin.read(), {}, expand=False)
+            given = json.loads(sys.stdin.read())
+            config: Config | None = parse_config(json.dumps(given["document"]), given["environ"])
         except ConfigError as e:
             print("\n".join(e.problems), file=sys.stderr)
             return 2
@@ -90,7 +92,7 @@ def _hold_name(config: Config, name: str) -> list[TextIO]:
     """One process per worker name and storage directory: the files named after it (an exporter's disk queue) are
     its alone. A worker started again while the one before it still drains (its receiving process was killed and
     it noticed) waits for it."""
-    locks = []
+    locks: list[TextIO] = []
     for extension in config.service.extensions:
         if "storage" not in factories.factory("extensions", component_type(extension)).offers:
             continue

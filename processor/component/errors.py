@@ -41,3 +41,7 @@ class RetryableError(TracejudgeError):
 
 class StorageError(TracejudgeError, OSError):
     """A store cannot be opened or read: a bad path, a database written by a newer tracejudge, a full disk."""
+
+
+class StoreMissing(StorageError):
+    """A store opened for reading does not exist yet: nothing was stored there."""

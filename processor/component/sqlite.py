@@ -9,14 +9,17 @@ Each store owns its schema as a tuple of migrations; a migration is one SQL stat
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, TextIO
 
 from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.errors import ConfigError, StorageError
+from tracejudge.processor.component.errors import ConfigError, StorageError, StoreMissing
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +133,84 @@ def _version(db: sqlite3.Connection, path: str | Path, migrations: Sequence[str]
         raise StorageError(f"{what} {path} was written by a newer tracejudge (schema {done}, this one knows "
                            f"{len(migrations)}); upgrade tracejudge or point it at another file")
     return done
+
+
+class SqliteDatabase:
+    """A store's SQLite file as a `database.Database` (WAL; several processes may write it, each transaction taking
+    the write lock at its start). Used from the thread that opened it."""
+
+    engine: Literal["sqlite"] = "sqlite"
+
+    def __init__(self, path: str | Path, migrations: Sequence[str], what: str, read_only: bool = False) -> None:
+        self.where = f"{what} {path}"
+        self.path = Path(path)
+        self._locks: dict[str, TextIO] = {}
+        if read_only and str(path) != ":memory:" and not self.path.exists():
+            raise StoreMissing(f"{what} {path} does not exist yet (nothing was stored there)")
+        self.connection = (open_read_only(path, migrations, what) if read_only else
+                           open_database(path, migrations, what))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[_SqliteTransaction]:
+        db = self.connection
+        try:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                yield _SqliteTransaction(db)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot write {self.where}: {e}") from e
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read {self.where}: {e}") from e
+
+    def give_back(self) -> None:
+        try:
+            give_back(self.connection)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot write {self.where}: {e}") from e
+
+    def try_lock(self, name: str) -> bool:
+        """A lock file beside the database (the kernel releases it when the process dies)."""
+        if name in self._locks:
+            return True
+        lock = self.path.with_name(f"{self.path.name}.{name.replace(' ', '-')}.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return False
+        self._locks[name] = lock
+        return True
+
+    def close(self) -> None:
+        self.connection.close()
+        for lock in self._locks.values():
+            lock.close()
+        self._locks.clear()
+
+
+class _SqliteTransaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.changed = 0
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        before = self._db.total_changes
+        rows = self._db.execute(sql, parameters).fetchall()
+        self.changed = self._db.total_changes - before
+        return rows
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        before = self._db.total_changes
+        self._db.executemany(sql, rows)
+        return self._db.total_changes - before
+
+    def serialize(self, name: str) -> None:
+        """Nothing to do: a SQLite transaction holds the database's one write lock from its start."""
+
+    def used_bytes(self, table: str) -> int:
+        """The whole file's (a size bound on a store is on its file)."""
+        return used_bytes(self._db)

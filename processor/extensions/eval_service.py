@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -283,9 +282,9 @@ def _parse_problems(document: dict[str, Any]) -> list[str]:
 def _store_errors_retryable() -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as e:
+    except StorageError:  # retryable for the client
         log.exception("eval service: the store failed")
-        raise StorageError(f"the store failed ({e})") from e
+        raise
 
 
 def _json(message: Any) -> web.Response:

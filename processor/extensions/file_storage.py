@@ -1,4 +1,5 @@
-"""The `file_storage` extension: the directory where components keep their SQLite databases (a Storage).
+"""The `file_storage` extension: the directory where components keep their SQLite databases (a Storage, and a
+DatabaseStorage for stores written through `component.database`).
 
 It also keeps a reserve of disk space there (`reserve_mib`, a file of that size): deleting what was delivered
 needs space too, so when the disk fills up and a store cannot delete, the reserve is given back and the store
@@ -11,11 +12,14 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import Factory
 from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.sqlite import SqliteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,13 @@ class FileStorageConfig:
         """The database file of one component, e.g. `llm_extract` → <directory>/llm_extract.db."""
         return os.path.join(self.directory, component.replace("/", "_") + ".db")
 
+    def database(self, component: str, migrations: Sequence[str], what: str, read_only: bool = False) -> Database:
+        if not read_only and self.create_directory:
+            os.makedirs(self.directory, exist_ok=True)
+        return SqliteDatabase(self.path_for(component), migrations, what, read_only)
+
+    shared = False
+
 
 class FileStorage:
     def __init__(self, settings: CreateSettings, config: FileStorageConfig) -> None:
@@ -57,6 +68,11 @@ class FileStorage:
 
     def path_for(self, component: str) -> str:
         return self._config.path_for(component)
+
+    def database(self, component: str, migrations: Sequence[str], what: str, read_only: bool = False) -> Database:
+        return self._config.database(component, migrations, what, read_only)
+
+    shared = False
 
     def space_exhausted(self) -> bool:
         """A store here could not delete for want of space: give the reserve back. False if there was none."""
@@ -110,4 +126,5 @@ class FileStorage:
                 self._take_reserve()
 
 
-factory = Factory("file_storage", "extensions", FileStorageConfig, FileStorage, offers=frozenset({"storage"}))
+factory = Factory("file_storage", "extensions", FileStorageConfig, FileStorage,
+                  offers=frozenset({"storage", "database"}))

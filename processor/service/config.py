@@ -21,6 +21,7 @@ from tracejudge.processor.component.confmap import decode, expand_env
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import EVERY_SIGNAL, KINDS, Kind, Reference, component_type
 from tracejudge.processor.component.sqlite import Retention
+from tracejudge.processor.component.storage import database_reference
 from tracejudge.processor.service import factories
 from tracejudge.processor.transport.auth import AuthConfig
 from tracejudge.processor.transport.http_site import parse_endpoint
@@ -59,9 +60,11 @@ class TelemetryConfig:
 
 @dataclass(frozen=True)
 class DecisionsConfig:
-    """Decision records (`tracejudge explain`): kept `retention.max_age`, in at most `retention.max_mib`."""
+    """Decision records (`tracejudge explain`): kept `retention.max_age`, in at most `retention.max_mib`, in
+    `storage` (a file_storage or postgresql extension; default: the first of those the service lists)."""
 
     retention: Retention = field(default_factory=Retention)
+    storage: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ class Config:
     exporters: Mapping[str, Any]
     extensions: Mapping[str, Any]
     service: ServiceConfig
-    # the document it was decoded from, environment expanded: what judge worker processes are started with
+    # the document it was decoded from and the environment it was expanded with: what judge worker processes are
+    # started with, to read the same config
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
@@ -103,8 +108,7 @@ def config_or_report(path: str) -> Config | None:
         return None
 
 
-def parse_config(text: str, environ: Mapping[str, str], expand: bool = True) -> Config:
-    """`expand`: replace `${env:...}` from `environ` (False for a document expanded before: `Config.document`)."""
+def parse_config(text: str, environ: Mapping[str, str]) -> Config:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -112,8 +116,8 @@ def parse_config(text: str, environ: Mapping[str, str], expand: bool = True) -> 
     if not isinstance(document, dict):
         raise ConfigError("the config must be a YAML mapping with receivers, exporters and service")
     problems: list[str] = []
-    if expand:
-        document = expand_env(document, environ, "", problems)
+    source = document
+    document = expand_env(document, environ, "", problems)
     for key in document:
         if key not in (*SECTIONS, "service"):
             problems.append(f"{key}: unknown top-level key (known: {', '.join((*SECTIONS, 'service'))})")
@@ -128,7 +132,7 @@ def parse_config(text: str, environ: Mapping[str, str], expand: bool = True) -> 
         _check_references(service, declared, sections, problems)
     if problems or service is None:
         raise ConfigError(problems)
-    return Config(service=service, document=document, **sections)
+    return Config(service=service, document=source, environ=dict(environ), **sections)
 
 
 def _decode_section(kind: Kind, raw: Any, problems: list[str]) -> dict[str, Any]:
@@ -196,9 +200,13 @@ def _check_references(service: ServiceConfig, declared: dict[Kind, set[str]], se
     # pipeline components are checked when declared (an unused one would be refused the day it is listed);
     # extensions only when listed: a defined, unlisted extension is not started
     checked = {**{kind: list(sections[kind]) for kind in SECTIONS}, "extensions": running["extensions"]}
+    service_references = [database_reference(service.decisions.storage, "service.decisions.storage")
+                          ] if service.decisions.storage else []
     admin_auth = service.telemetry.metrics.auth
     if admin_auth is not None:
-        problem = _reference_problem(admin_auth.reference("service.telemetry.metrics.auth"), running, sections)
+        service_references.append(admin_auth.reference("service.telemetry.metrics.auth"))
+    for reference in service_references:
+        problem = _reference_problem(reference, running, sections)
         if problem:
             problems.append(problem)
     for kind in SECTIONS:

@@ -1,4 +1,5 @@
-"""Decision records: what happened to each LLM span, kept in SQLite so "why wasn't this evaluated?" has an answer.
+"""Decision records: what happened to each LLM span, kept in a store (SQLite by default; PostgreSQL for a fleet,
+whose instances then answer for each other's spans) so "why wasn't this evaluated?" has an answer.
 
 The log owns its database and a single thread that does every read and write. Records are handed over without
 waiting and written in batches, one transaction each, every FLUSH_INTERVAL_S or every _BATCH records, whichever
@@ -9,24 +10,26 @@ comes first; reads per trace id see everything handed over before them. Records 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
+from tracejudge.processor.component.database import Database, shrink
 from tracejudge.processor.component.decisions import Decision
 from tracejudge.processor.component.errors import StorageError
-from tracejudge.processor.component.sqlite import Retention, give_back, open_database, open_read_only, shrink_to
+from tracejudge.processor.component.sqlite import Retention, SqliteDatabase
 from tracejudge.processor.component.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-# Each entry is a migration; the database's user_version says how many have run.
+# Each entry is a migration (both engines run them, see processor/component/database.py).
 MIGRATIONS = (
     """CREATE TABLE decisions (
         trace_id TEXT NOT NULL, span_id TEXT NOT NULL, decision TEXT NOT NULL,
@@ -45,6 +48,9 @@ MIGRATIONS = (
     "CREATE INDEX decisions_time ON decisions (recorded_unix_s)",  # retention deletes the oldest first
 )
 
+WHAT = "the decision log"
+_COLUMNS = "trace_id, span_id, decision, service, convention, model, prompt_version, recorded_unix_s, metric, detail"
+_KEY = "trace_id, span_id, metric, decision"
 _BATCH = 512
 FLUSH_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 10.0  # how often retention looks for records to delete (at once again while it finds many)
@@ -58,20 +64,26 @@ class DecisionLogMetrics:
             registry=registry)
 
 
+def sqlite_decisions(path: str | Path, read_only: bool = False) -> Database:
+    """A decision log in a SQLite file (":memory:": only while the process runs)."""
+    return SqliteDatabase(path, MIGRATIONS, WHAT, read_only)
+
+
 class DecisionLog:
-    """`path` is a SQLite file (":memory:" keeps decisions only while the process runs).
+    """`store` opens the log's database (on the log's own thread), or is the path of a SQLite file (":memory:"
+    keeps decisions only while the process runs).
 
     `record` never blocks the caller: with more than `max_pending` records waiting to be written,
     new ones are counted as dropped and logged, not silently lost.
     """
 
-    def __init__(self, path: str, telemetry: Telemetry, max_pending: int = 100_000,
+    def __init__(self, store: str | Callable[[], Database], telemetry: Telemetry, max_pending: int = 100_000,
                  retention: Retention | None = None) -> None:
-        self._path = path
+        self._open = functools.partial(sqlite_decisions, store) if isinstance(store, str) else store
         self._retention = retention or Retention()
         self._pruned_at = 0.0
         self._dropped = telemetry.metrics(DecisionLogMetrics).dropped
-        self._requests: queue.Queue[Callable[[sqlite3.Connection], None] | None] = queue.Queue()
+        self._requests: queue.Queue[Callable[[Database], None] | None] = queue.Queue()
         self._pending: list[Decision] = []
         self._pending_lock = threading.Lock()
         self._max_pending = max_pending
@@ -111,7 +123,7 @@ class DecisionLog:
             raise RuntimeError("the decision log is not running")
         done: Future[None] = Future()
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: Database) -> None:
             if not done.set_running_or_notify_cancel():  # the caller stopped waiting (shutdown): it keeps them
                 return
             try:
@@ -130,24 +142,23 @@ class DecisionLog:
             raise RuntimeError("the decision log is not running")
         result: Future[list[Decision]] = Future()
 
-        def query(db: sqlite3.Connection) -> None:
+        def query(db: Database) -> None:
             if not result.set_running_or_notify_cancel():
                 return
             try:
                 self._flush(db)
-                rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
-                                  (trace_id.lower(),)).fetchall()
+                found = _for_trace(db, trace_id)
             except Exception as e:  # the caller gets the error instead of waiting for ever
                 result.set_exception(e)
                 return
-            result.set_result([Decision(*row) for row in rows])
+            result.set_result(found)
 
         self._requests.put(query)
         return await asyncio.wrap_future(result)
 
     def _run(self) -> None:
         try:
-            db = open_database(self._path, MIGRATIONS, "the decision log")
+            db = self._open()
         except StorageError as e:
             self._ready.set_exception(e)
             return
@@ -168,45 +179,51 @@ class DecisionLog:
         self._flush(db)
         db.close()
 
-    def _flush(self, db: sqlite3.Connection) -> None:
+    def _flush(self, db: Database) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, []
         for start in range(0, len(pending), _BATCH):
             self._insert(db, pending[start:start + _BATCH])
 
-    def prune(self, db: sqlite3.Connection) -> int:
-        """One step of retention: records older than max_age, then the oldest while the file is over max_mib."""
+    def prune(self, db: Database) -> int:
+        """One step of retention: records older than max_age, then the oldest while the store is over max_mib."""
         retention = self._retention
-        with db:
-            db.execute("BEGIN")
-            before = db.total_changes
-            db.execute("DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM decisions WHERE recorded_unix_s < ? "
-                       "ORDER BY recorded_unix_s LIMIT ?)", (time.time() - retention.max_age, PRUNE_ROWS))
-            deleted = db.total_changes - before
-            deleted += shrink_to(db, retention.max_mib, "DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM "
-                                 "decisions ORDER BY recorded_unix_s LIMIT ?)", PRUNE_ROWS - deleted)
-        give_back(db)
+        with db.write() as tx:
+            tx.execute(f"DELETE FROM decisions WHERE ({_KEY}) IN (SELECT {_KEY} FROM decisions WHERE "
+                       "recorded_unix_s < ? ORDER BY recorded_unix_s LIMIT ?)", (time.time() - retention.max_age,
+                                                                                PRUNE_ROWS))
+            deleted = tx.changed
+            deleted += shrink(tx, "decisions", retention.max_mib, f"DELETE FROM decisions WHERE ({_KEY}) IN "
+                              f"(SELECT {_KEY} FROM decisions ORDER BY recorded_unix_s LIMIT ?)", PRUNE_ROWS - deleted)
+        db.give_back()
         # many found: look again at the next tick
         self._pruned_at = 0.0 if deleted >= PRUNE_ROWS else time.monotonic()
         return deleted
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, records: Sequence[Decision]) -> None:
-        with db:
-            db.execute("BEGIN")
-            db.executemany("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def _insert(db: Database, records: Sequence[Decision]) -> None:
+        if not records:
+            return
+        with db.write() as tx:  # a record written again (relayed by two instances, say) is one record
+            tx.executemany(f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                           f"ON CONFLICT ({_KEY}) DO UPDATE SET service = excluded.service, convention = "
+                           "excluded.convention, model = excluded.model, prompt_version = excluded.prompt_version, "
+                           "recorded_unix_s = excluded.recorded_unix_s, detail = excluded.detail",
                            [d.row() for d in records])
 
 
-def read_decisions(path: str, trace_id: str) -> list[Decision]:
-    """The records of one trace, read from the database file directly (the service may be running or not)."""
-    db = open_read_only(path, MIGRATIONS, "the decision log")
+def _for_trace(db: Database, trace_id: str) -> list[Decision]:
+    rows = db.query(f"SELECT {_COLUMNS} FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
+                    (trace_id.lower(),))
+    return [Decision(*row) for row in rows]
+
+
+def read_decisions(database: str | Database, trace_id: str) -> list[Decision]:
+    """The records of one trace, read from the store directly (the service may be running or not): a SQLite
+    file's path, or a database opened read-only (closed here)."""
+    db = sqlite_decisions(database, read_only=True) if isinstance(database, str) else database
     try:
-        rows = db.execute("SELECT * FROM decisions WHERE trace_id = ? ORDER BY recorded_unix_s, span_id",
-                          (trace_id.lower(),)).fetchall()
-    except sqlite3.Error as e:
-        raise StorageError(f"cannot read the decision log {path}: {e}") from e
+        return _for_trace(db, trace_id)
     finally:
         db.close()
-    return [Decision(*row) for row in rows]
 

@@ -32,6 +32,7 @@ MODULES: dict[Kind, dict[str, str]] = {
         "health_check": "extensions.health_check",
         "bearertokenauth": "extensions.bearertokenauth",
         "file_storage": "extensions.file_storage",
+        "postgresql": "extensions.postgresql",
         "eval_service": "extensions.eval_service",
     },
 }

@@ -6,23 +6,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
+from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.decisions import DecisionRecorder
 from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.component.factory import Factory, Kind, component_type
 from tracejudge.processor.component.host import AdminRoute, Component, ComponentStatus, CreateSettings, RateScale
+from tracejudge.processor.component.storage import DatabaseStorage
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.consumer import Consumer, Exporter, LogContentJoin
 from tracejudge.processor.pdata.signals import SIGNALS, Signal
-from tracejudge.processor.service import admin_login, factories
+from tracejudge.processor.service import admin_login, decision_log, factories
 from tracejudge.processor.service.config import Config, MetricsTelemetryConfig
-from tracejudge.processor.service.decision_log import DecisionLog
+from tracejudge.processor.service.decision_log import DecisionLog, sqlite_decisions
 from tracejudge.processor.service.fanout import Fanout, LogContentTap
 from tracejudge.processor.service.loop_monitor import LoopMonitor
 from tracejudge.processor.service.worker_pool import WorkerPool
@@ -35,13 +37,16 @@ log = logging.getLogger(__name__)
 WORKER_NEEDS = frozenset({"storage", "authenticator"})  # the extensions a judge worker process builds
 
 
-def decisions_path(config: Config) -> str:
-    """Decision records live in the first storage extension the service lists (decisions.db), else in memory for
-    as long as the process runs."""
-    for name in config.service.extensions:
-        if "storage" in factories.factory("extensions", component_type(name)).offers:
-            return str(config.extensions[name].path_for("decisions"))
-    return ":memory:"
+def decisions_database(config: Config, read_only: bool = False) -> Database | None:
+    """The decision records' store: in `service.decisions.storage`, else in the first extension the service lists
+    that keeps databases (decisions.db, or schema `decisions`); None: in memory, for as long as the process runs."""
+    names = [config.service.decisions.storage] if config.service.decisions.storage else [
+        name for name in config.service.extensions
+        if "database" in factories.factory("extensions", component_type(name)).offers]
+    if not names:
+        return None
+    storage: DatabaseStorage = config.extensions[names[0]]
+    return storage.database("decisions", decision_log.MIGRATIONS, decision_log.WHAT, read_only)
 
 
 class ServiceMetrics:
@@ -70,8 +75,9 @@ class Service:
         self._judge_stages = stages
         self._telemetry = Telemetry()
         # a worker's decision records go through the judge queue's outbox to the receiving process's log
-        self._decisions = DecisionLog(":memory:" if worker_process else decisions_path(config), self._telemetry,
-                                      retention=config.service.decisions.retention)
+        store: str | Callable[[], Database] = ":memory:" if worker_process else (
+            lambda: decisions_database(config) or sqlite_decisions(":memory:"))
+        self._decisions = DecisionLog(store, self._telemetry, retention=config.service.decisions.retention)
         metrics = self._telemetry.metrics(ServiceMetrics)
         self._sampling_scale = RateScale(metrics.sampling_scale.set)
         self._status = ComponentStatus(lambda component, degraded: metrics.degraded.labels(component).set(degraded))
@@ -95,7 +101,7 @@ class Service:
                 self.receivers[name] = self._create("receivers", name, config.receivers[name], consumers)
         wanted = [(name, stage.worker_processes) for name, stage in self.processors.items()
                   if "worker_processes" in self._factories["processors", name].offers and stage.worker_processes]
-        self._pool = WorkerPool(config.document, wanted) if wanted and not worker_process else None
+        self._pool = WorkerPool(config.document, config.environ, wanted) if wanted and not worker_process else None
         # extensions that refer into the pipelines (the eval_service to its judge stage) start after them
         self._late = {name for name in self.extensions
                       if any(r.kind != "extensions" for r in self._factories["extensions", name].references(

@@ -46,8 +46,9 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, document: Mapping[str, Any], stages: Sequence[tuple[str, int]]) -> None:
-        self._document = json.dumps(document)
+    def __init__(self, document: Mapping[str, Any], environ: Mapping[str, str],
+                 stages: Sequence[tuple[str, int]]) -> None:
+        self._config = json.dumps({"document": document, "environ": dict(environ)})
         self.workers = [_Worker(f"worker{i + 1}", stage) for i, stage in
                         enumerate(stage for stage, count in stages for _ in range(count))]
         self._stopping = asyncio.Event()
@@ -87,7 +88,7 @@ class WorkerPool:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         worker.starts += 1
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(self._document.encode())
+        process.stdin.write(self._config.encode())
         process.stdin.close()
         line = (await process.stdout.readline()).decode().split()
         if len(line) == 2 and line[0] == READY_LINE:

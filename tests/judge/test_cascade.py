@@ -124,12 +124,12 @@ async def test_the_daily_budget_is_never_exceeded_and_the_cascade_degrades_to_lo
         await built.close()
         assert len(server.requests) == 2
         gate_spent = queue.spent_usd("heavy", utc_day(time.time()))
+        assert built.gates["heavy"].budget_left_fraction <= 0.2  # the sampler's cue to scale down (the ledger's)
         queue.close()
     assert abs(gate_spent - 0.004) < 1e-12
     assert sum(r.verdict.tier == "heavy" for r in results) == 2
     degraded = [r for r in results if r.verdict.tier == "local"]
     assert len(degraded) == 4 and {r.degraded for r in degraded} == {"budget_exhausted"}
-    assert built.gates["heavy"].budget_left_fraction <= 0.2  # the sampler's cue to scale down
 
 
 async def test_spend_survives_a_restart_so_the_budget_is_per_day_not_per_process(tmp_path: Path) -> None:

@@ -1,32 +1,48 @@
-"""The durable judge queue: committed before the ack, taken once, leased, bounded with a recorded policy."""
+"""The durable judge queue: committed before the ack, taken once, leased, bounded with a recorded policy; on both
+engines (the `open_database` fixture), except what only SQLite's file has (query plans, file size)."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from pathlib import Path
 
-from tracejudge.judge.queue import LEASE_IDS, Document, JudgeQueue, JudgeQueueConfig, KeptSpan, NewItem
+from tests.support.postgres import OpenDatabase
+from tracejudge.judge.queue import (
+    LEASE_IDS,
+    MIGRATIONS,
+    RESERVATION_TTL_S,
+    WHAT,
+    Document,
+    JudgeQueue,
+    JudgeQueueConfig,
+    KeptSpan,
+    NewItem,
+)
+from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.sqlite import Retention
+
+
+def states(db: Database) -> dict[str, str]:
+    return dict(db.query("SELECT span_id, state FROM items"))
 
 
 def item(n: int, metric: str = "faithfulness") -> NewItem:
     return NewItem(span_id=f"{n:016x}", trace_id="ab" * 16, metric=metric, body={"output": f"answer {n}"})
 
 
-def test_the_same_span_metric_and_judge_version_is_taken_once(tmp_path: Path) -> None:
-    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-1")
+def test_the_same_span_metric_and_judge_version_is_taken_once(open_database: OpenDatabase) -> None:
+    queue = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), judge_version="local-1")
     assert queue.enqueue([item(1), item(1), item(1, "relevancy")]).inserted == 2
     assert queue.enqueue([item(1)]).inserted == 0  # a client's retry of the same request
     assert queue.waiting() == 2
-    other_version = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), judge_version="local-2")
+    other_version = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), judge_version="local-2")
     other_version.enqueue([item(1)])
     assert other_version.waiting() == 3
 
 
-def test_leases_hand_out_each_item_once_until_they_run_out(tmp_path: Path) -> None:
+def test_leases_hand_out_each_item_once_until_they_run_out(open_database: OpenDatabase) -> None:
     now = [1000.0]
-    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v", clock=lambda: now[0])
+    queue = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), "v", clock=lambda: now[0])
     queue.enqueue([item(1), item(2), item(3)])
     first = queue.lease(2, lease_s=30)
     assert [i.body["output"] for i in first] == ["answer 1", "answer 2"]
@@ -39,30 +55,28 @@ def test_leases_hand_out_each_item_once_until_they_run_out(tmp_path: Path) -> No
     assert {i.attempts for i in again} == {2}
 
 
-def test_committed_items_survive_reopening(tmp_path: Path) -> None:
-    path = str(tmp_path / "q.db")
-    queue = JudgeQueue(path, JudgeQueueConfig(), "v", clock=lambda: 0.0)
+def test_committed_items_survive_reopening(open_database: OpenDatabase) -> None:
+    queue = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), "v", clock=lambda: 0.0)
     queue.enqueue([item(1), item(2)])
     queue.lease(1, lease_s=5)
     # no close(): as if the process had been killed
-    reopened = JudgeQueue(path, JudgeQueueConfig(), "v", clock=lambda: 10.0)
+    reopened = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), "v", clock=lambda: 10.0)
     assert sorted(i.span_id for i in reopened.lease(10, lease_s=5)) == [item(1).span_id, item(2).span_id]
 
 
-def test_a_full_queue_turns_items_away_as_configured(tmp_path: Path) -> None:
-    newest = JudgeQueue(str(tmp_path / "a.db"), JudgeQueueConfig(max_items=2, when_full="drop_new"), "v")
+def test_a_full_queue_turns_items_away_as_configured(open_database: OpenDatabase) -> None:
+    newest = JudgeQueue(open_database(MIGRATIONS, "a", WHAT), JudgeQueueConfig(2, when_full="drop_new"), "v")
     assert [i.span_id for i in newest.enqueue([item(1), item(2), item(3)]).turned_away] == [item(3).span_id]
-    oldest = JudgeQueue(str(tmp_path / "b.db"), JudgeQueueConfig(max_items=2, when_full="drop_oldest"), "v")
+    oldest = JudgeQueue(open_database(MIGRATIONS, "b", WHAT), JudgeQueueConfig(2, when_full="drop_oldest"), "v")
     oldest.enqueue([item(1), item(2)])
     assert [i.span_id for i in oldest.enqueue([item(3)]).turned_away] == [item(1).span_id]
     assert sorted(i.span_id for i in oldest.lease(10, 5)) == [item(2).span_id, item(3).span_id]
-    states = sqlite3.connect(tmp_path / "b.db").execute("SELECT span_id, state FROM items ORDER BY id").fetchall()
-    assert states[0] == (item(1).span_id, "dropped")
+    assert states(oldest._db)[item(1).span_id] == "dropped"
 
 
-def test_kept_spans_expire_in_small_steps_and_keep_their_documents_meanwhile(tmp_path: Path) -> None:
+def test_kept_spans_expire_in_small_steps_and_keep_their_documents_meanwhile(open_database: OpenDatabase) -> None:
     now = [0.0]
-    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v", clock=lambda: now[0])
+    queue = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(), "v", clock=lambda: now[0])
     for n in range(500):  # one kept span per trace, one per second
         now[0] = float(n)
         queue.enqueue([], [Document(f"{n:032x}", "r", 0, 0, f"doc {n}")], [KeptSpan(f"{n:016x}", f"{n:032x}", {})])
@@ -85,7 +99,8 @@ def test_leasing_decides_from_covering_indexes_and_reads_only_the_bodies_it_hand
     """Before, the lease query read every waiting row up to its ready and lease columns, which follow the body:
     with a backlog of big LLM spans the event loop stalled for seconds (health check 13.5 s)."""
     queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(), "v")
-    plan = [row[3] for row in sqlite3.connect(tmp_path / "q.db").execute(f"EXPLAIN QUERY PLAN {LEASE_IDS}", (0, 0, 1))]
+    sql = f"EXPLAIN QUERY PLAN {LEASE_IDS['sqlite']}"
+    plan = [row[3] for row in sqlite3.connect(tmp_path / "q.db").execute(sql, (0, 0, 1))]
     lookups = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
     assert lookups and all("USING COVERING INDEX" in step for step in lookups), plan
     big = {"output": "x" * 200_000}
@@ -94,8 +109,10 @@ def test_leasing_decides_from_covering_indexes_and_reads_only_the_bodies_it_hand
     assert [i.span_id for i in queue.lease(5, lease_s=30)] == [item(99).span_id]
 
 
-def test_reserved_items_wait_for_their_request_to_be_accepted_or_refused(tmp_path: Path) -> None:
-    queue = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(max_items=3), "v")
+def test_reserved_items_wait_for_their_request_to_be_accepted_or_refused(open_database: OpenDatabase) -> None:
+    now = [1000.0]
+    queue = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(max_items=3), "v",
+                       clock=lambda: now[0])
     queue.enqueue([item(1)])
     assert queue.reserve([item(1), item(2)]).inserted == 1  # a retry of an accepted request adds nothing
     first = queue.lease(10, lease_s=30)
@@ -111,9 +128,19 @@ def test_reserved_items_wait_for_their_request_to_be_accepted_or_refused(tmp_pat
     queue.complete(i.key for i in [*first, *second])
     assert queue.reserve([item(5)]).inserted == 1
     queue.close()
-    reopened = JudgeQueue(str(tmp_path / "q.db"), JudgeQueueConfig(max_items=3), "v")  # after a crash
-    assert reopened.lease(10, lease_s=30) == []
-    assert reopened.reserve([item(5)]).inserted == 1  # the crashed request's reservation is gone
+    # after a crash, the reservation of a request never answered stays a while (another process sharing the queue
+    # may be answering its own), and the request's retry commits it
+    reopened = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(max_items=3), "v",
+                          clock=lambda: now[0])
+    assert reopened.lease(10, lease_s=30) == [] and reopened.reserve([item(5)]).inserted == 0
+    reopened.commit([item(5)])
+    assert [i.span_id for i in reopened.lease(10, lease_s=30)] == [item(5).span_id]
+    reopened.reserve([item(6)])
+    now[0] += RESERVATION_TTL_S + 1
+    reopened.close()
+    later = JudgeQueue(open_database(MIGRATIONS, "q", WHAT), JudgeQueueConfig(max_items=3), "v",
+                       clock=lambda: now[0])
+    assert later.reserve([item(6)]).inserted == 1  # one never answered, older than any client waits, is gone
 
 
 def test_retention_deletes_finished_items_by_age_then_by_size_and_never_waiting_ones(tmp_path: Path) -> None:
@@ -134,30 +161,26 @@ def test_retention_deletes_finished_items_by_age_then_by_size_and_never_waiting_
     assert (tmp_path / "q.db").stat().st_size < size  # and the space went back to the file system
 
 
-def test_under_drop_oldest_a_refused_reservation_gives_the_displaced_items_back(tmp_path: Path) -> None:
-    def states(path: Path) -> dict[str, str]:
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            return dict(db.execute("SELECT span_id, state FROM items").fetchall())
-
+def test_under_drop_oldest_a_refused_reservation_gives_the_displaced_items_back(open_database: OpenDatabase) -> None:
     config = JudgeQueueConfig(max_items=2, when_full="drop_oldest")
-    refused = JudgeQueue(str(tmp_path / "a.db"), config, "1")
+    refused = JudgeQueue(open_database(MIGRATIONS, "a", WHAT), config, "1")
     refused.enqueue([item(1), item(2)])
     reservation = refused.reserve([item(3)])
     assert [i.span_id for i in reservation.turned_away] == [item(1).span_id] and len(reservation.displaced) == 1
     assert [i.span_id for i in refused.lease(10, 30)] == [item(2).span_id]  # a displaced item is not leased
     refused.cancel([item(3)], reservation.displaced)
     assert [i.span_id for i in refused.lease(10, 30)] == [item(1).span_id]  # queued again: its request was refused
-    assert states(tmp_path / "a.db") == {item(1).span_id: "leased", item(2).span_id: "leased"}
+    assert states(refused._db) == {item(1).span_id: "leased", item(2).span_id: "leased"}
 
-    accepted = JudgeQueue(str(tmp_path / "b.db"), config, "1")
+    accepted = JudgeQueue(open_database(MIGRATIONS, "b", WHAT), config, "1")
     accepted.enqueue([item(1), item(2)])
     reservation = accepted.reserve([item(3)])
     accepted.commit([item(3)], displaced=reservation.displaced)
-    assert states(tmp_path / "b.db") == {item(1).span_id: "dropped", item(2).span_id: "queued",
+    assert states(accepted._db) == {item(1).span_id: "dropped", item(2).span_id: "queued",
                                          item(3).span_id: "queued"}
-    crashed = JudgeQueue(str(tmp_path / "c.db"), config, "1")
+    crashed = JudgeQueue(open_database(MIGRATIONS, "c", WHAT), config, "1", clock=lambda: 0.0)
     crashed.enqueue([item(1), item(2)])
     crashed.reserve([item(3)])
-    crashed.close()  # killed before the request was answered: it is sent again, what it displaced is queued
-    JudgeQueue(str(tmp_path / "c.db"), config, "1").close()
-    assert states(tmp_path / "c.db") == {item(1).span_id: "queued", item(2).span_id: "queued"}
+    crashed.close()  # killed before the request was answered, never sent again: what it displaced is queued
+    later = JudgeQueue(open_database(MIGRATIONS, "c", WHAT), config, "1", clock=lambda: RESERVATION_TTL_S + 1)
+    assert states(later._db) == {item(1).span_id: "queued", item(2).span_id: "queued"}

@@ -16,7 +16,7 @@ from scipy import stats as scipy_stats
 from tests.stats.test_monitor import stream
 from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.calibration import MIN_N, auroc, calibrate
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 
 def test_auroc_is_the_mann_whitney_statistic_ties_counting_half() -> None:
@@ -46,7 +46,7 @@ def test_the_interval_covers_the_true_auroc_about_95_percent_of_the_time() -> No
     assert 0.92 <= covered / 600 <= 0.975
 
 
-def judged(store: SqliteStore, scores: list[float], seed: int = 0) -> list[str]:
+def judged(store: StatsStore, scores: list[float], seed: int = 0) -> list[str]:
     """Stores one judged span per score; returns the trace ids."""
     evaluations = [dataclasses.replace(e, score=s, passed=s >= 0.5)
                    for e, s in zip(stream(len(scores), seed=seed), scores, strict=True)]
@@ -56,7 +56,7 @@ def judged(store: SqliteStore, scores: list[float], seed: int = 0) -> list[str]:
 
 def test_a_judge_whose_low_scores_go_with_thumbs_down_is_predictive(tmp_path: Path) -> None:
     rng = random.Random(5)
-    store = SqliteStore(tmp_path / "stats.db")
+    store = StatsStore(tmp_path / "stats.db")
     scores = [rng.uniform(0, 0.6) for _ in range(30)] + [rng.uniform(0.3, 1) for _ in range(90)]
     traces = judged(store, scores)
     store.save_feedback([Feedback(t, thumbs=-1).identified() for t in traces[:30]])
@@ -74,13 +74,13 @@ def test_a_judge_whose_low_scores_go_with_thumbs_down_is_predictive(tmp_path: Pa
 
 def test_a_judge_scoring_at_random_is_flagged(tmp_path: Path) -> None:
     rng = random.Random(9)
-    store = SqliteStore(tmp_path / "stats.db")
+    store = StatsStore(tmp_path / "stats.db")
     traces = judged(store, [rng.random() for _ in range(200)])
     store.save_feedback([Feedback(t, thumbs=-1).identified() for t in rng.sample(traces, 25)])
     (result,) = calibrate(store)
     assert result.outcome is not None and result.outcome.ci_low <= 0.5 <= result.outcome.ci_high
     assert "do not predict user outcomes" in result.warning
-    few = SqliteStore(tmp_path / "few.db")
+    few = StatsStore(tmp_path / "few.db")
     few_traces = judged(few, [0.1, 0.9, 0.8])
     few.save_feedback([Feedback(few_traces[0], thumbs=-1).identified()])
     (small,) = calibrate(few)
@@ -88,7 +88,7 @@ def test_a_judge_scoring_at_random_is_flagged(tmp_path: Path) -> None:
 
 
 def test_agreement_with_reviewers_is_counted_per_label_with_kappa(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "stats.db")
+    store = StatsStore(tmp_path / "stats.db")
     traces = judged(store, [0.9, 0.9, 0.2, 0.2, 0.9, 0.2])  # judge: pass pass fail fail pass fail
     reviewer = [True, True, False, True, False, False]  # agrees on 4 of 6
     store.save_feedback([Feedback(t, source="reviewer", labels=(("faithfulness", ok), ("relevancy", True)))

@@ -22,7 +22,7 @@ from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.replay import recover, replay
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 from tracejudge.stats.tracker import QualityTracker
 
 CONFIG = StatsConfig(cooldown=0)
@@ -34,31 +34,31 @@ def states(monitor: QualityMonitor) -> dict[Any, Any]:
 
 
 def test_evaluations_are_stored_once_and_the_state_comes_back(tmp_path: Path) -> None:
-    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=100)
+    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=100)
     alerts = []
     for start in range(0, 500, 16):
         alerts += tracker.record(CHANGE[start:start + 16])
     assert tracker.record(CHANGE[:40]) == []  # redelivered: nothing new
     store = tracker.store
-    assert isinstance(store, SqliteStore) and store.count("evaluations") == 500 and alerts
+    assert isinstance(store, StatsStore) and store.count("evaluations") == 500 and alerts
     assert [a.to_json() for a in store.alerts()] == [a.to_json() for a in alerts]
     linked = alerts[0].examples[0][0]
     assert alerts[0] in store.alerts(trace_id=linked)
     expected = states(tracker.monitor)
     tracker.close()
-    reopened = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG)
+    reopened = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
     assert states(reopened.monitor) == expected
     assert [e for batch in reopened.store.evaluations(batch=64) for e in batch] == CHANGE
     reopened.close()
 
 
 def test_without_a_final_checkpoint_the_state_is_recovered_from_the_evaluations(tmp_path: Path) -> None:
-    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
+    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
     for start in range(0, 500, 16):
         tracker.record(CHANGE[start:start + 16])
     expected = states(tracker.monitor)
     tracker.store.close()  # as if killed: the last 116 evaluations are after the checkpoint
-    store = SqliteStore(tmp_path / "stats.db")
+    store = StatsStore(tmp_path / "stats.db")
     assert store.series_states()[1] == 384
     monitor, seq = recover(store, CONFIG)
     assert states(monitor) == expected and seq == 500
@@ -66,7 +66,7 @@ def test_without_a_final_checkpoint_the_state_is_recovered_from_the_evaluations(
 
 
 def test_replay_gives_the_same_alerts_byte_for_byte(tmp_path: Path) -> None:
-    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG)
+    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
     alerts = tracker.record(stream(300) + stream(300, start=300, good=0.6, prompt="v2", seed=1))
     first = [a.to_json() for a in replay(tracker.store, CONFIG)]
     assert first == [a.to_json() for a in alerts] == [a.to_json() for a in replay(tracker.store, CONFIG)]
@@ -74,24 +74,24 @@ def test_replay_gives_the_same_alerts_byte_for_byte(tmp_path: Path) -> None:
 
 
 def test_a_failed_save_leaves_nothing_half_written_and_the_state_unchanged(tmp_path: Path) -> None:
-    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG)
+    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
     tracker.record(CHANGE[:20])
     before = states(tracker.monitor)
     broken = [*CHANGE[20:30], dataclasses.replace(CHANGE[30], metric=None)]  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StorageError, match="NOT NULL"):
         tracker.record(broken)
-    assert isinstance(tracker.store, SqliteStore) and tracker.store.count("evaluations") == 20
+    assert isinstance(tracker.store, StatsStore) and tracker.store.count("evaluations") == 20
     assert states(tracker.monitor) == before
     tracker.close()
 
 
 def test_a_newer_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    SqliteStore(tmp_path / "stats.db").close()
+    StatsStore(tmp_path / "stats.db").close()
     db = sqlite3.connect(tmp_path / "stats.db")
     db.execute("PRAGMA user_version = 99")
     db.close()
     with pytest.raises(StorageError, match="newer tracejudge"):
-        SqliteStore(tmp_path / "stats.db")
+        StatsStore(tmp_path / "stats.db")
 
 
 WRITER = """
@@ -99,9 +99,9 @@ import sys
 from pathlib import Path
 from tests.stats.test_monitor import stream
 from tests.stats.test_store import CONFIG
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 from tracejudge.stats.tracker import QualityTracker
-tracker = QualityTracker(SqliteStore(Path(sys.argv[1])), CONFIG, checkpoint_every=100)
+tracker = QualityTracker(StatsStore(Path(sys.argv[1])), CONFIG, checkpoint_every=100)
 evaluations = stream(100_000)
 for start in range(0, len(evaluations), 8):
     tracker.record(evaluations[start:start + 8])
@@ -119,7 +119,7 @@ def test_committed_evaluations_and_their_state_survive_kill_9(tmp_path: Path) ->
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     writer.stdout.close()
-    store = SqliteStore(path)
+    store = StatsStore(path)
     stored = [e for batch in store.evaluations() for e in batch]
     assert len(stored) > 800 and stored == stream(len(stored))
     recovered, _ = recover(store, CONFIG)
@@ -130,12 +130,12 @@ def test_committed_evaluations_and_their_state_survive_kill_9(tmp_path: Path) ->
 
 
 def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(tmp_path: Path) -> None:
-    tracker = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
+    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
     for start in range(0, 500, 16):
         tracker.record(CHANGE[start:start + 16])
     expected = states(tracker.monitor)
     store = tracker.store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, StatsStore)
     future = time.time() + 1  # everything stored is older than this
     day_ago, later = int(future * 1e9) - 10**9 * 86400, int(future * 1e9) + 10**9
     store.save_feedback([Feedback("ab" * 16, time_unix_nano=day_ago, comment="old").identified(),
@@ -148,6 +148,6 @@ def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(tm
     store.mark_delivered([a.alert_id for a in alerts])
     assert store.prune(future, limit=1000) == len(alerts)
     store.close()
-    reopened = QualityTracker(SqliteStore(tmp_path / "stats.db"), CONFIG)
+    reopened = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
     assert states(reopened.monitor) == expected
     reopened.close()

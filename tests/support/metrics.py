@@ -20,3 +20,8 @@ async def scraped(service: Service, name: str, **labels: str) -> float:
         text = await response.text()
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == name and labels.items() <= sample.labels.items())
+
+
+async def scraped_is(value: float, service: Service, name: str, **labels: str) -> bool:
+    """Whether `scraped` gives `value` (for `eventually`)."""
+    return await scraped(service, name, **labels) == value

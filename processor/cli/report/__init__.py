@@ -22,7 +22,8 @@ from tqdm import tqdm
 from tracejudge.judge.limits import utc_day
 from tracejudge.judge.queue import JudgeQueueReader
 from tracejudge.processor.cli.config_option import add_config_option
-from tracejudge.processor.processors.judge_queue.stores import queue_path, stats_stores
+from tracejudge.processor.component.errors import StoreMissing
+from tracejudge.processor.processors.judge_queue.stores import StageStores, stats_stores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.calibration import Calibration, calibrate
 from tracejudge.stats.config import StatsConfig
@@ -30,7 +31,7 @@ from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.records import Alert, Evaluation, SeriesKey
 from tracejudge.stats.replay import recover
 from tracejudge.stats.series import Series
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 if TYPE_CHECKING:  # matplotlib loads only for --html
     from tracejudge.processor.cli.report.plots import Image, StageCharts
@@ -117,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
         return _unwritable(e)
     since = time.time_ns() - int(args.since * 3600e9) if args.since else 0
     try:
-        reports = [read_stage(name, path, settings, since, charts=directory is not None)
-                   for name, path, settings in stores if path.exists()]
+        reports = [report for name, stage_stores, settings in stores
+                   if (report := read_stage(name, stage_stores, settings, since, directory is not None)) is not None]
     except OSError as e:
         print(f"tracejudge report: {e}", file=sys.stderr)
         return 1
@@ -143,9 +144,14 @@ def _unwritable(error: OSError) -> int:
     return 1
 
 
-def read_stage(stage: str, stats_db: Path, settings: StatsConfig, since_unix_nano: int, charts: bool) -> StageReport:
-    """One pass over the stage's stored evaluations (a progress bar on a terminal), and its alerts and spend."""
-    store = SqliteStore(stats_db)
+def read_stage(stage: str, stores: StageStores, settings: StatsConfig, since_unix_nano: int,
+               charts: bool) -> StageReport | None:
+    """One pass over the stage's stored evaluations (a progress bar on a terminal), and its alerts and spend; None
+    when nothing was ever stored."""
+    try:
+        store = StatsStore(stores.stats(read_only=True))
+    except StoreMissing:
+        return None
     try:
         stored = store.count("evaluations")
         monitor, _ = recover(store, settings)  # the current state, as `tracejudge series` shows it
@@ -159,19 +165,19 @@ def read_stage(stage: str, stats_db: Path, settings: StatsConfig, since_unix_nan
                 bar.update(len(batch))
     finally:
         store.close()
-    spend = read_spend(queue_path(stats_db),
-                       utc_day(since_unix_nano / 1e9) if since_unix_nano else "")
+    spend = read_spend(stores, utc_day(since_unix_nano / 1e9) if since_unix_nano else "")
     tables = (_series_table(reading.series, monitor, alerts), _alerts_table(alerts), calibration,
               _tier_table(reading.tiers), _spend_table(spend))
     return StageReport(stage, stored, sum(reading.tiers.values()), tables,
                        reading.charts(stage, alerts, spend) if charts else None)
 
 
-def read_spend(queue_db: Path, since_day: str) -> dict[str, dict[str, float]]:
+def read_spend(stores: StageStores, since_day: str) -> dict[str, dict[str, float]]:
     """day -> tier -> USD from the judge queue's spend ledger (none when it does not exist yet)."""
-    if not queue_db.exists():
+    try:
+        reader = JudgeQueueReader(stores.queue(read_only=True))
+    except StoreMissing:
         return {}
-    reader = JudgeQueueReader(queue_db)
     try:
         return reader.spend(since_day)
     finally:

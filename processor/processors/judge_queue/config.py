@@ -12,7 +12,7 @@ from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import Reference
 from tracejudge.processor.component.sqlite import Retention
-from tracejudge.processor.component.storage import storage_reference
+from tracejudge.processor.component.storage import database_reference
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.processors.judge_queue.feedback_trigger import FeedbackConfig
@@ -76,7 +76,7 @@ class RouteRule:
 
 @dataclass(frozen=True)
 class JudgeQueueStageConfig:
-    storage: str  # a file_storage extension: the judge queue is always on disk
+    storage: str  # a file_storage (SQLite files) or postgresql (shared by a fleet) extension: the queue is durable
     metrics: tuple[str, ...] = ("faithfulness", "relevancy")
     # Identifies the judge configuration: items are unique per span, metric and judge version, so changing it
     # judges the same spans again.
@@ -102,7 +102,7 @@ class JudgeQueueStageConfig:
     retention: Retention = field(default_factory=Retention)
 
     def references(self, path: str) -> list[Reference]:
-        return [storage_reference(self.storage, f"{path}.storage")]
+        return [database_reference(self.storage, f"{path}.storage")]
 
     def withheld(self, capability: str) -> str:
         """Feedback is stored with the statistics: without them this stage takes none."""

@@ -43,7 +43,7 @@ class DecisionRelay:
         pending = self._queue.pending_decisions(RELAY_BATCH)
         if pending:
             await self._decisions.write([record for _, record in pending])
-            self._queue.forget_decisions(pending[-1][0])
+            self._queue.forget_decisions([seq for seq, _ in pending])
         return len(pending)
 
     async def drain(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 
 from tracejudge.judge.queue import JudgeQueueStore, NewItem
@@ -66,7 +65,7 @@ class FeedbackDesk:
         (nothing of it is forwarded yet, so the client's retry does it all again)."""
         try:
             self.feedback(records)
-        except sqlite3.Error as e:
+        except StorageError as e:
             raise StorageError(f"the feedback in this request could not be stored ({e})") from e
 
     def trace_view(self, trace_id: str) -> tuple[list[Evaluation], list[Alert], list[Feedback]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from tracejudge.judge.tiers import build_judges
 from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
 from tracejudge.processor.component.errors import RetryableError, StorageError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
-from tracejudge.processor.component.storage import Storage
+from tracejudge.processor.component.storage import DatabaseStorage
 from tracejudge.processor.component.telemetry import SpanFaultMetrics
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
@@ -39,13 +38,13 @@ from tracejudge.processor.processors.judge_queue.metrics import JudgeQueueMetric
 from tracejudge.processor.processors.judge_queue.quality_metrics import QualityMetrics, QualitySeries
 from tracejudge.processor.processors.judge_queue.review_queue import ReviewQueue
 from tracejudge.processor.processors.judge_queue.stats_owner import StatsOwner
-from tracejudge.processor.processors.judge_queue.stores import stats_path
+from tracejudge.processor.processors.judge_queue.stores import StageStores
 from tracejudge.processor.processors.judge_queue.tier_health import TierHealth
 from tracejudge.processor.processors.judge_queue.trace_assembly import TraceAssembly
 from tracejudge.processor.processors.judge_queue.worker import JudgeWorker, set_budget_scale
 from tracejudge.stats.projection import QueryProjection
 from tracejudge.stats.records import Alert, Evaluation
-from tracejudge.stats.store import SqliteStore, Store
+from tracejudge.stats.store import StatsStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,8 @@ class JudgeQueueProcessor:
     def __init__(self, settings: CreateSettings, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  clock: Callable[[], float] = time.time) -> None:
         host = settings.host
-        storage: Storage = host.find("extensions", "storage", config.storage)
-        self._path = storage.path_for(settings.name)
+        storage: DatabaseStorage = host.find("extensions", "database", config.storage)
+        self._stores = StageStores(settings.name, storage)
         self._config = config
         self._next = next_consumer
         self._id = f"processors/{settings.name}"
@@ -119,10 +118,9 @@ class JudgeQueueProcessor:
             return
         try:
             staged = self._reserve(batch)
-        except sqlite3.Error as e:  # nothing of the batch went anywhere yet: the client's retry is clean
-            error = StorageError(f"the judge queue {self._path} cannot be written ({e})")
+        except StorageError as error:  # nothing of the batch went anywhere yet: the client's retry is clean
             self._status.set_degraded(self._id, str(error))
-            raise error from e
+            raise
         self._status.set_ok(self._id)
         try:
             await self._next.consume(batch)
@@ -131,7 +129,7 @@ class JudgeQueueProcessor:
             raise
         try:
             self._accepted(staged)
-        except sqlite3.Error:  # the exporters have the batch: refusing now would duplicate it on the retry
+        except StorageError:  # the exporters have the batch: refusing now would duplicate it on the retry
             log.exception("judge items of an accepted request could not be committed; they are not judged")
 
     def _cancel(self, items: list[NewItem], displaced: Sequence[int]) -> None:
@@ -140,7 +138,7 @@ class JudgeQueueProcessor:
         assert self._queue is not None
         try:
             self._queue.cancel(items, displaced)
-        except sqlite3.Error as e:
+        except StorageError as e:
             log.warning("judge queue: %d item(s) of a refused request stay reserved (%s)", len(items), e)
 
     def _reserve(self, batch: TraceBatch) -> _Staged:
@@ -199,12 +197,14 @@ class JudgeQueueProcessor:
                 log.exception("judge queue: retention failed; tried again in %g s", SWEEP_S)
 
     def _sweep(self) -> None:
-        """Expire kept spans, then what retention deletes (finished items, old statistics), in small steps for at
-        most SWEEP_BUDGET_S: it runs on the event loop. Judged elsewhere, the rate scale follows the spend."""
+        """Forget reservations never answered, expire kept spans, then what retention deletes (finished items, old
+        statistics), in small steps for at most SWEEP_BUDGET_S: it runs on the event loop. Judged elsewhere, the rate
+        scale follows the spend."""
         queue = self._queue
         assert queue is not None
         feedback, retention = self._config.feedback, self._config.retention
         stats_cutoff = self._clock() - self._config.stats.retention
+        queue.forget_reservations()
         steps: list[Callable[[], int]] = [
             lambda: queue.forget_kept(feedback.keep_unsampled, feedback.max_kept, SWEEP_ROWS),
             lambda: queue.prune(retention, SWEEP_ROWS)]
@@ -308,7 +308,7 @@ class JudgeQueueProcessor:
                 return web.json_response({"error": "; ".join(wrong)}, status=400)
             try:
                 self.desk.feedback([record])
-            except sqlite3.Error as e:
+            except StorageError as e:
                 return web.json_response({"error": f"the label could not be stored ({e}); try again"}, status=503)
             return web.Response(status=303, headers={"Location": "/review"})  # see the page, counted
 
@@ -322,14 +322,15 @@ class JudgeQueueProcessor:
         judging = bool(self._worker_process) or config.workers.processes == 0
         if judging:  # the embedded model takes a second or two to load: off the event loop, before the judges
             await asyncio.to_thread(self._load_models)
-        self._queue = JudgeQueue(self._path, config.queue, config.judge_version)
+        self._queue = JudgeQueue(self._stores.queue(), config.queue, config.judge_version,
+                                 intake=not self._worker_process)
         stats = config.stats
         if not self._worker_process:
             await self._start_intake()
         if judging:
             if stats.enabled:
                 projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
-                self._evaluations = EvaluationWriter(SqliteStore(stats_path(self._path)), config.judge_version,
+                self._evaluations = EvaluationWriter(StatsStore(self._stores.stats()), config.judge_version,
                                                      projection, self.owner.wake if self.owner else None)
             review = ReviewQueue(config.review, config.judge_version) if config.review.path else None
             self.worker = JudgeWorker(self._queue, build_judges(config.judges, self._queue), config.workers,
@@ -347,9 +348,9 @@ class JudgeQueueProcessor:
         assert self._queue is not None
         self._writer = ItemWriter(self._queue, self._metrics, self._config.queue.when_full)
         if self._config.stats.enabled:
-            path = stats_path(self._path)
-            self._store = store = SqliteStore(path)
-            self.owner = StatsOwner(lambda: SqliteStore(path), self._config.stats, self._next, self._quality)
+            self._store = store = StatsStore(self._stores.stats())
+            self.owner = StatsOwner(lambda: StatsStore(self._stores.stats()), self._config.stats, self._next,
+                                    self._quality)
             await self.owner.start()
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))

@@ -99,11 +99,19 @@ class StatsOwner:
         return QualityTracker(store, self._config)
 
     async def _round(self, tracker: QualityTracker) -> None:
-        def observe() -> tuple[list[Alert], list[Alert], dict[str, str]]:
+        def observe() -> tuple[list[Alert], list[Alert], dict[str, str]] | None:
+            if not tracker.store.try_own():  # lost the lock (its connection broke): another may own them now
+                tracker.store.close()
+                return None
             raised = tracker.catch_up()
             return raised, tracker.store.undelivered(), tracker.store.projects()
 
-        raised, undelivered, self._projects = await self._call(observe)
+        observed = await self._call(observe)
+        if observed is None:
+            log.warning("stats: this process no longer owns the statistics")
+            self._tracker = None
+            return
+        raised, undelivered, self._projects = observed
         for alert in raised:
             log.warning("alert [%s] %s (%s): %s", alert.cause, alert.series, alert.detector, alert.summary)
             if self._quality is not None:

@@ -1,45 +1,55 @@
 """Where a judge_queue processor keeps its stores, and how the CLI (series, alerts, calibration, replay, report,
-golden) finds them in a config without starting anything: judge_queue.db (the queue, cache and spend) and beside it
-judge_queue.stats.db (evaluations, alerts, feedback, the statistics' checkpoints)."""
+golden) finds them in a config without starting anything: the judge queue (with the verdict cache and the spend
+ledger) and the statistics (evaluations, alerts, feedback, the series' checkpoints), each a database of the
+stage's `storage:` — file_storage: judge_queue.db and judge_queue.stats.db; postgresql: schemas judge_queue and
+judge_queue_stats."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from tracejudge.judge import queue
+from tracejudge.processor.component.database import Database
+from tracejudge.processor.component.errors import StoreMissing
 from tracejudge.processor.component.factory import component_type
+from tracejudge.processor.component.storage import DatabaseStorage
+from tracejudge.stats import store
 from tracejudge.stats.config import StatsConfig
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 
-def stats_path(queue_path: str) -> Path:
-    """The statistics' database beside the judge queue's: judge_queue.db -> judge_queue.stats.db."""
-    return Path(queue_path).with_suffix(".stats.db")
+@dataclass(frozen=True)
+class StageStores:
+    stage: str  # the processor's name, e.g. judge_queue or judge_queue/rag
+    storage: DatabaseStorage
+
+    def queue(self, read_only: bool = False) -> Database:
+        return self.storage.database(self.stage, queue.MIGRATIONS, queue.WHAT, read_only)
+
+    def stats(self, read_only: bool = False) -> Database:
+        return self.storage.database(f"{self.stage}.stats", store.MIGRATIONS, store.WHAT, read_only)
 
 
-def queue_path(stats_db: Path) -> Path:
-    """The judge queue's database beside its statistics': judge_queue.stats.db -> judge_queue.db."""
-    return stats_db.with_name(stats_db.name.removesuffix(".stats.db") + ".db")
-
-
-def stats_stores(config: Any) -> Iterator[tuple[str, Path, StatsConfig]]:
-    """(stage name, stats database, stats settings) of every judge stage with statistics on, in a parsed Config."""
+def stats_stores(config: Any) -> Iterator[tuple[str, StageStores, StatsConfig]]:
+    """(stage name, its stores, stats settings) of every judge stage with statistics on, in a parsed Config."""
     for name, settings in config.processors.items():
         if component_type(name) != "judge_queue" or not settings.stats.enabled:
             continue
         storage = config.extensions.get(settings.storage)
-        if storage is not None:  # a config that parsed: its storage is a file_storage extension
-            yield name, stats_path(storage.path_for(name)), settings.stats
+        if storage is not None:  # a config that parsed: its storage is a file_storage or postgresql extension
+            yield name, StageStores(name, storage), settings.stats
 
 
-def opened_stats(config: Any) -> Iterator[tuple[str, SqliteStore, StatsConfig]]:
-    """Each judge stage's store that exists, closed after use."""
-    for name, path, settings in stats_stores(config):
-        if not path.exists():
-            continue
-        store = SqliteStore(path)
+def opened_stats(config: Any) -> Iterator[tuple[str, StatsStore, StatsConfig]]:
+    """Each judge stage's statistics that exist, read-only, closed after use."""
+    for name, stores, settings in stats_stores(config):
         try:
-            yield name, store, settings
+            opened = StatsStore(stores.stats(read_only=True))
+        except StoreMissing:
+            continue
+        try:
+            yield name, opened, settings
         finally:
-            store.close()
+            opened.close()

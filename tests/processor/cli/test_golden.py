@@ -12,7 +12,7 @@ from tests.stats.test_monitor import stream
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig, NewItem
 from tracejudge.processor import cli
 from tracejudge.processor.pdata.feedback import Feedback
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 CONTEXT = "The Eiffel Tower is 330 metres tall.\n\nIt stands in Paris."
 # (query, response, score, feedback); traces 0 and 1 ask the same thing (with different spacing)
@@ -53,7 +53,7 @@ service:
 def build_stores(data: Path) -> None:
     data.mkdir()
     queue = JudgeQueue(str(data / "judge_queue.db"), JudgeQueueConfig(), "1")
-    store = SqliteStore(data / "judge_queue.stats.db")
+    store = StatsStore(data / "judge_queue.stats.db")
     evaluations = stream(len(CASES))
     for e, (query, response, score, feedback) in zip(evaluations, CASES, strict=True):
         queue.enqueue([NewItem(e.span_id, e.trace_id, "faithfulness", {"query": query, "response": response})])

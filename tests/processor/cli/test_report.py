@@ -22,12 +22,11 @@ from tracejudge.judge.limits import utc_day
 from tracejudge.judge.queue import JudgeQueue, JudgeQueueConfig
 from tracejudge.processor import cli
 from tracejudge.processor.cli.report import read_stage
-from tracejudge.processor.extensions.file_storage import FileStorageConfig
 from tracejudge.processor.processors.judge_queue.stores import stats_stores
 from tracejudge.processor.service.config import load_config
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.records import MODEL_CHANGE, Alert, Evaluation, SeriesKey
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 from tracejudge.stats.tracker import QualityTracker
 
 STEP_S = 300  # between evaluations
@@ -104,17 +103,15 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     config_file = directory / "otel-config.yaml"
     config_file.write_text(config_text(directory / "data"))
     config = load_config(str(config_file))
-    ((stage, stats_db, settings),) = stats_stores(config)
+    ((_, stores, settings),) = stats_stores(config)
     now_s = time.time()
     evaluations = synthetic(now_s)
-    tracker = QualityTracker(SqliteStore(stats_db), settings, checkpoint_every=200)
+    tracker = QualityTracker(StatsStore(stores.stats()), settings, checkpoint_every=200)
     alerts = []
     for start in range(0, COUNT, 50):
         alerts += tracker.record(evaluations[start:start + 50])
     tracker.close()
-    storage = config.extensions["file_storage"]
-    assert isinstance(storage, FileStorageConfig)
-    queue = JudgeQueue(storage.path_for(stage), JudgeQueueConfig(), "1")
+    queue = JudgeQueue(stores.queue(), JudgeQueueConfig(), "1")
     spend: dict[tuple[str, str], float] = {}
     try:
         for e in evaluations:
@@ -251,8 +248,8 @@ def test_since_reports_only_the_last_hours(stored: Stored, capsys: pytest.Captur
 
 def test_the_cusum_chart_is_the_monitors_with_its_alarms_beyond_h(stored: Stored) -> None:
     config = load_config(str(stored.config))
-    ((stage, stats_db, settings),) = stats_stores(config)
-    charts = read_stage(stage, stats_db, settings, 0, charts=True).charts
+    ((stage, stores, settings),) = stats_stores(config)
+    charts = read_stage(stage, stores, settings, 0, charts=True).charts
     assert charts is not None and charts.limit == settings.cusum_h
     (trace,) = [t for t in charts.series if t.key == V1]
     downs = [t for t, direction in trace.alarms if direction == "down"]
@@ -314,7 +311,7 @@ def test_nothing_stored_yet_is_said_and_not_an_error(tmp_path: Path, capsys: pyt
     config_file.write_text(config_text(tmp_path / "data"))
     status, out, _ = report(capsys, "--config", str(config_file))
     assert status == 0 and "nothing judged yet" in out
-    SqliteStore(tmp_path / "data" / "judge_queue.stats.db").close()  # a store with no evaluations
+    StatsStore(tmp_path / "data" / "judge_queue.stats.db").close()  # a store with no evaluations
     status, out, _ = report(capsys, "--config", str(config_file), "--html", str(tmp_path / "out"))
     assert status == 0 and "nothing judged yet" in out and not (tmp_path / "out" / "index.html").exists()
 

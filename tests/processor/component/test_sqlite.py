@@ -18,7 +18,7 @@ from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.exporters.helper.sending_queue import DiskQueue
 from tracejudge.processor.service import decision_log
 from tracejudge.processor.service.decision_log import DecisionLog, read_decisions
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 MIGRATIONS = ("CREATE TABLE a (x INTEGER)", "CREATE TABLE b (y TEXT);\nINSERT INTO b VALUES ('two statements')")
 
@@ -60,7 +60,7 @@ async def _decision_log(path: Path) -> None:
 OPENERS: dict[str, Callable[[Path], Any]] = {
     "judge queue": lambda path: JudgeQueue(str(path), JudgeQueueConfig(), "1").close(),
     "sending queue": lambda path: DiskQueue(str(path), 10, "requests"),
-    "statistics store": lambda path: SqliteStore(path).close(),
+    "statistics store": lambda path: StatsStore(path).close(),
     "decision log": lambda path: open_database(path, decision_log.MIGRATIONS, "the decision log").close(),
 }
 

@@ -198,7 +198,7 @@ def test_dollar_dollar_is_a_literal_dollar() -> None:
     ("num_consumers: 2", "storage: nowhere", "exporters.otlp/jaeger.sending_queue.storage: 'nowhere' must be a "
      "file_storage extension"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: health_check\n  llm_extract:\n",
-     "processors.judge_queue.storage: 'health_check' must be a file_storage extension"),
+     "processors.judge_queue.storage: 'health_check' must be a file_storage or postgresql extension"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    judges: {heavy: {judge: openai}}\n  llm_extract:\n",
      "processors.judge_queue.judges.heavy.server: required with judge: openai"),
     ("  llm_extract:\n", "  judge_queue:\n    storage: s\n    metrics: [toxicity]\n  llm_extract:\n",

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.support.metrics import metric, scraped
+from tests.support.metrics import metric, scraped, scraped_is
 from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.otlp_capture import CaptureServer
 from tests.support.pipeline import grpc_target, running
@@ -231,10 +231,10 @@ async def test_an_auth_error_pauses_the_heavy_tier_until_resumed_over_http_and_n
                                 metrics_address="127.0.0.1:0", processes=processes)
         async with running(config) as service, grpc.aio.insecure_channel(grpc_target(service)) as channel:
             await channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
-            await eventually(lambda: scraped(service, "tracejudge_judge_tier_paused", tier="heavy") == 1,
+            await eventually(lambda: scraped_is(1, service, "tracejudge_judge_tier_paused", tier="heavy"),
                              what="the heavy tier paused")
             calls = len(heavy.requests)
-            await eventually(lambda: scraped(service, "tracejudge_judge_queue_waiting") == 2, what="items waiting")
+            await eventually(lambda: scraped_is(2, service, "tracejudge_judge_queue_waiting"), what="items waiting")
             assert evaluation_spans(downstream) == [] and len(heavy.requests) == calls  # retried, not sent
 
             async def waiting() -> bool:

@@ -17,7 +17,7 @@ from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.processors.judge_queue.evaluation_writer import EvaluationWriter
 from tracejudge.processor.processors.judge_queue.stats_owner import StatsOwner
 from tracejudge.stats.config import StatsConfig
-from tracejudge.stats.store import SqliteStore
+from tracejudge.stats.store import StatsStore
 
 
 class FlakyExporters:
@@ -50,7 +50,7 @@ def alert_spans(exporters: FlakyExporters) -> list[str]:
 
 
 def writer(path: Path) -> EvaluationWriter:
-    return EvaluationWriter(SqliteStore(path), "1")
+    return EvaluationWriter(StatsStore(path), "1")
 
 
 async def caught_up(owner: StatsOwner) -> None:
@@ -60,7 +60,7 @@ async def caught_up(owner: StatsOwner) -> None:
 async def test_refused_alert_spans_go_out_with_the_next_round(tmp_path: Path) -> None:
     exporters = FlakyExporters(refusals=1)
     path = tmp_path / "stats.db"
-    owner = StatsOwner(lambda: SqliteStore(path), StatsConfig(warmup=50), exporters)
+    owner = StatsOwner(lambda: StatsStore(path), StatsConfig(warmup=50), exporters)
     await owner.start()
     workers = [writer(path), writer(path)]  # as two worker processes: each its own connection
     await workers[0].record([judged(i, 0.2 if i % 10 == 0 else 0.9, "fp_a") for i in range(60)])
@@ -75,7 +75,7 @@ async def test_refused_alert_spans_go_out_with_the_next_round(tmp_path: Path) ->
     await caught_up(owner)
     assert alert_spans(exporters) == ["tracejudge.alert"]  # and only once
     await owner.shutdown()
-    store = SqliteStore(path)
+    store = StatsStore(path)
     assert [a.cause for a in store.alerts()] == ["model_change"] and store.count("evaluations") == 121
     store.close()
     for w in workers:
@@ -84,7 +84,7 @@ async def test_refused_alert_spans_go_out_with_the_next_round(tmp_path: Path) ->
 
 async def test_one_owner_at_a_time_and_a_standby_takes_over_from_the_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "stats.db"
-    first, second = (StatsOwner(lambda: SqliteStore(path), StatsConfig(warmup=50), FlakyExporters(0))
+    first, second = (StatsOwner(lambda: StatsStore(path), StatsConfig(warmup=50), FlakyExporters(0))
                      for _ in range(2))
     await first.start()
     await second.start()
