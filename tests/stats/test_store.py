@@ -1,5 +1,6 @@
-"""The SQLite store behind the tracker: evaluations stored once, one transaction per batch, state checkpointed and
-recovered exactly (also after kill -9), and replay that gives the same alerts byte for byte."""
+"""The store behind the tracker, on both engines (the `open_database` fixture) where nothing is SQLite's own:
+evaluations stored once, one transaction per batch, state checkpointed and recovered exactly (also after kill -9),
+and replay that gives the same alerts byte for byte."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from typing import Any
 import pytest
 
 from tests.stats.test_monitor import stream
+from tests.support.postgres import OpenDatabase
 from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.pdata.feedback import Feedback
 from tracejudge.stats.config import StatsConfig
 from tracejudge.stats.monitor import QualityMonitor
 from tracejudge.stats.replay import recover, replay
-from tracejudge.stats.store import StatsStore
+from tracejudge.stats.store import MIGRATIONS, WHAT, StatsStore
 from tracejudge.stats.tracker import QualityTracker
 
 CONFIG = StatsConfig(cooldown=0)
@@ -33,8 +35,8 @@ def states(monitor: QualityMonitor) -> dict[Any, Any]:
     return {key: json.loads(json.dumps(series.state())) for key, series in monitor.series.items()}
 
 
-def test_evaluations_are_stored_once_and_the_state_comes_back(tmp_path: Path) -> None:
-    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=100)
+def test_evaluations_are_stored_once_and_the_state_comes_back(open_database: OpenDatabase) -> None:
+    tracker = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG, checkpoint_every=100)
     alerts = []
     for start in range(0, 500, 16):
         alerts += tracker.record(CHANGE[start:start + 16])
@@ -46,39 +48,39 @@ def test_evaluations_are_stored_once_and_the_state_comes_back(tmp_path: Path) ->
     assert alerts[0] in store.alerts(trace_id=linked)
     expected = states(tracker.monitor)
     tracker.close()
-    reopened = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
+    reopened = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG)
     assert states(reopened.monitor) == expected
     assert [e for batch in reopened.store.evaluations(batch=64) for e in batch] == CHANGE
     reopened.close()
 
 
-def test_without_a_final_checkpoint_the_state_is_recovered_from_the_evaluations(tmp_path: Path) -> None:
-    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
+def test_without_a_final_checkpoint_the_state_is_recovered_from_the_evaluations(open_database: OpenDatabase) -> None:
+    tracker = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG, checkpoint_every=128)
     for start in range(0, 500, 16):
         tracker.record(CHANGE[start:start + 16])
     expected = states(tracker.monitor)
     tracker.store.close()  # as if killed: the last 116 evaluations are after the checkpoint
-    store = StatsStore(tmp_path / "stats.db")
+    store = StatsStore(open_database(MIGRATIONS, "stats", WHAT))
     assert store.series_states()[1] == 384
     monitor, seq = recover(store, CONFIG)
     assert states(monitor) == expected and seq == 500
     store.close()
 
 
-def test_replay_gives_the_same_alerts_byte_for_byte(tmp_path: Path) -> None:
-    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
+def test_replay_gives_the_same_alerts_byte_for_byte(open_database: OpenDatabase) -> None:
+    tracker = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG)
     alerts = tracker.record(stream(300) + stream(300, start=300, good=0.6, prompt="v2", seed=1))
     first = [a.to_json() for a in replay(tracker.store, CONFIG)]
     assert first == [a.to_json() for a in alerts] == [a.to_json() for a in replay(tracker.store, CONFIG)]
     tracker.close()
 
 
-def test_a_failed_save_leaves_nothing_half_written_and_the_state_unchanged(tmp_path: Path) -> None:
-    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
+def test_a_failed_save_leaves_nothing_half_written_and_the_state_unchanged(open_database: OpenDatabase) -> None:
+    tracker = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG)
     tracker.record(CHANGE[:20])
     before = states(tracker.monitor)
     broken = [*CHANGE[20:30], dataclasses.replace(CHANGE[30], metric=None)]  # type: ignore[arg-type]
-    with pytest.raises(StorageError, match="NOT NULL"):
+    with pytest.raises(StorageError, match=r"(?i)not[ -]null"):
         tracker.record(broken)
     assert isinstance(tracker.store, StatsStore) and tracker.store.count("evaluations") == 20
     assert states(tracker.monitor) == before
@@ -98,8 +100,9 @@ WRITER = """
 import sys
 from pathlib import Path
 from tests.stats.test_monitor import stream
+from tests.support.postgres import OpenDatabase
 from tests.stats.test_store import CONFIG
-from tracejudge.stats.store import StatsStore
+from tracejudge.stats.store import MIGRATIONS, WHAT, StatsStore
 from tracejudge.stats.tracker import QualityTracker
 tracker = QualityTracker(StatsStore(Path(sys.argv[1])), CONFIG, checkpoint_every=100)
 evaluations = stream(100_000)
@@ -129,8 +132,8 @@ def test_committed_evaluations_and_their_state_survive_kill_9(tmp_path: Path) ->
     store.close()
 
 
-def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(tmp_path: Path) -> None:
-    tracker = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG, checkpoint_every=128)
+def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(open_database: OpenDatabase) -> None:
+    tracker = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG, checkpoint_every=128)
     for start in range(0, 500, 16):
         tracker.record(CHANGE[start:start + 16])
     expected = states(tracker.monitor)
@@ -148,6 +151,6 @@ def test_retention_keeps_what_no_checkpoint_holds_and_the_series_lose_nothing(tm
     store.mark_delivered([a.alert_id for a in alerts])
     assert store.prune(future, limit=1000) == len(alerts)
     store.close()
-    reopened = QualityTracker(StatsStore(tmp_path / "stats.db"), CONFIG)
+    reopened = QualityTracker(StatsStore(open_database(MIGRATIONS, "stats", WHAT)), CONFIG)
     assert states(reopened.monitor) == expected
     reopened.close()

@@ -8,13 +8,17 @@ import json
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejudge.processor.component.decisions import SAMPLED_OUT
+from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.component.host import CreateSettings
+from tracejudge.processor.component.storage import DatabaseStorage
 from tracejudge.processor.component.telemetry import count_each
 from tracejudge.processor.consumer import TracesConsumer
 from tracejudge.processor.pdata.batch import TraceBatch
 from tracejudge.processor.pdata.llm_span import span_decision
 from tracejudge.processor.pdata.sample import Sample
+from tracejudge.processor.processors.sampler import versions
 from tracejudge.processor.processors.sampler.sampling import Sampler, SamplerConfig
+from tracejudge.processor.processors.sampler.versions import PromptVersions
 
 
 class SamplerMetrics:
@@ -31,7 +35,12 @@ class LlmSamplerProcessor:
 
     def __init__(self, settings: CreateSettings, config: SamplerConfig, next_consumer: TracesConsumer) -> None:
         host = settings.host
-        self._sampler = Sampler(config, scale=host.sampling_scale)
+        self._storage: DatabaseStorage | None = host.find("extensions", "database", config.storage) \
+            if config.storage else None
+        self._versions: PromptVersions | None = None
+        self._id = f"processors/{settings.name}"
+        self._status = host.status
+        self._sampler = Sampler(config, scale=host.sampling_scale, first_seen=self._first_seen)
         self._next = next_consumer
         self._counted = host.telemetry.metrics(SamplerMetrics).decisions
         self._decisions = host.decisions
@@ -52,8 +61,24 @@ class LlmSamplerProcessor:
                                    for s in decided))
         self._decisions.record(records)
 
+    def _first_seen(self, service: str, prompt_version: str, now: float) -> float:
+        """The shared first sighting; if the store fails, this instance's (forwarding never waits on it)."""
+        if self._versions is None:
+            return now
+        try:
+            first = self._versions.first_seen(service, prompt_version, now)
+        except StorageError as e:
+            self._status.set_degraded(self._id, f"prompt versions' first sightings cannot be shared ({e}); this "
+                                                "instance's are used")
+            return now
+        self._status.set_ok(self._id)
+        return first
+
     async def start(self) -> None:
-        return None
+        if self._storage is not None:
+            self._versions = PromptVersions(self._storage.database("sampler", versions.MIGRATIONS, versions.WHAT))
 
     async def shutdown(self) -> None:
-        return None
+        if self._versions is not None:
+            self._versions.close()
+            self._versions = None

@@ -18,7 +18,9 @@ from typing import Literal
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.factory import Reference
 from tracejudge.processor.component.host import RateScale
+from tracejudge.processor.component.storage import database_reference
 from tracejudge.processor.pdata.evaluation import EvaluationResult
 from tracejudge.processor.pdata.llm_span import LlmSpan
 from tracejudge.processor.pdata.sample import SamplingDecision
@@ -26,6 +28,8 @@ from tracejudge.processor.pdata.sample import SamplingDecision
 UNIFORM = "uniform"
 # How many prompt versions the "new prompt version" rule remembers (least recently seen are forgotten).
 MAX_TRACKED_VERSIONS = 10_000
+# (service, prompt version, now) → when that version was first seen, wherever that is kept
+FirstSeen = Callable[[str, str, float], float]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class SamplerConfig:
     rate: float = 0.05  # the uniform floor
     strata: StrataConfig | None = None
     rules: tuple[SamplingRule, ...] = ()
+    # a file_storage or postgresql extension where first sightings of prompt versions are kept: with several
+    # instances on one postgresql, the new-prompt-version rule decides alike on all of them ("": in memory)
+    storage: str = ""
+
+    def references(self, path: str) -> list[Reference]:
+        return [database_reference(self.storage, f"{path}.storage")] if self.storage else []
 
     def validate(self, path: str) -> None:
         if not 0 <= self.rate <= 1:
@@ -87,8 +97,9 @@ class SamplerConfig:
 
 class Sampler:
     def __init__(self, config: SamplerConfig, clock: Callable[[], float] = time.time,
-                 scale: RateScale | None = None) -> None:
+                 scale: RateScale | None = None, first_seen: FirstSeen | None = None) -> None:
         self._config = config
+        self._first_seen = first_seen
         self._scale = scale if scale is not None else RateScale()
         self._seed = config.seed.to_bytes(8, "big", signed=True)
         self._clock = clock
@@ -121,7 +132,11 @@ class Sampler:
         """How long ago, and how many spans ago, this span's prompt version was first seen (this one counted)."""
         key = (span.service, span.prompt_version)
         now = self._clock()
-        first_seen, count = self._versions.pop(key, (now, 0))
+        if key in self._versions:
+            first_seen, count = self._versions.pop(key)
+        else:  # shared, the first sighting of any instance; else this one's
+            first_seen = self._first_seen(*key, now) if self._first_seen is not None else now
+            count = 0
         self._versions[key] = (first_seen, count + 1)
         if len(self._versions) > MAX_TRACKED_VERSIONS:
             self._versions.popitem(last=False)

@@ -1,4 +1,4 @@
-"""Decision records: written in the background, read back per trace, never silently lost."""
+"""Decision records: written in the background, read back per trace (on both engines), never silently lost."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import OpenDatabase
 from tests.support.waiting import eventually
+from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.decisions import EXTRACTED, NO_CONTENT, Decision
 from tracejudge.processor.component.sqlite import Retention
 from tracejudge.processor.component.telemetry import Telemetry
 from tracejudge.processor.pdata.llm_span import LlmSpan, Message, extraction_decision
-from tracejudge.processor.service.decision_log import DecisionLog, read_decisions
+from tracejudge.processor.service.decision_log import MIGRATIONS, WHAT, DecisionLog, read_decisions
 
 
 def llm_span(span_id: str, content: bool, trace_id: str = "ab" * 16) -> LlmSpan:
@@ -27,8 +29,10 @@ def extracted(spans: list[LlmSpan]) -> list[Decision]:
     return [extraction_decision(span) for span in spans]
 
 
-async def test_records_are_readable_per_trace_and_survive_a_restart(tmp_path: Path) -> None:
-    path = str(tmp_path / "decisions.db")
+async def test_records_are_readable_per_trace_and_survive_a_restart(open_database: OpenDatabase) -> None:
+    def path() -> Database:  # each log opens its database on its own thread
+        return open_database(MIGRATIONS, "decisions", WHAT)
+
     log = DecisionLog(path, Telemetry())
     await log.start()
     log.record(extracted([llm_span("01" * 8, True), llm_span("02" * 8, False), llm_span("03" * 8, True, "cd" * 16)]))
