@@ -11,13 +11,16 @@ PHOENIX_VERSION ?= 20.26.1
 GO      ?= go
 JAEGER  := build/jaeger
 OTELCOL := build/otelcol
-# Debian's packages the tests need: Prometheus (a user's metrics backend, scraping /metrics) and Chromium with its
-# driver (the review page); installed once, with sudo when not root.
+# the Collector in front of a fleet (the contrib loadbalancing exporter), at the release the module proxy serves it
+OTELCOL_LB := build/otelcol-lb
+# Debian's packages the tests need: Prometheus (a user's metrics backend, scraping /metrics), Chromium with its
+# driver (the review page) and PostgreSQL (the shared store of a fleet; the tests start their own server as the
+# postgres user); installed once, with sudo when not root.
 PROMETHEUS := /usr/bin/prometheus
-DEBIAN_PACKAGES := prometheus chromium chromium-driver
+DEBIAN_PACKAGES := prometheus chromium chromium-driver postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: debian-packages serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol phoenix-venv llama-venv test-llama train-judge clean
+.PHONY: debian-packages serve demo proto test lint typecheck bench bench-lodo fuzz jaeger otelcol otelcol-lb phoenix-venv llama-venv test-llama train-judge clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,14 +94,14 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 train-judge: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)
 
-test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) debian-packages typecheck
+test: $(VENV)/.installed-dev $(PHOENIX_VENV)/.installed $(JAEGER) $(OTELCOL_LB) debian-packages typecheck
 	$(VENV)/bin/ruff check .
 	TRACEJUDGE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python TRACEJUDGE_JAEGER=$(JAEGER) \
-		TRACEJUDGE_PROMETHEUS=$(PROMETHEUS) $(PY) -m pytest -q
+		TRACEJUDGE_OTELCOL_LB=$(OTELCOL_LB) TRACEJUDGE_PROMETHEUS=$(PROMETHEUS) $(PY) -m pytest -q
 
 debian-packages:
 	@if ! command -v prometheus >/dev/null || ! command -v chromium >/dev/null || ! command -v chromedriver \
-			>/dev/null; then \
+			>/dev/null || ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 		command -v apt-get >/dev/null || { echo "install $(DEBIAN_PACKAGES) (or their equivalents)"; exit 1; }; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $(DEBIAN_PACKAGES); \
@@ -111,6 +114,10 @@ $(JAEGER): deploy/jaeger/go.mod deploy/jaeger/go.sum
 otelcol: $(OTELCOL)
 $(OTELCOL): deploy/otelcol/go.mod deploy/otelcol/go.sum deploy/otelcol/main.go
 	cd deploy/otelcol && $(GO) build -buildvcs=false -o ../../$(OTELCOL) .
+
+otelcol-lb: $(OTELCOL_LB)
+$(OTELCOL_LB): deploy/otelcol-lb/go.mod deploy/otelcol-lb/go.sum deploy/otelcol-lb/main.go
+	cd deploy/otelcol-lb && $(GO) build -buildvcs=false -o ../../$(OTELCOL_LB) .
 
 lint: $(VENV)/.installed-dev typecheck
 	$(VENV)/bin/ruff check .

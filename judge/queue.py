@@ -66,6 +66,8 @@ MIGRATIONS = (
         metric TEXT NOT NULL, detail TEXT NOT NULL)""",
     # retention takes judged (and dropped) items oldest first
     "CREATE INDEX items_done ON items (done_unix_s) WHERE done_unix_s IS NOT NULL",
+    # a shared queue keeps every trace's documents a while, for LLM spans another instance may receive
+    "ALTER TABLE documents ADD COLUMN stored_unix_s REAL NOT NULL DEFAULT 0",
 )
 
 # The ids a lease takes, from the two covering indexes above (tests check SQLite's plan reads no table row);
@@ -152,7 +154,7 @@ class WorkQueue(Protocol):
 
     def documents(self, trace_ids: Iterable[str]) -> dict[str, list[Document]]: ...
 
-    def forget_documents(self) -> None: ...
+    def forget_documents(self, older_than_s: float = 0.0) -> None: ...
 
 
 class JudgeQueueStore(WorkQueue, Protocol):
@@ -343,8 +345,8 @@ class JudgeQueue:
     @staticmethod
     def _insert_context(tx: Transaction, documents: Sequence[Document], kept: Sequence[KeptSpan],
                         now: float) -> None:
-        tx.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                       [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content) for d in documents])
+        tx.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       [(d.trace_id, d.span_id, d.position, d.start_unix_nano, d.content, now) for d in documents])
         tx.executemany("INSERT INTO kept VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                        [(k.span_id, k.trace_id, json.dumps(k.body), now) for k in kept])
 
@@ -386,12 +388,13 @@ class JudgeQueue:
             found.setdefault(row[0], []).append(Document(*row))
         return found
 
-    def forget_documents(self) -> None:
-        """Drop the documents of traces with nothing left to judge and no kept span."""
+    def forget_documents(self, older_than_s: float = 0.0) -> None:
+        """Drop the documents of traces with nothing left to judge and no kept span, stored more than
+        `older_than_s` ago (a shared queue keeps them for LLM spans still on their way to another instance)."""
         with self._db.write() as tx:
-            tx.execute("DELETE FROM documents WHERE trace_id NOT IN "
+            tx.execute("DELETE FROM documents WHERE stored_unix_s <= ? AND trace_id NOT IN "
                        "(SELECT trace_id FROM items WHERE state IN ('queued', 'leased')) "
-                       "AND trace_id NOT IN (SELECT trace_id FROM kept)")
+                       "AND trace_id NOT IN (SELECT trace_id FROM kept)", (self._clock() - older_than_s,))
 
     def lease(self, limit: int, lease_s: float) -> list[JudgeItem]:
         """Up to `limit` ready items nobody holds (never leased, or their lease ran out), held for `lease_s`."""

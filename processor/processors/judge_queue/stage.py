@@ -103,7 +103,8 @@ class JudgeQueueProcessor:
         self._evaluations: EvaluationWriter | None = None
         self._budget_gates: dict[str, TierGate] = {}  # read-only, for the rate scale when judging elsewhere
         self.desk: FeedbackDesk | None = None
-        self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces)
+        self._assembly = TraceAssembly(config.decision_wait, config.max_decision_wait, config.max_buffered_traces,
+                                       shared=storage.shared)
         self._trigger = FeedbackTrigger(config.feedback, clock)
         self._relay: DecisionRelay | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -336,7 +337,8 @@ class JudgeQueueProcessor:
             self.worker = JudgeWorker(self._queue, build_judges(config.judges, self._queue), config.workers,
                                       self._next, self._metrics, None if self._worker_process else self._scale,
                                       config.judge_version, self._evaluations, review,
-                                      TierHealth(self._status, self._id), self._quality)
+                                      TierHealth(self._status, self._id), self._quality,
+                                      documents_kept_s=2 * config.max_decision_wait)
             await self.worker.start()
         else:  # worker processes judge: the sampler's rate scale follows the spend they record
             self._budget_gates = {tier: TierGate(tier, tier_config.limits, self._queue)

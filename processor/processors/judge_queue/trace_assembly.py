@@ -6,6 +6,10 @@ span of it has arrived for `decision_wait`; a trace whose root never shows is ju
 Items wait in the durable judge queue (`ready_unix_s`), not in memory. What is in memory is bounded: root sightings
 and documents of traces that have nothing queued yet (a retriever span often arrives before its LLM span), each
 kept for at most `max_traces` traces, least recently seen forgotten first.
+
+With a `shared` queue (several instances, any span at any of them) every retriever span's documents are committed
+at once, so that an LLM span another instance receives finds them; root sightings stay per instance, so an item
+whose root span reached another instance waits `max_decision_wait`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ class Arrival:
 
 
 class TraceAssembly:
-    def __init__(self, decision_wait_s: float, max_decision_wait_s: float, max_traces: int = 100_000) -> None:
+    def __init__(self, decision_wait_s: float, max_decision_wait_s: float, max_traces: int = 100_000,
+                 shared: bool = False) -> None:
+        self._shared = shared
         self._wait_s = decision_wait_s
         self._max_wait_s = max_decision_wait_s
         self._max_traces = max_traces
@@ -67,11 +73,13 @@ class TraceAssembly:
         for retrieval in batch.retrievals:
             _remember(self._documents, retrieval.trace_id, [*self._documents.get(retrieval.trace_id, []), retrieval],
                       self._max_traces)
+        shared = {r.trace_id for r in batch.retrievals} if self._shared else set()
         sampled = set(sampled_traces)
         for trace in sampled:
             self._waiting.setdefault(trace, now)
         documents: list[Document] = []
-        for trace in {*sampled, *kept_traces, *(r.trace_id for r in batch.retrievals if r.trace_id in self._waiting)}:
+        for trace in {*sampled, *kept_traces, *shared,
+                      *(r.trace_id for r in batch.retrievals if r.trace_id in self._waiting)}:
             for retrieval in self._documents.pop(trace, []):
                 documents += [Document(trace, retrieval.span_id, position, retrieval.start_unix_nano, content)
                               for position, content in enumerate(retrieval.documents)]

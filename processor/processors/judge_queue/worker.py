@@ -54,8 +54,10 @@ class JudgeWorker:
     def __init__(self, queue: WorkQueue, judges: Judges, config: WorkerConfig, emit: TracesConsumer,
                  metrics: JudgeQueueMetrics, scale: RateScale | None, judge_version: str,
                  stats: EvaluationWriter | None = None, review: ReviewQueue | None = None,
-                 health: TierHealth | None = None, quality: QualitySeries | None = None) -> None:
+                 health: TierHealth | None = None, quality: QualitySeries | None = None,
+                 documents_kept_s: float = 0.0) -> None:
         self._queue = queue
+        self._documents_kept_s = documents_kept_s  # documents of traces with nothing queued, kept at least this long
         self._quality = quality
         self._health = health
         self._judges = judges
@@ -165,7 +167,7 @@ class JudgeWorker:
         self._queue.complete((item.key for item, _ in final), contexts, self._records(final, sources))
         self._rounds += 1
         if self._rounds % 100 == 0:
-            self._queue.forget_documents()
+            self._queue.forget_documents(self._documents_kept_s)
 
     def _retry_transient(self, results: list[tuple[JudgeItem, CascadeVerdict]]
                          ) -> list[tuple[JudgeItem, CascadeVerdict]]:
