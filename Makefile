@@ -137,12 +137,14 @@ fuzz: $(VENV)/.installed-dev
 	$(PY) -m bench.hostile
 	$(PY) -m bench.crash --kills 35 --interval-s 4
 
-bench: $(VENV)/.installed-dev $(OTELCOL)
+bench: $(VENV)/.installed-dev $(OTELCOL) $(OTELCOL_LB) debian-packages
 	$(PY) -m bench.startup
 	$(PY) -m bench.forwarding
 	$(PY) -m bench.receive_path
 	$(PY) -m bench.checks
 	$(PY) -m bench.judging
+	$(PY) -m bench.stores
+	$(PY) -m bench.fleet
 	$(PY) -m bench.judge_quality
 	$(PY) -m bench.stats
 	$(MAKE) bench-lodo

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the pipelines of a config until interrupted"),
     "worker": ("worker", "judge workers alone (no receivers), for scaling judging apart from receiving"),
+    "migrate-store": ("migrate_store", "copy a file_storage deployment's shared state (judge queue, statistics, "
+                                       "decision records) into PostgreSQL, for a fleet"),
     "validate": ("validate", "check a config and report every problem, without starting anything"),
     "judge": ("judge", "judge records of a JSONL file (id, query, context, response)"),
     "explain": ("explain", "print what happened to each LLM span of a trace, with its scores"),

@@ -36,7 +36,10 @@ def binaries() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """`durable`: PostgreSQL's own defaults (each commit synced); else, for tests, nothing is synced."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self._durable = durable
         bin_dir = binaries()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
@@ -58,8 +61,9 @@ class PostgresServer:
             shutil.chown(self._dir, "postgres")
         data = self._dir / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8")
-        options = (f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self._durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self._dir / "server.log"), "-w", "start")
 
     def dsn(self, database: str = "postgres") -> str:
