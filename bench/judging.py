@@ -127,6 +127,7 @@ async def _drain_with_workers(directory: Path, items: int, base_url: str, proces
     """Items per second `processes` running `tracejudge worker`s judge, from the moment the items are committed."""
     config = directory / "otel-config.yaml"
     config.write_text(_worker_config(directory / "data", base_url, downstream_port))
+    (directory / "data").mkdir()
     queue = JudgeQueue(str(directory / "data" / "judge_queue.db"), JudgeQueueConfig(max_items=items), "1")
     workers = [await Child.start(f"worker{i + 1}", [str(TRACEJUDGE), "worker", "--config", str(config), "--name",
                                                    f"worker{i + 1}"]) for i in range(processes)]

@@ -34,7 +34,7 @@ from tracejudge.processor.transport.status import refusal_for
 
 log = logging.getLogger(__name__)
 
-WORKER_NEEDS = frozenset({"storage", "authenticator"})  # the extensions a judge worker process builds
+WORKER_NEEDS = frozenset({"storage", "database", "authenticator"})  # what a judge worker process builds
 
 
 def decisions_database(config: Config, read_only: bool = False) -> Database | None:

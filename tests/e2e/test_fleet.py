@@ -1,10 +1,10 @@
 """A fleet, end to end: PostgreSQL, three `tracejudge serve` instances sharing it, and the OpenTelemetry Collector
 in front (its loadbalancing exporter routing by trace id). An app instrumented with the official OpenAI
 instrumentation sends steady traffic through the Collector, then its provider silently changes model; one
-instance is killed with kill -9 mid-run and started again. Beside that, a trace is split by hand (its retriever
-span to one instance, its LLM span to another) and feedback on it is posted to the third. Then: one committed
-verdict per sampled (span, metric), one model_change alert for the fleet, every span forwarded, the shared daily
-budget held, the cross-instance context and the feedback joined.
+instance is killed with kill -9 mid-run and started again; one judges in a worker process of its own. Beside
+that, a trace is split by hand (its retriever span to one instance, its LLM span to another) and feedback on it is
+posted to the third. Then: one committed verdict per sampled (span, metric), one model_change alert for the
+fleet, every span forwarded, the shared daily budget held, the cross-instance context and the feedback joined.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ processors:
     metrics: [faithfulness, relevancy]
     decision_wait: 0s
     max_decision_wait: 0s
-    workers: {{processes: 0, count: 1, poll_interval: 50ms, lease: 3s, retry_backoff: 200ms}}
+    workers: {{processes: {1 if index == 0 else 0}, count: 1, poll_interval: 50ms, lease: 3s, retry_backoff: 200ms}}
     judges:
       local:
         judge: openai

@@ -25,7 +25,7 @@ class TierHealth:
         answered: set[str] = set()
         for result in results:
             verdict = result.verdict
-            if result.degraded:  # the heavy tier failed, the local verdict stands
+            if result.degraded and result.degraded not in NOT_TIER_FAULTS:  # the heavy tier failed
                 failing.setdefault("heavy", f"{result.degraded} (the local verdict was kept)")
             if verdict.error_type and verdict.error_type not in NOT_TIER_FAULTS:
                 failing.setdefault(verdict.tier or "?", f"{verdict.error_type}: {verdict.explanation[:200]}")
