@@ -58,7 +58,7 @@ extensions:
 service:
   extensions: [file_storage, postgresql]
   decisions: {{storage: postgresql}}
-  telemetry: {{metrics: {{address: ""}}, logs: {{level: warn}}}}
+  telemetry: {{metrics: {{address: ""}}}}
   pipelines:
     traces: {{receivers: [otlp], processors: [llm_extract, llm_checks, sampler, judge_queue], exporters: [otlp]}}
 """

@@ -99,6 +99,8 @@ def _worker_config(data: Path, base_url: str, downstream_port: int) -> str:
 receivers:
   otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:0}}}}}}
 processors:
+  llm_extract:
+  sampler:
   judge_queue:
     storage: file_storage
     stats: {{enabled: false}}
@@ -118,7 +120,7 @@ service:
   extensions: [file_storage]
   telemetry: {{metrics: {{address: ""}}, logs: {{level: warn}}}}
   pipelines:
-    traces: {{receivers: [otlp], processors: [judge_queue], exporters: [otlp]}}
+    traces: {{receivers: [otlp], processors: [llm_extract, sampler, judge_queue], exporters: [otlp]}}
 """
 
 

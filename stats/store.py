@@ -100,6 +100,14 @@ class Store(Protocol):
         """The sequence number of the last stored evaluation (0: none)."""
         ...
 
+    def mark_observed(self, seq: int) -> None:
+        """The owner has observed every evaluation up to `seq` (for processes that wait on it)."""
+        ...
+
+    def observed_seq(self) -> int:
+        """Up to where the owner has observed (0: nothing yet)."""
+        ...
+
     def checkpoint(self, states: Mapping[SeriesKey, dict[str, Any]], through_seq: int) -> None:
         """Series states that include every evaluation up to `through_seq`; one transaction."""
         ...
@@ -208,6 +216,15 @@ class StatsStore:
                   int(state.get("updated_unix_nano", 0))) for key, state in states.items()])
             tx.execute("INSERT INTO meta (name, value) VALUES ('checkpoint_seq', ?) ON CONFLICT (name) "
                        "DO UPDATE SET value = excluded.value", (str(through_seq),))
+
+    def mark_observed(self, seq: int) -> None:
+        with self._db.write() as tx:
+            tx.execute("INSERT INTO meta (name, value) VALUES ('observed_seq', ?) ON CONFLICT (name) "
+                       "DO UPDATE SET value = excluded.value", (str(seq),))
+
+    def observed_seq(self) -> int:
+        rows = self._db.query("SELECT value FROM meta WHERE name = 'observed_seq'")
+        return int(rows[0][0]) if rows else 0
 
     def series_states(self) -> tuple[dict[SeriesKey, dict[str, Any]], int]:
         with self._db.write() as tx:  # one snapshot of states and sequence number

@@ -41,6 +41,7 @@ class QualityTracker:
         """Observes the evaluations stored after `seq` and returns the alerts they raised (stored). If storing
         fails, the state goes back to what is stored and the error is raised: the next call observes them again."""
         alerts: list[Alert] = []
+        start = self.seq
         try:
             while True:
                 last, evaluations = self.store.evaluations_after(self.seq, batch)
@@ -53,6 +54,8 @@ class QualityTracker:
                 self._since_checkpoint += len(evaluations)
                 if self._since_checkpoint >= self._checkpoint_every:
                     self.checkpoint()
+            if self.seq != start:
+                self.store.mark_observed(self.seq)
         except Exception:
             self.monitor, self.seq = self._from_checkpoint()
             raise

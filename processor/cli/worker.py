@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"no judge stage {', '.join(unknown)!s} in this config (it has: {', '.join(stages) or 'none'})"
               if unknown else "this config has no judge stage (a judge_queue processor) to work for", file=sys.stderr)
         return 2
+    nice = max(config.processors[name].workers.nice for name in (args.stage or stages))
+    if nice:
+        os.nice(nice)  # receiving, in other processes, goes first when the CPU is short
     if args.metrics_address is not None:
         telemetry = config.service.telemetry
         config = dataclasses.replace(config, service=dataclasses.replace(config.service, telemetry=dataclasses.replace(

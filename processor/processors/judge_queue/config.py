@@ -27,6 +27,9 @@ class WorkerConfig:
     # process itself, sharing its event loop and GIL (small setups, tests). `tracejudge worker` runs more apart.
     processes: int = 1
     count: int = 2  # workers per process, each judging one leased batch at a time
+    # added to a worker process's niceness (0-19): when receiving and judging compete for CPU, receiving wins and
+    # judging lags (the queue absorbs it); 0 shares the CPU evenly
+    nice: int = 10
     batch_size: int = 16  # items leased at once
     lease: Duration = 300.0  # an item leased longer than this (its worker died) is leased again
     poll_interval: Duration = 0.5  # how often an idle worker looks for ready items
@@ -38,6 +41,8 @@ class WorkerConfig:
                     if getattr(self, name) < 1]
         if self.processes < 0:
             problems.append(f"{path}.processes: must not be negative (0: judge in the receiving process)")
+        if not 0 <= self.nice <= 19:
+            problems.append(f"{path}.nice: must be in [0, 19]")
         problems += [f"{path}.{name}: must be positive" for name in ("lease", "poll_interval")
                      if getattr(self, name) <= 0]
         if problems:

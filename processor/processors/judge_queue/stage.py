@@ -75,9 +75,10 @@ class JudgeQueueProcessor:
     the pipeline's exporters) once judged. Offers `feedback` (the FeedbackDesk's, when statistics are on) and the
     admin route that resumes a paused tier.
 
-    In `tracejudge serve` it takes items in, relays their decision records, keeps the feedback desk, owns the
-    statistics (if no other instance does) and sets the sampler's rate scale from the shared spend; it judges only
-    with `workers.processes: 0`. In a judge worker process (`host.worker_process`) it only judges."""
+    In `tracejudge serve` it takes items in, relays their decision records, keeps the feedback desk and sets the
+    sampler's rate scale from the shared spend; it judges only with `workers.processes: 0`. In a judge worker
+    process (`host.worker_process`) it only judges. The statistics are owned by one process where judging runs
+    (`StatsOwner`: the first to take the lock)."""
 
     def __init__(self, settings: CreateSettings, config: JudgeQueueStageConfig, next_consumer: TracesConsumer,
                  clock: Callable[[], float] = time.time) -> None:
@@ -98,7 +99,7 @@ class JudgeQueueProcessor:
         self._queue: JudgeQueueStore | None = None
         self._writer: ItemWriter | None = None
         self.worker: JudgeWorker | None = None
-        self.owner: StatsOwner | None = None  # the statistics' owner, in the receiving process
+        self.owner: StatsOwner | None = None  # would-be owner of the statistics, where judging runs
         self._store: Store | None = None  # the statistics' store: feedback, the review page, retention
         self._evaluations: EvaluationWriter | None = None
         self._budget_gates: dict[str, TierGate] = {}  # read-only, for the rate scale when judging elsewhere
@@ -267,7 +268,7 @@ class JudgeQueueProcessor:
         while quiet < 2:  # twice in a row: a worker may be between leasing and completing
             queue = self._queue
             done = queue is not None and queue.waiting() == 0 and not queue.pending_decisions(1)
-            quiet = quiet + 1 if done and (self.owner is None or await self.owner.caught_up()) else 0
+            quiet = quiet + 1 if done and await self._statistics_caught_up() else 0
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the judge queue still had work after {timeout_s:g} s")
             await asyncio.sleep(poll_s)
@@ -276,6 +277,13 @@ class JudgeQueueProcessor:
     def worker_processes(self) -> int:
         """The judge worker processes the service should start for this stage (none in a worker itself)."""
         return 0 if self._worker_process else self._config.workers.processes
+
+    async def _statistics_caught_up(self) -> bool:
+        """Every stored evaluation observed and its alerts handed on, by whichever process owns the statistics."""
+        if self.owner is not None:
+            return await self.owner.caught_up()
+        store = self._store
+        return store is None or (store.observed_seq() >= store.last_seq() and not store.undelivered())
 
     def resume(self, tier: str) -> bool:
         """Resume a paused judge tier; False if this stage has no such tier."""
@@ -329,7 +337,9 @@ class JudgeQueueProcessor:
         if not self._worker_process:
             await self._start_intake()
         if judging:
-            if stats.enabled:
+            if stats.enabled:  # the statistics' owner runs where the judging does: its CPU is judging's too
+                self.owner = StatsOwner(lambda: StatsStore(self._stores.stats()), stats, self._next, self._quality)
+                await self.owner.start()
                 projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
                 self._evaluations = EvaluationWriter(StatsStore(self._stores.stats()), config.judge_version,
                                                      projection, self.owner.wake if self.owner else None)
@@ -351,9 +361,6 @@ class JudgeQueueProcessor:
         self._writer = ItemWriter(self._queue, self._metrics, self._config.queue.when_full)
         if self._config.stats.enabled:
             self._store = store = StatsStore(self._stores.stats())
-            self.owner = StatsOwner(lambda: StatsStore(self._stores.stats()), self._config.stats, self._next,
-                                    self._quality)
-            await self.owner.start()
             since = self._clock() - self._config.feedback.wait_for_trace
             self._trigger.wait_for(store.feedback(negative_since_unix_nano=int(since * 1e9)))
             self.desk = FeedbackDesk(self._queue, self._writer, store, self._trigger, self._config.metrics,
