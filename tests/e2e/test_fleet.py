@@ -117,7 +117,7 @@ receivers:
     protocols:
       grpc: {{endpoint: "127.0.0.1:{port}"}}
 exporters:
-  loadbalancing:
+  load_balancing:
     routing_key: traceID
     protocol:
       otlp:
@@ -129,7 +129,7 @@ exporters:
 service:
   telemetry: {{metrics: {{level: none}}, logs: {{level: warn}}}}
   pipelines:
-    traces: {{receivers: [otlp], exporters: [loadbalancing]}}
+    traces: {{receivers: [otlp], exporters: [load_balancing]}}
 """
 
 

@@ -79,10 +79,6 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.dsn(name)
 
-    def log_tail(self, lines: int = 30) -> str:
-        log = self._dir / "server.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
-
     def stop(self) -> None:
         if (self._dir / "data" / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self._dir / "data"), "-m", "immediate", "-w", "stop")

@@ -19,22 +19,22 @@ def prompt_context(messages: Sequence[Message], markers: Sequence[str]) -> tuple
     System messages are looked at first, then user messages, each marker in order."""
     ordered = [m for m in messages if m.role == "system"] + [m for m in messages if m.role == "user"]
     for message in ordered:
+        lowered = message.content.lower()  # once per message: every span of the receive path comes here
         for marker in markers:
-            text = _block(message.content, marker)
+            text = _block(message.content, lowered, marker)
             if text:
                 where = "system prompt" if message.role == "system" else "user message"
                 return text, f"{where} ({marker})"
     return "", ""
 
 
-def _block(content: str, marker: str) -> str:
-    lowered = content.lower()
+def _block(content: str, lowered: str, marker: str) -> str:
     start = lowered.find(marker.lower())
     if start < 0:
         return ""
     rest = content[start + len(marker):]
     if marker.startswith("<") and marker.endswith(">"):  # <context> … </context>
-        end = rest.lower().find("</" + marker[1:].lower())
+        end = lowered[start + len(marker):].find("</" + marker[1:].lower())
         return (rest if end < 0 else rest[:end]).strip()
     following = _NEXT_PART.search(rest)
     return (rest if following is None else rest[:following.start()]).strip()
