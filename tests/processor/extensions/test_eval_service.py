@@ -179,7 +179,7 @@ async def test_feedback_before_and_after_the_trace_gets_it_judged_by_grpc_http_a
         assert document["feedback"][0]["rating"] == 1.0 and "evaluations" not in document
         span_feedback = (await stub.GetTrace(pb.GetTraceRequest(trace_id=linked))).feedback
         assert [(f.regenerated, f.span_id, f.source) for f in span_feedback] == [(True, linked_span, "span")]
-        assert service.processors["judge_queue"].owner is not None
+        assert service.processors["judge_queue"].stats_store.feedback(after)  # stored with the statistics
 
 
 async def _has_evaluations(evaluations: Any, trace_id: str) -> bool:
