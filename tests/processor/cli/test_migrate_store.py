@@ -1,5 +1,6 @@
 """`tracejudge migrate-store`: a SQLite deployment's judge queue, statistics and decision records copied into a real
-PostgreSQL, after which the CLI reads the same series, alerts and decisions from either, the queue goes on where it
+PostgreSQL, after which the CLI reads the same series, alerts, decisions, report, calibration and golden set from
+either, the queue goes on where it
 was (numbering included), and a second copy into the same database is refused."""
 
 from __future__ import annotations
@@ -95,9 +96,14 @@ def test_a_sqlite_deployment_moves_to_postgresql_and_reads_the_same(
         assert main([*command]) == 0
         return capsys.readouterr().out
 
-    for command in (["series", "--json"], ["alerts", "--json"], ["explain", TRACE, "--json"]):
+    for command in (["series", "--json"], ["alerts", "--json"], ["explain", TRACE, "--json"], ["report"],
+                    ["calibration", "--json"]):
         on_sqlite = read(*command, "--config", str(tmp_path / "sqlite.yaml"))
         assert on_sqlite and read(*command, "--config", str(tmp_path / "pg.yaml")) == on_sqlite, command
+    for engine in ("sqlite", "pg"):  # low scores of traces with negative feedback, from either engine
+        read("golden", "export", "--out", str(tmp_path / f"{engine}.jsonl"),
+             "--config", str(tmp_path / f"{engine}.yaml"))
+    assert (tmp_path / "pg.jsonl").read_text() == (tmp_path / "sqlite.jsonl").read_text()
     assert [json.loads(line)["alert_id"] for line in read("alerts", "--json", "--config",
                                                             str(tmp_path / "pg.yaml")).splitlines()] == alerts
     assert main(["replay", "--config", str(tmp_path / "pg.yaml")]) == 0  # the copy replays to the stored alerts
