@@ -15,7 +15,7 @@ from tracejudge.processor.service.service import Service
 
 log = logging.getLogger("tracejudge")
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(config: Config) -> int:
-    logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
+    logging.basicConfig(level=LOG_LEVELS[config.service.telemetry.logs.level],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_serve(config))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tracejudge.processor.cli.config_option import add_config_option
+from tracejudge.processor.cli.serve import LOG_LEVELS
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import component_type
 from tracejudge.processor.service import factories
@@ -28,7 +29,6 @@ from tracejudge.processor.service.worker_pool import READY_LINE
 
 log = logging.getLogger("tracejudge")
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 PARENT_POLL_S = 1.0
 
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         telemetry = config.service.telemetry
         config = dataclasses.replace(config, service=dataclasses.replace(config.service, telemetry=dataclasses.replace(
             telemetry, metrics=dataclasses.replace(telemetry.metrics, address=args.metrics_address))))
-    logging.basicConfig(level=_LEVELS[config.service.telemetry.logs.level],
+    logging.basicConfig(level=LOG_LEVELS[config.service.telemetry.logs.level],
                         format=f"%(asctime)s %(levelname)s [{args.name}] %(name)s: %(message)s")
     try:
         locks = _hold_name(config, args.name)

@@ -52,20 +52,6 @@ def used_bytes(db: sqlite3.Connection) -> int:
     return int((pages - free) * page_size)
 
 
-def shrink_to(db: sqlite3.Connection, max_mib: int, delete_oldest: str, limit: int, step: int = 50) -> int:
-    """In the caller's transaction: while the database holds more than `max_mib` (0: no bound), run
-    `delete_oldest` (SQL deleting the oldest rows, with their number as its one parameter) in steps of `step`
-    rows, `limit` rows at most. Returns how many rows went."""
-    deleted = 0
-    while max_mib and deleted < limit and used_bytes(db) > max_mib * 1024 * 1024:
-        before = db.total_changes
-        db.execute(delete_oldest, (min(step, limit - deleted),))
-        if db.total_changes == before:
-            break
-        deleted += db.total_changes - before
-    return deleted
-
-
 def give_back(db: sqlite3.Connection, pages: int = GIVE_BACK_PAGES) -> None:
     """Return up to `pages` free pages to the file system (a short write transaction; call it outside one)."""
     db.executescript(f"PRAGMA incremental_vacuum({int(pages)})")  # stepped to the end (execute frees one page)

@@ -52,11 +52,6 @@ class StatsOwner:
         self._projects: dict[str, str] = {}  # service → the Phoenix project its judged spans were last filed in
 
     @property
-    def projects(self) -> dict[str, str]:
-        """The Phoenix project each service's judged spans were last filed in."""
-        return dict(self._projects)
-
-    @property
     def owning(self) -> bool:
         return self._tracker is not None
 
