@@ -52,7 +52,14 @@ async def test_a_reviewer_signs_in_labels_a_verdict_and_sees_it_counted(tmp_path
                 assert await browser.text("#labelled") == "0 verdict(s) labelled by reviewers"
                 await browser.type("li.review input[name=note]", "the answer is not in the context")
                 await browser.click("li.review button[value=fail]")
-                assert await browser.text("#labelled") == "1 verdict(s) labelled by reviewers"
+
+                async def counted() -> bool:  # the form's answer may still be loading when the click returns
+                    try:
+                        return await browser.text("#labelled") == "1 verdict(s) labelled by reviewers"
+                    except AssertionError:  # the old page went away under the lookup
+                        return False
+
+                await eventually(counted, timeout_s=20, what="the label counted on the page it leads to")
                 assert await browser.text("li.review .done") == "labelled fail"
             finally:
                 await browser.close()
