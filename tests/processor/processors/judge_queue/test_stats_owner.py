@@ -88,15 +88,17 @@ async def test_one_owner_at_a_time_and_a_standby_takes_over_from_the_checkpoint(
                      for _ in range(2))
     await first.start()
     await second.start()
+    await eventually(lambda: first.owning or second.owning, what="one of them owning the statistics")
+    owner, standby = (first, second) if first.owning else (second, first)
     w = writer(path)
     await w.record([judged(i, 0.9, "fp_a") for i in range(30)])
-    await caught_up(first)
-    assert not await second.caught_up() and not second.owning
-    await first.shutdown()
+    await caught_up(owner)
+    assert not await standby.caught_up() and not standby.owning
+    await owner.shutdown()
     await w.record([judged(i, 0.9, "fp_a") for i in range(30, 40)])
-    await caught_up(second)
-    assert second.owning
-    await second.shutdown()
+    await caught_up(standby)
+    assert standby.owning
+    await standby.shutdown()
     w.close()
 
 
