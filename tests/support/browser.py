@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.phoenix import free_ports
 from tests.support.process import BackendProcess
+from tests.support.waiting import eventually
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference
 
@@ -87,6 +88,17 @@ class Browser(BackendProcess):
     async def text(self, css: str) -> str:
         value: str = await self._call("GET", f"/session/{self.session}/element/{await self.find(css)}/text")
         return value
+
+    async def shows(self, css: str, expected: str, timeout_s: float = 20.0) -> None:
+        """Wait until the element at `css` reads `expected`: a click's navigation may still be loading when the
+        click returns, and the old page may go away under a lookup."""
+        async def reads() -> bool:
+            try:
+                return await self.text(css) == expected
+            except AssertionError:  # no such element (yet), or a stale one
+                return False
+
+        await eventually(reads, timeout_s=timeout_s, what=f"{css} reading {expected!r}")
 
     async def source(self) -> str:
         value: str = await self._call("GET", f"/session/{self.session}/source")
