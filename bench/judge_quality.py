@@ -12,7 +12,9 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
 2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
    Speeds swing with the machine's load, so each is also printed per GFLOP/s of a float32 matrix-product reference
    measured in the same run (before and after): that ratio is what to compare between runs and machines.
-3. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
+3. Relevancy: each good record's query with its own answer against another record's good answer (off-topic), per
+   file: AUROC and the share of off-topic answers passing.
+4. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
    time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
    the heavy tier against the final AUROC and balanced accuracy.
 Reads ../shared/data/judge-dev (or $TRACEJUDGE_JUDGE_DATA/judge-dev); never trains on it. Leave-one-dataset-out is
@@ -122,6 +124,51 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str, 
                 print(row("  ...claim pairs", pair_scores, [p.label for p in pairs], judge.threshold, False)
                       + f"  ({len(copied)} copied sentences, "
                         f"{sum(s >= judge.threshold for s in copied) / max(1, len(copied)):.0%} pass)")
+
+
+def off_topic_pairs(records: Sequence[LabelledRecord], seed: int, n: int = 300) -> list[LabelledRecord]:
+    """Relevancy pairs from one file, seeded: each of up to `n` good records' query with its own answer (label 0)
+    and with the good answer of a record asking something else (label 1, off-topic). No context: relevancy is judged
+    on the query. None from a file whose records all share one instruction as their query."""
+    good = [r for r in records if r.label == 0 and r.query.strip() and r.response.strip()]
+    rng = random.Random(seed)
+    rng.shuffle(good)
+    good = good[:n]
+    pairs = []
+    for i, record in enumerate(good):
+        # the next answer to another question (none when every record asks the same: "Summarize ...")
+        other = next((o for o in good[i + 1:] + good[:i] if o.query.strip() != record.query.strip()), None)
+        if other is None:
+            continue
+        pairs += [dataclasses.replace(record, context="", label=0),
+                  dataclasses.replace(record, context="", response=other.response, label=1)]
+    return pairs
+
+
+async def relevancy(files: Sequence[Path], judge: EmbeddedJudge, seed: int) -> None:
+    """Off-topic answers must fail relevancy: AUROC of (query, its answer) against (query, another's answer), and
+    the share of off-topic answers that pass (aims: AUROC >= 0.90, at most 10 % passing)."""
+    print("\nrelevancy: each good record's query with its own answer vs another record's good answer (off-topic)")
+    pooled_scores: list[float | None] = []
+    pooled_labels: list[int] = []
+    for path in files:
+        pairs = off_topic_pairs(read_records(path), seed)
+        if len(pairs) < 20:
+            continue
+        scores = (await judge_scores(judge, pairs))[0]
+        pooled_scores += scores
+        pooled_labels += [p.label for p in pairs]
+        print(_off_topic_row(path.name, scores, [p.label for p in pairs], judge.threshold))
+    print(_off_topic_row("all files", pooled_scores, pooled_labels, judge.threshold) + "   aims: AUROC >= 0.90, "
+          "off-topic passing <= 10%")
+
+
+def _off_topic_row(name: str, scores: Sequence[float | None], labels: Sequence[int], threshold: float) -> str:
+    kept = [(s, label) for s, label in zip(scores, labels, strict=True) if s is not None]
+    off_topic = [s for s, label in kept if label == 1]
+    passing = sum(s >= threshold for s in off_topic) / max(1, len(off_topic))
+    return (f"  {name:<34} n={len(kept):>5}  AUROC {auroc([k[0] for k in kept], [k[1] for k in kept]):.3f}  "
+            f"off-topic passing {passing:.0%}")
 
 
 def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:
@@ -234,6 +281,7 @@ async def run(directory: Path, seed: int, model: Path) -> None:
     judge = EmbeddedJudge(model)
     try:
         await quality(files, judge, f"embedded judge ({judge.model})", seed)
+        await relevancy(files, judge, seed)
         latency(context_mix(files, 640, seed), judge)
         await cascade_sweep(context_mix(files, 1000, seed + 1), judge, seed)
     finally:
