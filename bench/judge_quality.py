@@ -12,7 +12,9 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
 2. Latency: p50/p99 per call at batch 1 and batch 32 on a mix of the context-bearing files, judgements/s, RSS.
    Speeds swing with the machine's load, so each is also printed per GFLOP/s of a float32 matrix-product reference
    measured in the same run (before and after): that ratio is what to compare between runs and machines.
-3. Relevancy: each good record's query with its own answer against another record's good answer (off-topic), per
+3. Short grounded answers: one or two sentences of each record's own context as its answer (supported by
+   construction): the share that pass at the threshold, per file.
+   Relevancy: each good record's query with its own answer against another record's good answer (off-topic), per
    file: AUROC and the share of off-topic answers passing.
 4. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
    time (a simulated strong judge: seeded per response), as the uncertainty band widens: the share of items sent to
@@ -41,6 +43,7 @@ from tests.support.openai_server import Completion, OpenAiServer
 from tracejudge.judge.cascade import Cascade, CascadeConfig, CascadeItem
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import DEFAULT_DIR
+from tracejudge.judge.embedded_text import sentences
 from tracejudge.judge.lexical import content_words
 from tracejudge.judge.openai_judge import OpenAiJudge
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
@@ -171,6 +174,36 @@ def _off_topic_row(name: str, scores: Sequence[float | None], labels: Sequence[i
             f"off-topic passing {passing:.0%}")
 
 
+def copied_answers(records: Sequence[LabelledRecord], seed: int, n: int = 400) -> list[LabelledRecord]:
+    """Short grounded answers, seeded: for up to `n` records with a context, one or two consecutive sentences of
+    that record's own context as its answer — supported by construction (label 0)."""
+    rng = random.Random(seed + 3)
+    out = []
+    for r in [r for r in records if r.has_context][:n]:
+        parts = [p for p in sentences(r.context) if len(p.split()) >= 3]
+        if not parts:
+            continue
+        start = rng.randrange(len(parts))
+        taken = parts[start:start + rng.choice((1, 2))]
+        out.append(dataclasses.replace(r, id=f"{r.id}/copied", response=" ".join(taken), label=0))
+    return out
+
+
+async def copied(files: Sequence[Path], judge: EmbeddedJudge, seed: int) -> None:
+    """How often short answers copied from the context pass faithfulness (aim: at least 80 % at the threshold)."""
+    print(f"\nshort grounded answers: one or two sentences of each record's own context, passing at {judge.threshold}")
+    passing = total = 0
+    for path in files:
+        answers = copied_answers(read_records(path), seed)
+        if not answers:
+            continue
+        scores = [s for s in (await judge_scores(judge, answers))[0] if s is not None]
+        passed = sum(score >= judge.threshold for score in scores)
+        passing, total = passing + passed, total + len(scores)
+        print(f"  {path.name:<34} n={len(scores):>5}  passing {passed / max(1, len(scores)):.0%}")
+    print(f"  {'all files':<34} n={total:>5}  passing {passing / max(1, total):.0%}   aim: >= 80%")
+
+
 def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:
     """`n` records drawn evenly from the context-bearing files, seeded."""
     per_file = [[r for r in read_records(path) if r.has_context] for path in files]
@@ -281,6 +314,7 @@ async def run(directory: Path, seed: int, model: Path) -> None:
     judge = EmbeddedJudge(model)
     try:
         await quality(files, judge, f"embedded judge ({judge.model})", seed)
+        await copied(files, judge, seed)
         await relevancy(files, judge, seed)
         latency(context_mix(files, 640, seed), judge)
         await cascade_sweep(context_mix(files, 1000, seed + 1), judge, seed)
