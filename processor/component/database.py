@@ -7,8 +7,8 @@ serialising writers, a store's size — a store asks the database. Either driver
 
 Contract: `write()` is one transaction that holds what it needs to write from its first statement (SQLite: the
 database's write lock; PostgreSQL: row locks as it goes, `serialize` for more); reads outside one see committed
-data. A Database may be used from several threads (PostgreSQL: a pool of connections; SQLite: one connection
-behind a lock), and from several processes.
+data. Several processes (and instances) may use one store at once; a SQLite Database is used from the thread that
+opened it, a PostgreSQL one (a pool of connections) from any.
 """
 
 from __future__ import annotations
