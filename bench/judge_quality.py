@@ -115,6 +115,7 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str, 
                 print(row(name, floor(records), labels, sorted(floor(records))[len(records) // 2], False))
             print(row(judge_name, scores, labels, judge.threshold, True))
             if with_context:
+                print(aims(path.name, scores, labels, auroc(overlap_floor(records), labels), judge.threshold))
                 # the same responses against the next record's context: a judge that reads the context falls
                 # towards 0.5 here; one that judges the response's style alone keeps its AUROC
                 swapped = [dataclasses.replace(r, context=records[(i + 1) % len(records)].context)
@@ -127,6 +128,21 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str, 
                 print(row("  ...claim pairs", pair_scores, [p.label for p in pairs], judge.threshold, False)
                       + f"  ({len(copied)} copied sentences, "
                         f"{sum(s >= judge.threshold for s in copied) / max(1, len(copied)):.0%} pass)")
+
+
+def aims(name: str, scores: Sequence[float | None], labels: Sequence[int], overlap_auroc: float,
+         threshold: float) -> str:
+    """Issue 21's aims for a context-bearing set: AUROC at least 0.80 and at least the word-overlap floor's; on
+    HaluEval dialogue, balanced accuracy at least ChatGPT's 72.4 (the HaluEval paper)."""
+    kept = [(s, label) for s, label in zip(scores, labels, strict=True) if s is not None]
+    s, y = [k[0] for k in kept], [k[1] for k in kept]
+    value = auroc(s, y)
+    checks = [(f"AUROC {value:.3f} >= 0.80", value >= 0.80),
+              (f">= word overlap {overlap_auroc:.3f}", value >= overlap_auroc)]
+    if name.startswith("halueval_dialogue"):
+        balanced = at_threshold(s, y, threshold).balanced_accuracy * 100
+        checks.append((f"bal.acc {balanced:.1f} >= 72.4", balanced >= 72.4))
+    return "    aims: " + "; ".join(f"{text} {'met' if met else 'MISSED'}" for text, met in checks)
 
 
 def off_topic_pairs(records: Sequence[LabelledRecord], seed: int, n: int = 300) -> list[LabelledRecord]:
@@ -237,7 +253,7 @@ def reference_gflops(seconds: float = 1.0) -> float:
     return products * 2 * 192 * 384 * 1536 / elapsed / 1e9
 
 
-def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
+def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge, model: Path) -> None:
     inputs = [JudgeInput("faithfulness", r.query, r.response, r.context) for r in records]
     judge.judge_now(inputs[:32])  # warm up
     before = reference_gflops()
@@ -252,8 +268,9 @@ def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
             times.append(time.perf_counter() - t)
         rate = len(inputs) / (time.perf_counter() - started)
         rates.append((f"batch {batch}", rate))
+        aim = "   aim: >= 100 judgements/s at batch 1" if batch == 1 else ""
         print(f"  batch {batch:>2}: {rate:6.0f} judgements/s, per call p50 {percentile(times, 0.5) * 1000:6.1f} ms "
-              f"p99 {percentile(times, 0.99) * 1000:6.1f} ms", flush=True)
+              f"p99 {percentile(times, 0.99) * 1000:6.1f} ms{aim}", flush=True)
     relevancy = [JudgeInput("relevancy", r.query or r.context[:200], r.response) for r in records]
     started = time.perf_counter()
     for start in range(0, len(relevancy), 32):
@@ -265,6 +282,8 @@ def latency(records: Sequence[LabelledRecord], judge: EmbeddedJudge) -> None:
           + ", ".join(f"{name} {rate / gflops:.2f}" for name, rate in rates) + " judgements/s")
     now, peak = rss_mb()
     print(f"  RSS {now:.0f} MB (peak {peak:.0f} MB) with the model loaded and the dev files read")
+    size = sum(f.stat().st_size for f in model.iterdir() if f.is_file() and f.suffix != ".md") / 1e6
+    print(f"  the artefact: {size:.1f} MB   aim: <= 60 MB")
 
 
 HEAVY_ACCURACY = 0.9
@@ -316,7 +335,7 @@ async def run(directory: Path, seed: int, model: Path) -> None:
         await quality(files, judge, f"embedded judge ({judge.model})", seed)
         await copied(files, judge, seed)
         await relevancy(files, judge, seed)
-        latency(context_mix(files, 640, seed), judge)
+        latency(context_mix(files, 640, seed), judge, model)
         await cascade_sweep(context_mix(files, 1000, seed + 1), judge, seed)
     finally:
         await judge.close()
