@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from tracejudge.processor.cli.config_option import add_config_option
 from tracejudge.processor.cli.serve import LOG_LEVELS
 from tracejudge.processor.component.errors import ConfigError
 from tracejudge.processor.component.factory import component_type
+from tracejudge.processor.component.file_lock import try_lock
 from tracejudge.processor.service import factories
 from tracejudge.processor.service.config import Config, config_or_report, parse_config
 from tracejudge.processor.service.service import Service
@@ -100,19 +100,13 @@ def _hold_name(config: Config, name: str) -> list[TextIO]:
         if "storage" not in factories.factory("extensions", component_type(extension)).offers:
             continue
         path = Path(config.extensions[extension].path_for(name)).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = path.open("a")
-        locks.append(lock)
         waited = False
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    log.warning("another worker named %r holds %s; waiting for it to stop", name, path)
-                    waited = True
-                time.sleep(0.2)
+        while (lock := try_lock(path)) is None:
+            if not waited:
+                log.warning("another worker named %r holds %s; waiting for it to stop", name, path)
+                waited = True
+            time.sleep(0.2)
+        locks.append(lock)
     return locks
 
 

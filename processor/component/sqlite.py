@@ -10,7 +10,6 @@ Each store owns its schema as a tuple of migrations; a migration is one SQL stat
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Literal, TextIO
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError, StorageError, StoreMissing
+from tracejudge.processor.component.file_lock import try_lock
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,8 @@ class SqliteDatabase:
         """A lock file beside the database (the kernel releases it when the process dies)."""
         if name in self._locks:
             return True
-        lock = self.path.with_name(f"{self.path.name}.{name.replace(' ', '-')}.lock").open("a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
+        lock = try_lock(self.path.with_name(f"{self.path.name}.{name.replace(' ', '-')}.lock"))
+        if lock is None:
             return False
         self._locks[name] = lock
         return True
