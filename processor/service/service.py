@@ -66,9 +66,9 @@ class Service:
     idempotent and safe without `start`.
 
     With `worker_process` set it is a judge worker (`tracejudge worker`): of the config it builds only what judging
-    needs — the storage, database and authenticator extensions, and each traces pipeline with a judge stage (of `stages`, if
-    given) from that stage on to its exporters; no receivers. Otherwise it starts the worker processes the judge
-    stages ask for (`worker_processes`)."""
+    needs — the storage, database and authenticator extensions, and each traces pipeline with a judge stage (of
+    `stages`, if given) from that stage on to its exporters; no receivers. Otherwise it starts the worker
+    processes the judge stages ask for (`worker_processes`)."""
 
     def __init__(self, config: Config, worker_process: str = "", stages: Collection[str] = ()) -> None:
         self._worker_process = worker_process
