@@ -6,6 +6,10 @@ min_n and each doubling of n after it (alpha spent over the looks); sequential t
 candidate and its baseline both get traffic; PSI drift on query length, query embeddings and the score
 distribution.
 
+Scores of different judge versions (the judge stage's `judge_version`, which names an installed adaptation) are
+kept apart: a series restarts when its judge changes, and versions are compared only under one judge
+(`Series.judged_by`).
+
 The cause is the first that applies: a new prompt version (its CUSUM's reference is the previous version's, or the
 comparison is between versions) → prompt_change; a new variant since the detector's reference began →
 model_change; input drift since then → input_drift; else unexplained. An alert for a series and cause is suppressed
@@ -27,6 +31,8 @@ from .records import INPUT_DRIFT, MODEL_CHANGE, PROMPT_CHANGE, UNEXPLAINED, Aler
 from .series import Arm, Series
 
 INPUT_FEATURES = ("query_words", "query_embedding_")
+# After a switch of judge version, evaluations by the earlier one are stragglers for this long (traffic time)
+JUDGE_SWITCH_GRACE_S = 600.0
 
 
 class QualityMonitor:
@@ -57,12 +63,14 @@ class QualityMonitor:
         key = e.key
         series = self.series.get(key) or self._create(e, key)
         self.changed.add(key)
+        if not series.judged_by(e, JUDGE_SWITCH_GRACE_S):
+            return []
         windows = {name: d.windows for name, d in series.drift.items()}
         series.observe(e)
         if not e.in_uniform:
             return []
         for other in self._candidates.get(series.name, ()):
-            if other.canary.running:
+            if other.canary.running and other.judge_version == series.judge_version:
                 other.canary.update(e, "control")
                 self.changed.add(other.key)
         series.canary.update(e, "treatment")
@@ -73,7 +81,9 @@ class QualityMonitor:
     def _create(self, e: Evaluation, key: SeriesKey) -> Series:
         series = Series(key, self._config)
         series.cusum_since_unix_nano = e.time_unix_nano
-        family = [s for s in self.series.values() if s.key.family == key.family]
+        # the previous prompt version, scored by the same judge: another judge's scores are no baseline
+        family = [s for s in self.series.values()
+                  if s.key.family == key.family and s.judge_version == e.judge_version]
         if family:
             baseline = max(family, key=lambda s: (s.updated_unix_nano, s.name))
             series.baseline = baseline.name
@@ -138,7 +148,8 @@ class QualityMonitor:
 
     def _versions(self, series: Series, e: Evaluation) -> list[Alert | None]:
         baseline = self._named.get(series.baseline)
-        if baseline is None or baseline.uniform.n < self._config.min_n:
+        if (baseline is None or baseline.uniform.n < self._config.min_n
+                or baseline.judge_version != series.judge_version):
             return []
         look = self._look(series, "versions", series.uniform.n)
         if not look:

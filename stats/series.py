@@ -56,6 +56,13 @@ class Series:
         self.key = key
         self.name = str(key)
         self._config = config
+        # Which judge scores this series (the judge stage's judge_version): kept across a restart, which is what a
+        # new judge version causes (scores of two judges are not one series)
+        self.judge_version = ""
+        self.judge_versions: list[str] = []  # every one seen, oldest first
+        self.judge_seen_unix_nano = 0  # the last evaluation by the current one
+        self.judge_changes: list[tuple[int, str, str]] = []  # (when, from, to), the last few
+        self.left_out = 0  # evaluations by a superseded judge version after a switch, not observed
         self._reset()
 
     def _reset(self) -> None:
@@ -137,6 +144,29 @@ class Series:
         config = self._config
         return ScoreChart(config.cusum_k, config.cusum_h, config.cusum_block, config.warmup, mean=mean, sd=sd)
 
+    def judged_by(self, e: Evaluation, grace_s: float) -> bool:
+        """Follows the judge version of `e`; False when `e` must be left out. A version not seen before starts the
+        series again (no alert: the application did not change); so does a return to an earlier one, if the current
+        one has not been seen for `grace_s` of traffic time. Within it, an earlier version's evaluations are
+        stragglers of a rolling switch (a process not restarted yet) and are left out."""
+        version = e.judge_version
+        if version == self.judge_version:
+            self.judge_seen_unix_nano = max(self.judge_seen_unix_nano, e.time_unix_nano)
+            return True
+        if not self.judge_version:
+            self.judge_version, self.judge_versions, self.judge_seen_unix_nano = version, [version], e.time_unix_nano
+            return True
+        if version in self.judge_versions and e.time_unix_nano - self.judge_seen_unix_nano < grace_s * 1e9:
+            self.left_out += 1
+            return False
+        self.judge_changes = [*self.judge_changes[-4:], (e.time_unix_nano, self.judge_version, version)]
+        self.judge_version, self.judge_seen_unix_nano = version, e.time_unix_nano
+        if version not in self.judge_versions:
+            self.judge_versions.append(version)
+        self._reset()
+        self.cusum_since_unix_nano = e.time_unix_nano
+        return True
+
     def restart_cusum(self, now_unix_nano: int) -> None:
         """After an alarm: learn a new reference from the next warm-up, forget the run's examples."""
         self.cusum = self.chart()
@@ -163,6 +193,9 @@ class Series:
             "variant": self.variant, "previous_variant": self.previous_variant,
             "baseline": self.baseline, "cusum": _round(self.cusum.get()), "cusum_limit": self.cusum.h,
             "cusum_reference": self.cusum_reference,
+            "judge_version": self.judge_version,
+            "judge_changes": [{"at_unix_nano": t, "from": old, "to": new} for t, old, new in self.judge_changes],
+            "left_out (superseded judge version)": self.left_out,
             "comparisons": self.comparisons,
         }
 
@@ -180,6 +213,9 @@ class Series:
             "lowest": self.lowest,
             "comparisons": self.comparisons, "next_comparison": self.next_comparison,
             "last_alert": self.last_alert, "updated_unix_nano": self.updated_unix_nano,
+            "judge_version": self.judge_version, "judge_versions": self.judge_versions,
+            "judge_seen_unix_nano": self.judge_seen_unix_nano, "judge_changes": self.judge_changes,
+            "left_out": self.left_out,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -193,6 +229,12 @@ class Series:
                      "comparisons", "next_comparison", "last_alert", "updated_unix_nano"):
             setattr(self, name, state[name])
         self.next_comparison = {detector: (due, looks) for detector, (due, looks) in self.next_comparison.items()}
+        # checkpoints written before judge versions were followed have none of these
+        self.judge_version = state.get("judge_version", "")
+        self.judge_versions = list(state.get("judge_versions", []))
+        self.judge_seen_unix_nano = state.get("judge_seen_unix_nano", 0)
+        self.judge_changes = [(t, old, new) for t, old, new in state.get("judge_changes", [])]
+        self.left_out = state.get("left_out", 0)
         self.lowest = [(entry[0], entry[1], entry[2], entry[3]) for entry in state["lowest"]]
         for variant, arm_state in state["variants"].items():
             self.variants[variant] = Arm()
