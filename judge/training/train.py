@@ -410,6 +410,9 @@ def main() -> None:
     parser.add_argument("--holdout", type=float, default=0.15, help="with --folds 1: share of groups held out")
     parser.add_argument("--calibration-data", type=Path,
                         help="also write the out-of-fold logits and labels here (JSONL), to study the calibration")
+    parser.add_argument("--fold-graphs", type=Path,
+                        help="also keep each fold model's int8 graph here (foldK.onnx, with foldK.jsonl: the ids of "
+                             "the records it never saw), to study levers on honest held-out scores without retraining")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--leave-out", action="append", default=[],
                         help="train without this source (leave-one-dataset-out); repeatable")
@@ -453,6 +456,11 @@ def main() -> None:
         report["training"].append(stats)
         held += held_out
         raw_parts.append(int8_logits(model, encoder, [window_pair(r, settings) for r in held_out], args.threads))
+        if args.fold_graphs:
+            args.fold_graphs.mkdir(parents=True, exist_ok=True)
+            export_cross(model, encoder, args.fold_graphs / f"fold{k + 1}.onnx")
+            (args.fold_graphs / f"fold{k + 1}.jsonl").write_text(
+                "".join(json.dumps({"id": r.id, "source": r.source}) + "\n" for r in held_out))
     raw = np.concatenate(raw_parts)
     if not args.evaluate:
         report["context strategies (held out, logit AUROC)"] = context_strategies(model, encoder, held_out, settings)
