@@ -5,7 +5,9 @@
   (`no_context`), never a guess.
 - relevancy: P(the response answers this query rather than another one), from the cosine of the bi-encoder's
   embeddings, calibrated on matched vs mismatched pairs.
-Scores are those probabilities (1 = good), pass at `threshold`; confidence is the distance from the threshold, scaled
+With an `adaptation` (`tracejudge adapt`: heads refitted on the user's labels, judge/adaptation.py), its heads replace
+the shipped calibration for the metrics they cover, and the judge's version names it. Scores are those
+probabilities (1 = good), pass at `threshold`; confidence is the distance from the threshold, scaled
 to [0, 1]. Inference runs on one dedicated thread (ONNX Runtime uses `threads` cores inside it), at most `max_batch`
 items per call, so memory stays bounded whatever the queue holds.
 """
@@ -21,31 +23,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedded_model import DEFAULT_DIR, loaded
-from .embedded_text import features, unsupported, window
+from tracejudge.processor.component.errors import ConfigError
+
+from .adaptation import ADAPTER, Adaptation, Item, base_good, signals
+from .embedded_model import DEFAULT_DIR, loaded, version_of
+from .embedded_text import unsupported
 from .verdict import JudgeInput, Verdict, unjudged
-
-
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0))))
 
 
 class EmbeddedJudge:
     def __init__(self, directory: Path = DEFAULT_DIR, *, tier: str = "local", threads: int = 2,
-                 max_batch: int = 32) -> None:
+                 max_batch: int = 32, adaptation: Adaptation | None = None) -> None:
         self._model = loaded(directory, threads)
         settings = self._model.settings
         self.tier = tier
         self.model = self._model.name
-        # what keys the verdict cache: a retrained model is a new judge
-        self.prompt_version = f"{self._model.name}@{settings['sha256']['cross.onnx'][:12]}"
+        base = version_of(settings)
+        if adaptation is not None and adaptation.base != base:
+            raise ConfigError(f"embedded judge: adaptation {adaptation.version} was fitted on {adaptation.base}, "
+                              f"this model is {base}: adapt again (`tracejudge adapt`) after changing the model")
+        self.adaptation = adaptation
+        # what keys the verdict cache: a retrained model, or another adaptation, is a new judge
+        self.prompt_version = f"{base}+{adaptation.version}" if adaptation else base
         self.threshold = float(settings["threshold"])
-        self._window_words = int(settings["window_words"])
-        self._min_context_words = int(settings["min_context_words"])
-        calibration = settings["calibration"]
-        self._weights = np.asarray(calibration["weights"], dtype=np.float64)
-        self._bias = float(calibration["bias"])
-        self._relevancy = (float(settings["relevancy"]["weight"]), float(settings["relevancy"]["bias"]))
         self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-judge")
 
@@ -92,29 +92,33 @@ class EmbeddedJudge:
         latency = (time.perf_counter() - started) / max(1, len(faithful) + len(relevant))
         return [v if v.error_type else replace(v, latency_s=latency) for v in out if v is not None]
 
+    def _good(self, metric: str, inputs: Sequence[JudgeInput], indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(P(good), the signal rows) of the items at `indices`, by the adaptation's head for `metric` if it has
+        one, else by the shipped calibration."""
+        head = self.adaptation.heads.get(metric) if self.adaptation else None
+        items = [Item(inputs[i].query, inputs[i].context, inputs[i].response) for i in indices]
+        x = signals(self._model, metric, items, embeddings=head is not None and head.kind == ADAPTER)
+        return (head.good(x) if head is not None else base_good(self._model, metric, x)), x
+
     def _faithfulness(self, inputs: Sequence[JudgeInput], indices: list[int], out: list[Verdict | None]) -> None:
-        logits = self._model.faithfulness_logits([
-            window(inputs[i].context, inputs[i].response, self._window_words, self._min_context_words)
-            for i in indices])
-        for i, logit in zip(indices, logits, strict=True):
+        good, _ = self._good("faithfulness", inputs, indices)
+        for i, supported in zip(indices, good.tolist(), strict=True):
             item = inputs[i]
-            row = np.asarray([float(logit), *features(item.context, item.response)])
-            supported = 1.0 - _sigmoid(float(row @ self._weights) + self._bias)
             missing = unsupported(item.context, item.response)
-            explanation = f"P(supported by the context) = {supported:.2f}"
+            explanation = f"P(supported by the context) = {supported:.2f}{self._adapted('faithfulness')}"
             if missing:
                 explanation += f"; not found in the context: {', '.join(missing[:5])}"
             out[i] = self._verdict(item, supported, explanation)
 
     def _relevancy_scores(self, inputs: Sequence[JudgeInput], indices: list[int], out: list[Verdict | None]) -> None:
-        vectors = self._model.embeddings([inputs[i].query for i in indices] + [inputs[i].response for i in indices])
-        queries, responses = vectors[:len(indices)], vectors[len(indices):]
-        weight, bias = self._relevancy
-        for i, q, r in zip(indices, queries, responses, strict=True):
-            cosine = float(np.dot(q, r))
-            relevant = _sigmoid(weight * cosine + bias)
-            out[i] = self._verdict(inputs[i], relevant,
-                                   f"P(answers this query) = {relevant:.2f} (embedding cosine {cosine:.2f})")
+        good, x = self._good("relevancy", inputs, indices)
+        for i, relevant, cosine in zip(indices, good.tolist(), x[:, 0].tolist(), strict=True):
+            out[i] = self._verdict(inputs[i], relevant, f"P(answers this query) = {relevant:.2f} (embedding "
+                                                        f"cosine {cosine:.2f}){self._adapted('relevancy')}")
+
+    def _adapted(self, metric: str) -> str:
+        adaptation = self.adaptation
+        return f" [adapted: {adaptation.version}]" if adaptation and metric in adaptation.heads else ""
 
     def _verdict(self, item: JudgeInput, score: float, explanation: str) -> Verdict:
         margin = max(self.threshold, 1.0 - self.threshold)

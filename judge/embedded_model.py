@@ -168,6 +168,20 @@ class EmbeddedModel:
         return np.asarray(np.concatenate(rows), dtype=np.float32).reshape(len(texts), -1)
 
 
+def model_version(directory: Path = DEFAULT_DIR) -> str:
+    """A model directory's version, "<name>@<12 hex of cross.onnx's sha256>", from its model.json alone: a
+    retrained model is a new judge."""
+    try:
+        settings = json.loads((directory / "model.json").read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"embedded judge model: no {directory / 'model.json'}") from e
+    return version_of(settings)
+
+
+def version_of(settings: dict[str, Any]) -> str:
+    return f"{settings['name']}@{settings['sha256']['cross.onnx'][:12]}"
+
+
 def loaded(directory: Path = DEFAULT_DIR, threads: int = 2) -> EmbeddedModel:
     """One EmbeddedModel per directory and thread count in the process: the judge and the drift projection share
     it (ONNX Runtime sessions are safe to run from several threads), however they name it."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from tracejudge.processor.component.confmap import Duration
 from tracejudge.processor.component.errors import ConfigError
@@ -15,6 +16,10 @@ from .limits import GatedJudge, SpendLedger, TierGate, TierLimits
 from .redaction import RedactingJudge, RedactionConfig, Redactor
 from .server_config import DEFAULT_METRICS, DeepEvalJudgeConfig, OpenAiJudgeConfig
 from .verdict import METRICS, Judge
+
+if TYPE_CHECKING:  # numpy loads only when an embedded tier is configured
+    from .adaptation import Adaptation
+    from .adaptation_store import AdaptationStore
 
 JudgeKind = Literal["embedded", "openai", "deepeval", "none"]
 SERVER_KINDS = ("openai", "deepeval")
@@ -36,6 +41,9 @@ class TierConfig:
 
     judge: JudgeKind = "embedded"
     model: str = ""  # with judge: embedded, a model directory from `make train-judge`; empty: the shipped model
+    # with judge: embedded, an installed adaptation (`tracejudge adapt`): its version, or `latest` (the newest for
+    # this model when the process starts; none installed: the model as trained); empty: none
+    adaptation: str = ""
     server: OpenAiJudgeConfig | None = None
     limits: TierLimits = field(default_factory=TierLimits)
     # faithfulness claim by claim (two calls: extract the claims, check each against the context); openai only
@@ -50,6 +58,8 @@ class TierConfig:
         if self.model and self.judge != "embedded":
             raise ConfigError(f"{path}.model: only with judge: embedded (this tier is {self.judge}; a server's "
                               "model goes in server.model)")
+        if self.adaptation and self.judge != "embedded":
+            raise ConfigError(f"{path}.adaptation: only with judge: embedded (this tier is {self.judge})")
         if self.model and not (Path(self.model) / "model.json").is_file():
             raise ConfigError(f"{path}.model: {self.model!r} holds no model.json (a directory written by "
                               "`make train-judge TRAIN_ARGS='--out DIR'`)")
@@ -104,14 +114,43 @@ class Judges:
             await judge.close()
 
 
-def build_judges(config: JudgesConfig, store: JudgeStore | None) -> Judges:
-    """Every judge of `config`, gated and cached (the cache needs `store`)."""
+def resolve_adaptations(config: JudgesConfig, store: Callable[[], AdaptationStore], path: str
+                        ) -> dict[str, Adaptation]:
+    """The installed adaptation each embedded tier's `adaptation:` names, by tier; `path`: the judges' config key,
+    for errors."""
+    from .adaptation_store import LATEST
+    from .embedded_model import DEFAULT_DIR, model_version
+
+    found: dict[str, Adaptation] = {}
+    for tier, tier_config in (("local", config.local), ("heavy", config.heavy)):
+        wanted = tier_config.adaptation
+        if tier_config.judge != "embedded" or not wanted:
+            continue
+        base = model_version(Path(tier_config.model) if tier_config.model else DEFAULT_DIR)
+        opened = store()
+        try:
+            adaptation = opened.latest(base) if wanted == LATEST else opened.get(wanted)
+            installed = [a.version for a in opened.all() if a.base == base]
+        finally:
+            opened.close()
+        if adaptation is None and wanted != LATEST:
+            raise ConfigError(f"{path}.{tier}.adaptation: {wanted!r} is not installed for {base} (installed: "
+                              f"{', '.join(installed) or 'none'}; `tracejudge adapt` installs one)")
+        if adaptation is not None:
+            found[tier] = adaptation
+    return found
+
+
+def build_judges(config: JudgesConfig, store: JudgeStore | None,
+                 adaptations: Mapping[str, Adaptation] | None = None) -> Judges:
+    """Every judge of `config`, gated and cached (the cache needs `store`); `adaptations` by tier, from
+    `resolve_adaptations`."""
     gates: dict[str, TierGate] = {}
     built: dict[str, Judge | None] = {}
     uncached_heavy: Judge | None = None
     tiers: list[Judge] = []
     for tier, tier_config in (("local", config.local), ("heavy", config.heavy)):
-        judge = _judge(tier, tier_config)
+        judge = _judge(tier, tier_config, (adaptations or {}).get(tier))
         if judge is None:
             built[tier] = None
             continue
@@ -126,7 +165,7 @@ def build_judges(config: JudgesConfig, store: JudgeStore | None) -> Judges:
     return Judges(cascade, gates, tiers)
 
 
-def _judge(tier: str, config: TierConfig) -> Judge | None:
+def _judge(tier: str, config: TierConfig, adaptation: Adaptation | None) -> Judge | None:
     if config.judge == "none":
         return None
     if config.judge in SERVER_KINDS:
@@ -134,8 +173,9 @@ def _judge(tier: str, config: TierConfig) -> Judge | None:
         redaction = config.redaction or RedactionConfig(enabled=tier == "heavy")
         return RedactingJudge(judge, Redactor(redaction)) if redaction.enabled else judge
     from .embedded import EmbeddedJudge  # onnxruntime loads only when an embedded tier is configured
+    from .embedded_model import DEFAULT_DIR
 
-    return EmbeddedJudge(Path(config.model), tier=tier) if config.model else EmbeddedJudge(tier=tier)
+    return EmbeddedJudge(Path(config.model) if config.model else DEFAULT_DIR, tier=tier, adaptation=adaptation)
 
 
 def _server_judge(tier: str, config: TierConfig) -> Judge:

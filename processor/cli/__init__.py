@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "print what happened to each LLM span of a trace, with its scores"),
     "series": ("series", "per series: the current estimate with its CI and n, the last comparisons"),
     "alerts": ("alerts", "the alerts raised so far, with their causes and example traces"),
+    "adapt": ("adapt", "refit the embedded judge on reviewers' labels, feedback or golden sets; install it as a new "
+                       "judge version only if it beats the current one on held-out labels"),
     "calibration": ("calibration", "per metric and judge version: whether scores predict user feedback (AUROC "
                                    "with CI and n) and agree with reviewers' labels"),
     "replay": ("replay", "re-run the statistics over the stored evaluations and print the alerts (exit 1 if "

@@ -16,7 +16,7 @@ from aiohttp import web
 from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.limits import TierGate
 from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
-from tracejudge.judge.tiers import build_judges
+from tracejudge.judge.tiers import build_judges, resolve_adaptations
 from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
 from tracejudge.processor.component.errors import RetryableError, StorageError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
@@ -88,6 +88,8 @@ class JudgeQueueProcessor:
         self._config = config
         self._next = next_consumer
         self._id = f"processors/{settings.name}"
+        self._name = settings.name
+        self.judge_version = config.judge_version  # with the installed adaptations, once started
         self._worker_process = host.worker_process
         self._status = host.status
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
@@ -331,7 +333,18 @@ class JudgeQueueProcessor:
         judging = bool(self._worker_process) or config.workers.processes == 0
         if judging:  # the embedded model takes a second or two to load: off the event loop, before the judges
             await asyncio.to_thread(self._load_models)
-        self._queue = JudgeQueue(self._stores.queue(), config.queue, config.judge_version,
+        from tracejudge.judge.adaptation_store import AdaptationStore  # numpy: only once judging may start
+
+        adaptations = await asyncio.to_thread(
+            resolve_adaptations, config.judges, lambda: AdaptationStore(self._stores.adaptations()),
+            f"processors.{self._name}.judges")
+        # an adaptation is a new judge: items, evaluations (whose series restart at the switch) and spans say so
+        judge_version = config.judge_version + "".join(f"+{a.version}" for a in adaptations.values())
+        if adaptations:
+            log.info("%s: judging with %s (judge_version %s)", self._id,
+                     ", ".join(f"{tier} adapted by {a.version}" for tier, a in adaptations.items()), judge_version)
+        self.judge_version = judge_version
+        self._queue = JudgeQueue(self._stores.queue(), config.queue, judge_version,
                                  intake=not self._worker_process)
         stats = config.stats
         if not self._worker_process:
@@ -341,12 +354,13 @@ class JudgeQueueProcessor:
                 self.owner = StatsOwner(lambda: StatsStore(self._stores.stats()), stats, self._next, self._quality)
                 await self.owner.start()
                 projection = QueryProjection(loaded(), seed=stats.seed) if stats.embeddings else None
-                self._evaluations = EvaluationWriter(StatsStore(self._stores.stats()), config.judge_version,
+                self._evaluations = EvaluationWriter(StatsStore(self._stores.stats()), judge_version,
                                                      projection, self.owner.wake if self.owner else None)
-            review = ReviewQueue(config.review, config.judge_version) if config.review.path else None
-            self.worker = JudgeWorker(self._queue, build_judges(config.judges, self._queue), config.workers,
+            review = ReviewQueue(config.review, judge_version) if config.review.path else None
+            self.worker = JudgeWorker(self._queue, build_judges(config.judges, self._queue, adaptations),
+                                      config.workers,
                                       self._next, self._metrics, None if self._worker_process else self._scale,
-                                      config.judge_version, self._evaluations, review,
+                                      judge_version, self._evaluations, review,
                                       TierHealth(self._status, self._id), self._quality,
                                       documents_kept_s=2 * config.max_decision_wait)
             await self.worker.start()

@@ -1,8 +1,8 @@
 """Where a judge_queue processor keeps its stores, and how the CLI (series, alerts, calibration, replay, report,
 golden) finds them in a config without starting anything: the judge queue (with the verdict cache and the spend
-ledger) and the statistics (evaluations, alerts, feedback, the series' checkpoints), each a database of the
-stage's `storage:` — file_storage: judge_queue.db and judge_queue.stats.db; postgresql: schemas judge_queue and
-judge_queue_stats."""
+ledger), the statistics (evaluations, alerts, feedback, the series' checkpoints) and the embedded judge's installed
+adaptations, each a database of the stage's `storage:` — file_storage: judge_queue.db, judge_queue.stats.db and
+judge_queue.judges.db; postgresql: schemas judge_queue, judge_queue_stats and judge_queue_judges."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tracejudge.judge import queue
+from tracejudge.judge import adaptation_store, queue
 from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.errors import StoreMissing
 from tracejudge.processor.component.factory import component_type
@@ -30,6 +30,10 @@ class StageStores:
 
     def stats(self, read_only: bool = False) -> Database:
         return self.storage.database(f"{self.stage}.stats", store.MIGRATIONS, store.WHAT, read_only)
+
+    def adaptations(self, read_only: bool = False) -> Database:
+        return self.storage.database(f"{self.stage}.judges", adaptation_store.MIGRATIONS, adaptation_store.WHAT,
+                                     read_only)
 
 
 def stats_stores(config: Any) -> Iterator[tuple[str, StageStores, StatsConfig]]:

@@ -237,7 +237,8 @@ class JudgeWorker:
             verdict = result.verdict
             decision = JUDGED if verdict.judged else f"{UNJUDGED}: {verdict.error_type}"
             detail: dict[str, object] = {"score": verdict.score, "label": verdict.label, "tier": verdict.tier,
-                      "judge_model": verdict.judge_model, "escalation": result.escalation,
+                      "judge_model": verdict.judge_model, "judge_version": self._judge_version,
+                      "judge_prompt_version": verdict.judge_prompt_version, "escalation": result.escalation,
                       "degraded": result.degraded, "cost_usd": verdict.cost_usd, "cached": verdict.cached,
                       "explanation": verdict.explanation[:300]}
             if sources.get(item.key):

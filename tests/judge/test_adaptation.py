@@ -1,0 +1,69 @@
+"""Adaptations: stored on both engines and found by version or as the latest of their base model; a judge with one
+scores by its head and names it; one fitted on another model is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.support.postgres import OpenDatabase
+from tracejudge.judge.adaptation import HEAD, Adaptation, Head, Item, pair_support, signals
+from tracejudge.judge.adaptation_store import MIGRATIONS, WHAT, AdaptationStore
+from tracejudge.judge.embedded import EmbeddedJudge
+from tracejudge.judge.embedded_model import loaded, model_version
+from tracejudge.judge.verdict import JudgeInput
+from tracejudge.processor.component.errors import ConfigError
+
+CONTEXT = "Paris is the capital and largest city of France, with 2.1 million residents."
+
+
+def constant_head(good: float) -> Head:
+    """A head that ignores its inputs: P(good) = `good` for every item."""
+    return Head(HEAD, (0.0,) * 5, float(np.log(good / (1 - good))), (0.0,) * 5, (1.0,) * 5, 1e-3, 10)
+
+
+def test_adaptations_are_stored_and_the_latest_is_per_base_model(open_database: OpenDatabase) -> None:
+    store = AdaptationStore(open_database(MIGRATIONS, "judge_queue.judges", WHAT))
+    first = Adaptation.create("model@1", {"faithfulness": constant_head(0.8)}, {"note": 1})
+    second = dataclasses.replace(Adaptation.create("model@1", {"faithfulness": constant_head(0.7)}, {}),
+                                 created_unix_s=first.created_unix_s + 1)
+    other = Adaptation.create("model@2", {"relevancy": constant_head(0.6)}, {})
+    for adaptation in (first, second, other, first):  # installing twice keeps one
+        store.install(adaptation)
+    assert [a.version for a in store.all()] == [first.version, other.version, second.version] or \
+        [a.version for a in store.all()] == [first.version, second.version, other.version]
+    assert store.get(first.version) == first and store.get("a-missing") is None
+    latest = store.latest("model@1")
+    assert latest is not None and latest.version == second.version
+    assert store.latest("model@3") is None
+    store.close()
+
+
+def test_a_judge_with_an_adaptation_scores_by_its_head_and_names_it() -> None:
+    base = model_version()
+    adaptation = Adaptation.create(base, {"faithfulness": constant_head(0.8)}, {})
+    judge = EmbeddedJudge(adaptation=adaptation)
+    plain = EmbeddedJudge()
+    item = JudgeInput("faithfulness", "What is the capital of France?", "Lyon.", CONTEXT)
+    relevancy = dataclasses.replace(item, metric="relevancy")
+    adapted, adapted_relevancy = judge.judge_now([item, relevancy])
+    shipped, shipped_relevancy = plain.judge_now([item, relevancy])
+    assert adapted.score == pytest.approx(0.8) and shipped.score != pytest.approx(0.8)
+    assert adapted_relevancy.score == pytest.approx(shipped_relevancy.score)  # no relevancy head: as shipped
+    assert judge.prompt_version == f"{base}+{adaptation.version}" and plain.prompt_version == base
+    assert adapted.judge_prompt_version == judge.prompt_version and "[adapted: " in adapted.explanation
+    with pytest.raises(ConfigError, match=r"was fitted on other@0, this model is .*: adapt again"):
+        EmbeddedJudge(adaptation=dataclasses.replace(adaptation, base="other@0"))
+
+
+def test_the_signals_a_head_reads() -> None:
+    model = loaded()
+    items = [Item("capital?", CONTEXT, "Paris is the capital of France."), Item("capital?", CONTEXT, "Lyon.")]
+    x = signals(model, "faithfulness", items, embeddings=True)
+    assert x.shape == (2, 5 + 768)
+    assert x[0, 4] == pytest.approx(pair_support(CONTEXT, items[0].response)) and x[0, 4] > x[1, 4]
+    r = signals(model, "relevancy", items, embeddings=False)
+    assert r.shape == (2, 2) and -1 <= r[0, 0] <= 1
+    assert pair_support("a b c", "a b c") == 1.0 and pair_support("a b c", "c b a") == 0.0
