@@ -156,6 +156,10 @@ class EmbeddedModel:
         self._bi = session(directory / "bi.onnx", threads)
         self.name = str(self.settings["name"])
 
+    def cross_graph(self, path: Path) -> CrossGraph:
+        """Another cross-encoder graph (a fold model of the same training run), read with this model's encoding."""
+        return CrossGraph(path, self.tokens, self._embed, 2)
+
     def faithfulness_logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """One logit per (context, response) pair: high = the response is not supported by the context."""
         return self._cross.logits(pairs)

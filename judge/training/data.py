@@ -15,10 +15,12 @@ import hashlib
 import json
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +91,12 @@ def length_matched(records: Sequence[LabelledRecord], seed: int) -> list[Labelle
         keep.update(rng.sample(good, n))
         keep.update(rng.sample(bad, n))
     return [record for index, record in enumerate(records) if index in keep]
+
+
+def source_weights(records: Sequence[LabelledRecord], exponent: float) -> np.ndarray:
+    """Per record, (records of the largest source / records of its source)^exponent, scaled to mean 1."""
+    counts = Counter(r.source for r in records)
+    top = max(counts.values())
+    weights = np.array([(top / counts[r.source]) ** exponent for r in records], dtype=np.float64)
+    normalised: np.ndarray = weights / weights.mean()
+    return normalised

@@ -35,7 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,8 @@ from torch import nn
 from ..embedded_model import FILES, CrossGraph, Embedder, Tokens, quantize_rows, sha256
 from ..embedded_text import FEATURES, context_budget, context_windows, feature_rows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
-from .calibrate import fit_logistic, sigmoid
-from .data import LabelledRecord, length_matched, read_records, split_by_group
+from .calibrate import cross_fitted, fit_logistic, sigmoid
+from .data import LabelledRecord, length_matched, read_records, source_weights, split_by_group
 from .synthetic import claim_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,15 +162,6 @@ def swapped_contexts(records: Sequence[LabelledRecord], share: float, seed: int)
             out.append(dataclasses.replace(r, id=f"{r.id}/swapped", context=other.context, label=1))
     print(f"  {len(out)} swapped-context negatives", flush=True)
     return out
-
-
-def source_weights(records: Sequence[LabelledRecord], exponent: float) -> np.ndarray:
-    """Per record, (records of the largest source / records of its source)^exponent, scaled to mean 1."""
-    counts = Counter(r.source for r in records)
-    top = max(counts.values())
-    weights = np.array([(top / counts[r.source]) ** exponent for r in records], dtype=np.float64)
-    normalised: np.ndarray = weights / weights.mean()
-    return normalised
 
 
 def folds_of(records: Sequence[LabelledRecord], folds: int, holdout: float, seed: int
@@ -294,21 +285,6 @@ def context_strategies(model: CrossEncoder, encoder: Encoder, records: Sequence[
 def design(raw: np.ndarray, records: Sequence[LabelledRecord]) -> np.ndarray:
     extra = np.array(feature_rows([(r.context, r.response) for r in records]), dtype=np.float64)
     return np.hstack([raw.reshape(-1, 1).astype(np.float64), extra])
-
-
-def cross_fitted(x: np.ndarray, y: np.ndarray, groups: Sequence[str], columns: list[int], weight: np.ndarray
-                 ) -> np.ndarray:
-    """Out-of-fold P(bad) from two folds split by group: calibration quality not flattered by fitting."""
-    fold = np.array([hash_fold(g) for g in groups])
-    out = np.zeros(len(y))
-    for k in (0, 1):
-        w, b = fit_logistic(x[fold != k][:, columns], y[fold != k], sample_weight=weight[fold != k])
-        out[fold == k] = sigmoid(x[fold == k][:, columns] @ w + b)
-    return out
-
-
-def hash_fold(group: str) -> int:
-    return hashlib.blake2b(group.encode(), digest_size=1).digest()[0] % 2
 
 
 def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
