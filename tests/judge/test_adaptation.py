@@ -13,6 +13,7 @@ from tracejudge.judge.adaptation import HEAD, Adaptation, Head, Item, pair_suppo
 from tracejudge.judge.adaptation_store import MIGRATIONS, WHAT, AdaptationStore
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import loaded, model_version
+from tracejudge.judge.tiers import TierConfig
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.component.errors import ConfigError
 
@@ -67,3 +68,9 @@ def test_the_signals_a_head_reads() -> None:
     r = signals(model, "relevancy", items, embeddings=False)
     assert r.shape == (2, 2) and -1 <= r[0, 0] <= 1
     assert pair_support("a b c", "a b c") == 1.0 and pair_support("a b c", "c b a") == 0.0
+
+
+def test_only_an_embedded_tier_takes_an_adaptation() -> None:
+    TierConfig(adaptation="latest").validate("judges.local")
+    with pytest.raises(ConfigError, match=r"judges.heavy.adaptation: only with judge: embedded \(this tier is none"):
+        TierConfig(judge="none", adaptation="latest").validate("judges.heavy")

@@ -89,7 +89,6 @@ class JudgeQueueProcessor:
         self._next = next_consumer
         self._id = f"processors/{settings.name}"
         self._name = settings.name
-        self.judge_version = config.judge_version  # with the installed adaptations, once started
         self._worker_process = host.worker_process
         self._status = host.status
         self._metrics = host.telemetry.metrics(JudgeQueueMetrics)
@@ -343,7 +342,6 @@ class JudgeQueueProcessor:
         if adaptations:
             log.info("%s: judging with %s (judge_version %s)", self._id,
                      ", ".join(f"{tier} adapted by {a.version}" for tier, a in adaptations.items()), judge_version)
-        self.judge_version = judge_version
         self._queue = JudgeQueue(self._stores.queue(), config.queue, judge_version,
                                  intake=not self._worker_process)
         stats = config.stats
