@@ -2,7 +2,8 @@
 data, named by a version of its own.
 
 A head maps what the shipped model computes for one item to P(good): for faithfulness the cross-encoder's logit, the
-cheap features of the shipped calibration and the share of the response's word pairs found in the context; for
+cheap features of the shipped calibration, the share of the response's word pairs found in the context and the
+texts' lengths (log words); for
 relevancy the embedding cosine and the share of the query's content words the response repeats. An *adapter* head
 also reads the bi-encoder's embeddings of the two texts (their element-wise product and absolute difference, 768
 numbers): it can learn what "supported" or "on topic" looks like in a domain, and needs more labels. Heads are
@@ -27,14 +28,15 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedded_model import EmbeddedModel
-from .embedded_text import features, window
+from .embedded_text import features, window, words
 from .lexical import content_words
 from .training.calibrate import fit_logistic, sigmoid
 
 Array = npt.NDArray[np.float64]
 
 # what a head reads besides the embeddings, per metric
-INPUTS = {"faithfulness": ("logit", "unsupported_numbers", "unsupported_names", "word_support", "pair_support"),
+INPUTS = {"faithfulness": ("logit", "unsupported_numbers", "unsupported_names", "word_support", "pair_support",
+                          "response_words_log", "context_words_log", "query_words_log"),
           "relevancy": ("cosine", "query_word_support")}
 HEAD, ADAPTER = "head", "adapter"
 
@@ -115,8 +117,14 @@ def query_word_support(query: str, response: str) -> float:
     return len(asked & content_words(response)) / len(asked) if asked else 0.0
 
 
+def lexical(query: str, context: str, response: str) -> list[float]:
+    """The faithfulness INPUTS after the logit (what training computes beside its logits too)."""
+    return [*features(context, response), pair_support(context, response), float(np.log1p(words(response))),
+            float(np.log1p(words(context))), float(np.log1p(words(query)))]
+
+
 def signals(model: EmbeddedModel, metric: str, items: Sequence[Item], embeddings: bool,
-            logits: Sequence[float] | None = None) -> Array:
+            logits: Sequence[float] | npt.NDArray[np.float32] | None = None) -> Array:
     """One row per item: the metric's INPUTS, then (with `embeddings`) the 768 embedding interactions. `logits`:
     the cross-encoder's, when the caller has them already."""
     settings = model.settings
@@ -124,8 +132,8 @@ def signals(model: EmbeddedModel, metric: str, items: Sequence[Item], embeddings
         pairs = [window(i.context, i.response, int(settings["window_words"]), int(settings["min_context_words"]))
                  for i in items]
         raw = model.faithfulness_logits(pairs) if logits is None else np.asarray(logits)
-        rows = np.array([[float(x), *features(i.context, i.response), pair_support(i.context, i.response)]
-                         for x, i in zip(raw, items, strict=True)], dtype=np.float64).reshape(len(items), -1)
+        rows = np.array([[float(x), *lexical(i.query, i.context, i.response)] for x, i in zip(raw, items, strict=True)],
+                        dtype=np.float64).reshape(len(items), -1)
         first, second = [p[0] for p in pairs], [i.response for i in items]
     elif metric == "relevancy":
         first, second = [i.query for i in items], [i.response for i in items]
@@ -144,11 +152,15 @@ def signals(model: EmbeddedModel, metric: str, items: Sequence[Item], embeddings
 
 
 def base_good(model: EmbeddedModel, metric: str, x: Array) -> Array:
-    """P(good) as the shipped model computes it, from `signals` rows."""
+    """P(good) as the shipped model computes it, from `signals` rows: its trees or its logistic calibration."""
     settings = model.settings
     if metric == "faithfulness":
+        if model.trees is not None:
+            return 1.0 - sigmoid(model.trees.log_odds(x))
         calibration = settings["calibration"]
         columns = len(calibration["weights"])
         return 1.0 - sigmoid(x[:, :columns] @ np.asarray(calibration["weights"]) + float(calibration["bias"]))
-    weight, bias = float(settings["relevancy"]["weight"]), float(settings["relevancy"]["bias"])
-    return sigmoid(weight * x[:, 0] + bias)
+    relevancy = settings["relevancy"]
+    if "weights" in relevancy:  # over the first len(weights) of INPUTS["relevancy"]
+        return sigmoid(x[:, :len(relevancy["weights"])] @ np.asarray(relevancy["weights"]) + float(relevancy["bias"]))
+    return sigmoid(float(relevancy["weight"]) * x[:, 0] + float(relevancy["bias"]))

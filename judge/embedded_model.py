@@ -25,6 +25,8 @@ import numpy.typing as npt
 
 from tracejudge.processor.component.errors import ConfigError
 
+from .trees import TreeEnsemble
+
 DEFAULT_DIR = Path(__file__).parent / "model"
 FILES = ("tokenizer.json", "embeddings.npz", "cross.onnx", "bi.onnx")
 PAD_ID = 0
@@ -155,6 +157,9 @@ class EmbeddedModel:
         self._cross = CrossGraph(directory / "cross.onnx", self.tokens, self._embed, threads)
         self._bi = session(directory / "bi.onnx", threads)
         self.name = str(self.settings["name"])
+        calibration = self.settings["calibration"]
+        # the learned combination of the logit with the lexical signals, when the model has one
+        self.trees = TreeEnsemble.from_document(calibration) if "trees" in calibration else None
 
     def cross_graph(self, path: Path) -> CrossGraph:
         """Another cross-encoder graph (a fold model of the same training run), read with this model's encoding."""
@@ -173,8 +178,7 @@ class EmbeddedModel:
 
 
 def model_version(directory: Path = DEFAULT_DIR) -> str:
-    """A model directory's version, "<name>@<12 hex of cross.onnx's sha256>", from its model.json alone: a
-    retrained model is a new judge."""
+    """A model directory's version (`version_of`), from its model.json alone."""
     try:
         settings = json.loads((directory / "model.json").read_text())
     except FileNotFoundError as e:
@@ -183,7 +187,11 @@ def model_version(directory: Path = DEFAULT_DIR) -> str:
 
 
 def version_of(settings: dict[str, Any]) -> str:
-    return f"{settings['name']}@{settings['sha256']['cross.onnx'][:12]}"
+    """"<name>@<12 hex>" of the graph's sha256 with the calibration and relevancy settings: a retrained or a
+    recalibrated model is another judge."""
+    document = json.dumps({"cross.onnx": settings["sha256"]["cross.onnx"], "calibration": settings["calibration"],
+                           "relevancy": settings["relevancy"]}, sort_keys=True)
+    return f"{settings['name']}@{hashlib.sha256(document.encode()).hexdigest()[:12]}"
 
 
 def loaded(directory: Path = DEFAULT_DIR, threads: int = 2) -> EmbeddedModel:

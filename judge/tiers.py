@@ -141,6 +141,24 @@ def resolve_adaptations(config: JudgesConfig, store: Callable[[], AdaptationStor
     return found
 
 
+def effective_judge_version(configured: str, config: JudgesConfig, adaptations: Mapping[str, Adaptation]) -> str:
+    """The version evaluations, items and spans carry: the configured `judge_version`, then per embedded tier its
+    adaptation ("+a-…", which implies the model) or its model ("+m-" and 8 hex of `model_version`), so that a
+    retrained, recalibrated or adapted embedded judge is a new judge version without anyone bumping the config."""
+    from .embedded_model import DEFAULT_DIR, model_version
+
+    version = configured
+    for tier, tier_config in (("local", config.local), ("heavy", config.heavy)):
+        if tier_config.judge != "embedded":
+            continue
+        if tier in adaptations:
+            version += f"+{adaptations[tier].version}"
+        else:
+            model = model_version(Path(tier_config.model) if tier_config.model else DEFAULT_DIR)
+            version += f"+m-{model.rsplit('@', 1)[-1][:8]}"
+    return version
+
+
 def build_judges(config: JudgesConfig, store: JudgeStore | None,
                  adaptations: Mapping[str, Adaptation] | None = None) -> Judges:
     """Every judge of `config`, gated and cached (the cache needs `store`); `adaptations` by tier, from

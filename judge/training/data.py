@@ -100,3 +100,24 @@ def source_weights(records: Sequence[LabelledRecord], exponent: float) -> np.nda
     weights = np.array([(top / counts[r.source]) ** exponent for r in records], dtype=np.float64)
     normalised: np.ndarray = weights / weights.mean()
     return normalised
+
+
+def relevancy_pairs(records: Sequence[LabelledRecord], seed: int, n: int = 2000
+                    ) -> tuple[list[str], list[str], list[float]]:
+    """(queries, responses, relevant): for `n` sampled good records with a query, (query, its response) relevant
+    and (query, the response of another group of the same file) not, seeded."""
+    rng = random.Random(seed)
+    usable = [r for r in records if r.query.strip() and r.label == 0]
+    sample = rng.sample(usable, min(n, len(usable)))
+    by_source: dict[str, list[LabelledRecord]] = defaultdict(list)
+    for r in usable:
+        by_source[r.source].append(r)
+    queries, responses, y = [], [], []
+    for r in sample:
+        other = rng.choice(by_source[r.source])
+        if other.group == r.group:
+            continue
+        queries += [r.query, r.query]
+        responses += [r.response, other.response]
+        y += [1.0, 0.0]
+    return queries, responses, y

@@ -11,7 +11,8 @@ Recipe (each choice is measured in the model card):
 - model: the first `--cross-layers` layers of MiniLM with a mean-pooled linear head on (context, response) pairs, the
   word-embedding table frozen and int8 (shared with the bi-encoder, which stays the original six layers);
 - long contexts: the sentences sharing most words with the response, up to a word budget (`select_context`);
-- calibration: logistic regression over the logit and the cheap features, fitted on out-of-fold logits (`--folds`
+- calibration: boosted trees (`--combiner`; training/boosting.py) over the logit and the lexical signals (the cheap
+  features, pair support, the texts' lengths), fitted on out-of-fold logits (`--folds`
   models trained on the other groups; every training record is scored by a model that never saw it, through its
   exported int8 graph, so the calibration sees what serving computes), with the same
   per-file weights, then applied to the final model trained on everything (`--folds 1`: one `--holdout` split, and
@@ -44,11 +45,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adaptation import INPUTS, lexical
 from ..embedded_model import FILES, CrossGraph, Embedder, Tokens, quantize_rows, sha256
-from ..embedded_text import FEATURES, context_budget, context_windows, feature_rows, window, words
+from ..embedded_text import context_budget, context_windows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
-from .calibrate import cross_fitted, fit_logistic, sigmoid
-from .data import LabelledRecord, length_matched, read_records, source_weights, split_by_group
+from ..trees import TreeEnsemble
+from .boosting import fit_trees
+from .calibrate import cross_fitted, fit_logistic, hash_fold, sigmoid
+from .data import LabelledRecord, length_matched, read_records, relevancy_pairs, source_weights, split_by_group
 from .synthetic import claim_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,9 +286,31 @@ def context_strategies(model: CrossEncoder, encoder: Encoder, records: Sequence[
             "records": {"n": len(records), "mean windows": round(float(np.mean([len(w) for w in windows])), 2)}}
 
 
+CALIBRATION_INPUTS = INPUTS["faithfulness"]  # serving reads the first ones a calibration names, in this order
+LOGISTIC_INPUTS = 4  # the logistic calibration of the first model: the logit and the three cheap features
+
+
 def design(raw: np.ndarray, records: Sequence[LabelledRecord]) -> np.ndarray:
-    extra = np.array(feature_rows([(r.context, r.response) for r in records]), dtype=np.float64)
-    return np.hstack([raw.reshape(-1, 1).astype(np.float64), extra])
+    """One row per record: CALIBRATION_INPUTS (the logit, then `adaptation.lexical`)."""
+    return np.array([[float(x), *lexical(r.query, r.context, r.response)] for x, r in zip(raw, records, strict=True)],
+                    dtype=np.float64).reshape(len(records), -1)
+
+
+def calibrations(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
+    """Each way to combine the signals, fitted on `x`: name -> the calibration document serving reads."""
+    out: dict[str, Any] = {}
+    for n in (LOGISTIC_INPUTS, 5):
+        w, b = fit_logistic(x[:, :n], y, sample_weight=weight)
+        out[f"logistic over {n} inputs"] = {"inputs": list(CALIBRATION_INPUTS[:n]), "weights": [float(v) for v in w],
+                                           "bias": b}
+    out["trees"] = fit_trees(x, y, CALIBRATION_INPUTS, weight).document()
+    return out
+
+
+def p_bad(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    if "trees" in calibration:
+        return sigmoid(TreeEnsemble.from_document(calibration).log_odds(x))
+    return sigmoid(x[:, :len(calibration["weights"])] @ np.asarray(calibration["weights"]) + calibration["bias"])
 
 
 def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
@@ -296,22 +322,8 @@ def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
 
 def relevancy_calibration(bi: BiEncoder, encoder: Encoder, records: Sequence[LabelledRecord], seed: int
                           ) -> dict[str, float]:
-    """Fit P(relevant) = sigmoid(a·cos + b) on each sampled record's (query, response) against the same query with
-    the response of another group of the same file."""
-    rng = random.Random(seed)
-    usable = [r for r in records if r.query.strip() and r.label == 0]
-    sample = rng.sample(usable, min(2000, len(usable)))
-    by_source: dict[str, list[LabelledRecord]] = defaultdict(list)
-    for r in usable:
-        by_source[r.source].append(r)
-    queries, responses, y = [], [], []
-    for r in sample:
-        other = rng.choice(by_source[r.source])
-        if other.group == r.group:
-            continue
-        queries += [r.query, r.query]
-        responses += [r.response, other.response]
-        y += [1.0, 0.0]
+    """Fit P(relevant) = sigmoid(a·cos + b) on `relevancy_pairs`."""
+    queries, responses, y = relevancy_pairs(records, seed)
     bi.eval()
     with torch.no_grad():
         vq = torch.cat([bi(*encoder.texts(queries[i:i + 64])) for i in range(0, len(queries), 64)])
@@ -389,6 +401,11 @@ def main() -> None:
     parser.add_argument("--fold-graphs", type=Path,
                         help="also keep each fold model's int8 graph here (foldK.onnx, with foldK.jsonl: the ids of "
                              "the records it never saw), to study levers on honest held-out scores without retraining")
+    parser.add_argument("--combiner", default="trees",
+                        choices=("trees", f"logistic over {LOGISTIC_INPUTS} inputs", "logistic over 5 inputs"),
+                        help="how the logit and the lexical signals (" + ", ".join(CALIBRATION_INPUTS) + ") become "
+                             "P(unsupported): boosted trees over all of them (default), or a logistic regression over "
+                             "the first 4 (the first model's) or 5")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--leave-out", action="append", default=[],
                         help="train without this source (leave-one-dataset-out); repeatable")
@@ -412,6 +429,7 @@ def main() -> None:
         "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
         "holdout": args.holdout, "leave_out": args.leave_out, "context": "selected sentences",
+        "combiner": args.combiner,
     }
     print(f"training {NAME} from {args.data} with {settings}", flush=True)
     faithfulness, everything = load(args.data, args.leave_out, args.seed, args.length_shortcut)
@@ -450,14 +468,15 @@ def main() -> None:
     weight = source_weights(held, args.balance)
     groups = [f"{r.source}/{r.group}" for r in held]
     labels = [r.label for r in held]
-    logit_only = cross_fitted(x, y, groups, [0], weight)
-    with_features = cross_fitted(x, y, groups, list(range(x.shape[1])), weight)
+    fold = np.array([hash_fold(g) for g in groups])
+    out_of_fold: dict[str, np.ndarray] = {"logit only": cross_fitted(x, y, groups, [0], weight)}
+    for k in (0, 1):  # each combination fitted on one half of the groups, scored on the other
+        for name, document in calibrations(x[fold != k], y[fold != k], weight[fold != k]).items():
+            out_of_fold.setdefault(name, np.zeros(len(y)))[fold == k] = p_bad(document, x[fold == k])
     report["out-of-fold (cross-fitted calibration)"] = {
-        "logit only": {"all": quality(logit_only, labels), **per_source(held, 1 - logit_only)},
-        "logit + features": {"all": quality(with_features, labels), **per_source(held, 1 - with_features)},
-    }
-    weights, bias = fit_logistic(x, y, sample_weight=weight)
-    calibration = {"inputs": ["logit", *FEATURES], "weights": [float(w) for w in weights], "bias": bias}
+        name: {"all": quality(values, labels), **per_source(held, 1 - values)} for name, values in out_of_fold.items()}
+    fitted = calibrations(x, y, weight)
+    calibration = fitted[args.combiner]
     print(json.dumps(report, indent=1), flush=True)
     if args.calibration_data:
         with args.calibration_data.open("w") as f:
@@ -470,9 +489,10 @@ def main() -> None:
             evaluated = [r for r in read_records(path) if r.has_context]
             ex = design(int8_logits(model, encoder, [window_pair(r, settings) for r in evaluated], args.threads),
                         evaluated)
-            result = {"left_out": args.leave_out, "evaluated": path.name, "n": len(evaluated),
-                      **quality(sigmoid(ex @ weights + bias), [r.label for r in evaluated])}
-            print("RESULT " + json.dumps(result), flush=True)
+            for name, document in fitted.items():  # the same model, each way to combine its signals
+                result = {"left_out": args.leave_out, "evaluated": path.name, "n": len(evaluated),
+                          "calibration": name, **quality(p_bad(document, ex), [r.label for r in evaluated])}
+                print("RESULT " + json.dumps(result), flush=True)
         return
 
     bi = BiEncoder(base)

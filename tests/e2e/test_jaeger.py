@@ -20,6 +20,7 @@ from tests.support.openai_server import Completion, OpenAiServer
 from tests.support.pipeline import grpc_target, running
 from tests.support.shipped import environment, with_exporter
 from tests.support.waiting import eventually
+from tracejudge.judge.embedded_model import model_version
 
 REPO = Path(__file__).resolve().parents[2]
 APP_ENV = dict(os.environ) | {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only"}
@@ -77,7 +78,8 @@ async def test_jaeger_shows_the_checks_and_the_evaluation_of_an_llm_span(tmp_pat
     relevancy = evaluation_logs(evaluation)["relevancy"]
     assert 0 <= float(relevancy["gen_ai.evaluation.score.value"]) <= 1
     assert relevancy["gen_ai.evaluation.score.label"] in ("pass", "fail")
-    assert tags(evaluation)["tracejudge.judge.version"] == "1"
+    # the configured judge_version, then the shipped embedded model's own version
+    assert tags(evaluation)["tracejudge.judge.version"] == f"1+m-{model_version().rsplit('@', 1)[1][:8]}"
     # judging does not stretch the trace: the evaluation span lies inside the LLM span, the trace ends with its root
     assert llm["startTime"] <= evaluation["startTime"]
     assert evaluation["startTime"] + evaluation["duration"] <= llm["startTime"] + llm["duration"]

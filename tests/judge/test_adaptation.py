@@ -22,7 +22,7 @@ CONTEXT = "Paris is the capital and largest city of France, with 2.1 million res
 
 def constant_head(good: float) -> Head:
     """A head that ignores its inputs: P(good) = `good` for every item."""
-    return Head(HEAD, (0.0,) * 5, float(np.log(good / (1 - good))), (0.0,) * 5, (1.0,) * 5, 1e-3, 10)
+    return Head(HEAD, (0.0,) * 8, float(np.log(good / (1 - good))), (0.0,) * 8, (1.0,) * 8, 1e-3, 10)
 
 
 def test_adaptations_are_stored_and_the_latest_is_per_base_model(open_database: OpenDatabase) -> None:
@@ -63,7 +63,7 @@ def test_the_signals_a_head_reads() -> None:
     model = loaded()
     items = [Item("capital?", CONTEXT, "Paris is the capital of France."), Item("capital?", CONTEXT, "Lyon.")]
     x = signals(model, "faithfulness", items, embeddings=True)
-    assert x.shape == (2, 5 + 768)
+    assert x.shape == (2, 8 + 768)
     assert x[0, 4] == pytest.approx(pair_support(CONTEXT, items[0].response)) and x[0, 4] > x[1, 4]
     r = signals(model, "relevancy", items, embeddings=False)
     assert r.shape == (2, 2) and -1 <= r[0, 0] <= 1

@@ -16,7 +16,7 @@ from aiohttp import web
 from tracejudge.judge.embedded_model import loaded
 from tracejudge.judge.limits import TierGate
 from tracejudge.judge.queue import Document, Enqueued, JudgeQueue, JudgeQueueStore, KeptSpan, NewItem
-from tracejudge.judge.tiers import build_judges, resolve_adaptations
+from tracejudge.judge.tiers import build_judges, effective_judge_version, resolve_adaptations
 from tracejudge.processor.component.decisions import QUEUED, Decision, SpanFault
 from tracejudge.processor.component.errors import RetryableError, StorageError
 from tracejudge.processor.component.host import AdminRoute, CreateSettings
@@ -337,8 +337,9 @@ class JudgeQueueProcessor:
         adaptations = await asyncio.to_thread(
             resolve_adaptations, config.judges, lambda: AdaptationStore(self._stores.adaptations()),
             f"processors.{self._name}.judges")
-        # an adaptation is a new judge: items, evaluations (whose series restart at the switch) and spans say so
-        judge_version = config.judge_version + "".join(f"+{a.version}" for a in adaptations.values())
+        # a new embedded model or adaptation is a new judge: items, evaluations (whose series restart at the switch)
+        # and spans say so
+        judge_version = effective_judge_version(config.judge_version, config.judges, adaptations)
         if adaptations:
             log.info("%s: judging with %s (judge_version %s)", self._id,
                      ", ".join(f"{tier} adapted by {a.version}" for tier, a in adaptations.items()), judge_version)
