@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tracejudge.processor.component.confmap import Duration
-from tracejudge.processor.component.errors import ConfigError
+from tracejudge.processor.component.errors import ConfigError, StoreMissing
 
 from .cache import CachedJudge, VerdictStore
 from .cascade import Cascade, CascadeConfig
@@ -127,12 +127,16 @@ def resolve_adaptations(config: JudgesConfig, store: Callable[[], AdaptationStor
         if tier_config.judge != "embedded" or not wanted:
             continue
         base = model_version(Path(tier_config.model) if tier_config.model else DEFAULT_DIR)
-        opened = store()
         try:
-            adaptation = opened.latest(base) if wanted == LATEST else opened.get(wanted)
-            installed = [a.version for a in opened.all() if a.base == base]
-        finally:
-            opened.close()
+            opened = store()
+        except StoreMissing:  # opened read-only where nothing was ever installed
+            adaptation, installed = None, []
+        else:
+            try:
+                adaptation = opened.latest(base) if wanted == LATEST else opened.get(wanted)
+                installed = [a.version for a in opened.all() if a.base == base]
+            finally:
+                opened.close()
         if adaptation is None and wanted != LATEST:
             raise ConfigError(f"{path}.{tier}.adaptation: {wanted!r} is not installed for {base} (installed: "
                               f"{', '.join(installed) or 'none'}; `tracejudge adapt` installs one)")

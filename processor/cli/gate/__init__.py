@@ -20,12 +20,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+from tracejudge.judge.adaptation import Adaptation
+from tracejudge.judge.adaptation_store import AdaptationStore
 from tracejudge.judge.cascade import Cascade, CascadeItem
-from tracejudge.judge.tiers import build_judges
+from tracejudge.judge.tiers import build_judges, effective_judge_version, resolve_adaptations
 from tracejudge.judge.verdict import METRICS, JudgeInput
 from tracejudge.processor.cli.gate.report import GateResult, MetricResult, RecordResult, junit, markdown
-from tracejudge.processor.component.errors import PermanentError
+from tracejudge.processor.component.errors import ConfigError, PermanentError
 from tracejudge.processor.processors.judge_queue.config import JudgeQueueStageConfig
+from tracejudge.processor.processors.judge_queue.stores import StageStores
 from tracejudge.processor.service.config import config_or_report
 from tracejudge.stats.compare import REGRESSED, paired_comparison
 
@@ -348,31 +351,40 @@ def _score(args: argparse.Namespace, records: Sequence[GoldenRecord]) -> tuple[R
     """(this run's scores, the judge_version that gave them, where they come from); None if the config is bad."""
     if args.scores:
         return given_scores(records, read_scores(args.scores)), "", f"given in {args.scores}"
-    stage = _judge_stage(args.config or "otel-config.yaml", args.judge_queue)
-    if stage is None:
+    found = _judge_stage(args.config or "otel-config.yaml", args.judge_queue)
+    if found is None:
         return None
+    name, stage, stores = found
+    # the judges serve judges with: an installed adaptation the config names is theirs too
+    try:
+        adaptations = resolve_adaptations(stage.judges, lambda: AdaptationStore(stores.adaptations(read_only=True)),
+                                          f"processors.{name}.judges")
+    except ConfigError as e:
+        raise InputError(str(e)) from e
+    version = effective_judge_version(stage.judge_version, stage.judges, adaptations)
     responses = read_outputs(args.outputs) if args.outputs else None
     judged = f"responses in {args.outputs}" if args.outputs else "the dataset's own responses"
-    return (asyncio.run(_judge(records, responses, stage)), stage.judge_version,
-            f"{judged}, judged by the configured judges (judge_version {stage.judge_version})")
+    return (asyncio.run(_judge(records, responses, stage, adaptations)), version,
+            f"{judged}, judged by the configured judges (judge_version {version})")
 
 
-def _judge_stage(config_path: str, name: str | None) -> JudgeQueueStageConfig | None:
+def _judge_stage(config_path: str, name: str | None) -> tuple[str, JudgeQueueStageConfig, StageStores] | None:
     config = config_or_report(config_path)
     if config is None:
         return None
     stages = {n: s for n, s in config.processors.items() if isinstance(s, JudgeQueueStageConfig)}
     if name is None and len(stages) == 1:
-        return next(iter(stages.values()))
+        name = next(iter(stages))
     if name is None or name not in stages:
         raise InputError(f"{config_path}: the gate judges with the judges of one judge_queue processor; name one "
                          f"with --judge-queue (this config has: {', '.join(sorted(stages)) or 'none'})")
-    return stages[name]
+    stage = stages[name]
+    return name, stage, StageStores(name, config.extensions[stage.storage])
 
 
 async def _judge(records: Sequence[GoldenRecord], responses: Mapping[str, str] | None,
-                 stage: JudgeQueueStageConfig) -> RunScores:
-    judges = build_judges(stage.judges, None)
+                 stage: JudgeQueueStageConfig, adaptations: Mapping[str, Adaptation]) -> RunScores:
+    judges = build_judges(stage.judges, None, adaptations)
     try:
         return await judge_records(records, responses, judges.cascade)
     finally:

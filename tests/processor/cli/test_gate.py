@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from tracejudge.judge.embedded_model import model_version
 from tracejudge.processor import cli
 from tracejudge.stats.compare import INSUFFICIENT, PASSED, REGRESSED, paired_comparison
 
@@ -299,7 +300,8 @@ def test_the_baseline_holds_the_judged_scores_and_leaves_out_the_unjudged(judged
     assert len(faithfulness) == 6 and "g-000000000006" not in faithfulness  # no context: never a made-up score
     assert all(0 <= s <= 1 for s in faithfulness.values())
     assert list(judged.baseline["scores"]["relevancy"]) == ["g-00000000relv"]
-    assert judged.baseline["judge_version"] == "1"
+    # the configured judge_version, then the embedded model's own (a new model is a new judge)
+    assert judged.baseline["judge_version"] == f"1+m-{model_version().rsplit('@', 1)[1][:8]}"
 
 
 def test_invented_answers_fail_the_gate(judged: JudgedRuns) -> None:
