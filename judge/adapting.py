@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from .adaptation import ADAPTER, HEAD, INPUTS, Adaptation, Array, Head, Item, base_good, signals
+from .adaptation import ADAPTER, HEAD, Adaptation, Head
 from .embedded_model import EmbeddedModel
+from .embedded_signals import INPUTS, Array, Item, base_good, signals
 
 MIN_PER_CLASS = 10  # good and bad labels, in the held-out share and in the rest
 HEAD_L2 = (1e-4, 1e-3, 1e-2)

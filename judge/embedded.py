@@ -25,8 +25,9 @@ import numpy as np
 
 from tracejudge.processor.component.errors import ConfigError
 
-from .adaptation import ADAPTER, Adaptation, Item, base_good, signals
+from .adaptation import ADAPTER, Adaptation
 from .embedded_model import DEFAULT_DIR, loaded, version_of
+from .embedded_signals import Item, base_good, signals
 from .embedded_text import unsupported
 from .verdict import JudgeInput, Verdict, unjudged
 

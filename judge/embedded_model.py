@@ -161,10 +161,6 @@ class EmbeddedModel:
         # the learned combination of the logit with the lexical signals, when the model has one
         self.trees = TreeEnsemble.from_document(calibration) if "trees" in calibration else None
 
-    def cross_graph(self, path: Path) -> CrossGraph:
-        """Another cross-encoder graph (a fold model of the same training run), read with this model's encoding."""
-        return CrossGraph(path, self.tokens, self._embed, 2)
-
     def faithfulness_logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """One logit per (context, response) pair: high = the response is not supported by the context."""
         return self._cross.logits(pairs)

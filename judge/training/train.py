@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adaptation import INPUTS, lexical
 from ..embedded_model import FILES, CrossGraph, Embedder, Tokens, quantize_rows, sha256
+from ..embedded_signals import INPUTS, lexical
 from ..embedded_text import context_budget, context_windows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
 from ..trees import TreeEnsemble

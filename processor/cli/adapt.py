@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tracejudge.judge.adaptation import Item
 from tracejudge.judge.adaptation_store import AdaptationStore
 from tracejudge.judge.adapting import Labelled, Outcome, fit
 from tracejudge.judge.embedded_model import DEFAULT_DIR, loaded, version_of
+from tracejudge.judge.embedded_signals import Item
 from tracejudge.judge.queue import JudgeQueueReader
 from tracejudge.judge.tiers import TierConfig, resolve_adaptations
 from tracejudge.processor.cli.config_option import add_config_option

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from tests.support.postgres import OpenDatabase
-from tracejudge.judge.adaptation import HEAD, Adaptation, Head, Item, pair_support, signals
+from tracejudge.judge.adaptation import HEAD, Adaptation, Head
 from tracejudge.judge.adaptation_store import MIGRATIONS, WHAT, AdaptationStore
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import loaded, model_version
+from tracejudge.judge.embedded_signals import Item, pair_support, signals
 from tracejudge.judge.tiers import TierConfig
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.component.errors import ConfigError
