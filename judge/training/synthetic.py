@@ -1,7 +1,9 @@
 """Synthetic claim pairs for training (after FactCC, Kryściński et al. 2020): a sentence copied from the context (as
 is, cut after its first clause, or joined with the next sentence) is a supported response; the same text with one
 number changed, one name swapped for another name (one the context never mentions, or one it mentions elsewhere), or
-a negation inserted is an unsupported one.
+a negation inserted is an unsupported one. With `addition_share`, some copied sentences also come back with a
+sentence of another document of the same file appended: mostly supported, one unsupported addition (the commonest
+shape of a RAG answer's hallucination).
 
 The two responses of a pair differ by one edit, so only reading the context separates them: this teaches what the
 labelled sets do not (their good and bad responses differ in style), e.g. that a near-verbatim answer is supported.
@@ -24,13 +26,19 @@ _NAME = re.compile(r"(?<=\s)[A-Z][a-z]{2,}\b")  # capitalised, not the first wor
 _NEGATABLE = re.compile(r"\b(is|was|are|were|can|will)\b")
 
 
-def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int) -> list[LabelledRecord]:
+def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int, addition_share: float = 0.0
+                ) -> list[LabelledRecord]:
     """For `share` of the records with a context, a (copied sentence, label 0) record and, when the sentence can be
-    edited, an (edited sentence, label 1) record; same query, context and group as the record they come from."""
+    edited, an (edited sentence, label 1) record; for `addition_share` of those, also the copied sentence followed by
+    one from another group's context (label 1); same query, context and group as the record they come from."""
     rng = random.Random(seed + 2)
+    additions = random.Random(seed + 3)  # its own stream: the other pairs stay what they were without it
     names: dict[str, set[str]] = defaultdict(set)
+    others: dict[str, list[LabelledRecord]] = defaultdict(list)
     for r in records:
         names[r.source].update(_NAME.findall(r.context))
+        if r.has_context:
+            others[r.source].append(r)
     out: list[LabelledRecord] = []
     for r in records:
         if not r.has_context or rng.random() >= share:
@@ -44,7 +52,24 @@ def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int) -> l
         edited = edit(sentence, r.context, sorted(names[r.source]), rng)
         if edited is not None:
             out.append(LabelledRecord(f"{r.id}/edited", SOURCE, r.group, r.query, r.context, edited, 1))
+        if addition_share and additions.random() < addition_share:
+            added = addition(sentence, r, others[r.source], additions)
+            if added is not None:
+                out.append(LabelledRecord(f"{r.id}/added", SOURCE, r.group, r.query, r.context, added, 1))
     return out
+
+
+def addition(sentence: str, record: LabelledRecord, others: Sequence[LabelledRecord], rng: random.Random
+             ) -> str | None:
+    """`sentence` followed by a sentence of another group's context that this context does not hold, or None."""
+    other = rng.choice(others)
+    if other.group == record.group:
+        return None
+    candidates = [s for s in sentences(other.context)
+                  if MIN_WORDS <= len(s.split()) <= MAX_WORDS and s not in record.context]
+    if not candidates or len(sentence.split()) > MAX_WORDS:
+        return None
+    return f"{sentence} {rng.choice(candidates)}"
 
 
 def supported_form(sentence: str, context: str, rng: random.Random) -> str:

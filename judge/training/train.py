@@ -197,7 +197,7 @@ def fit(base: Any, encoder: Encoder, records: Sequence[LabelledRecord], settings
         ) -> tuple[CrossEncoder, dict[str, Any]]:
     """A cross-encoder trained on `records` plus their swapped-context negatives and synthetic claim pairs."""
     torch.manual_seed(seed)
-    pairs = claim_pairs(records, settings["synthetic_share"], seed)
+    pairs = claim_pairs(records, settings["synthetic_share"], seed, settings["addition_share"])
     print(f"  {len(pairs)} synthetic claim records", flush=True)
     records = [*records, *swapped_contexts(records, settings["swapped_share"], seed), *pairs]
     model = CrossEncoder(base, settings["cross_layers"])
@@ -387,6 +387,9 @@ def main() -> None:
     parser.add_argument("--synthetic-share", type=float, default=0.5,
                         help="share of records that also give copied context text (supported) and the same text "
                              "with one number, name or negation changed (unsupported); see training/synthetic.py")
+    parser.add_argument("--addition-share", type=float, default=0.0,
+                        help="share of the copied sentences also given with a sentence of another document appended, "
+                             "as unsupported (training/synthetic.py)")
     parser.add_argument("--length-shortcut", type=float, default=0.7,
                         help="length-match a file when response length alone reaches this AUROC on it")
     parser.add_argument("--min-context-words", type=int, default=40)
@@ -424,7 +427,7 @@ def main() -> None:
     settings: dict[str, Any] = {
         "name": NAME, "max_tokens": args.max_tokens, "text_max_tokens": args.text_max_tokens,
         "window_words": args.window_words, "swapped_share": args.swapped_share,
-        "synthetic_share": args.synthetic_share,
+        "synthetic_share": args.synthetic_share, "addition_share": args.addition_share,
         "length_shortcut": args.length_shortcut, "balance": args.balance, "folds": args.folds,
         "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,

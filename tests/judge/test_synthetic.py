@@ -58,3 +58,17 @@ def test_the_supported_text_is_a_sentence_its_first_clause_or_two_sentences() ->
     forms = {supported_form(second, CONTEXT, random.Random(seed)) for seed in range(40)}
     assert forms == {second, "It is named after Gustave Eiffel.", f"{second} Nothing here."}
     assert {supported_form(first, CONTEXT, random.Random(seed)) for seed in range(40)} == {first, f"{first} {second}"}
+
+
+def test_additions_append_another_documents_sentence_and_leave_the_other_pairs_as_they_were() -> None:
+    other = "The Colosseum in Rome held around fifty thousand spectators at its height."
+    records = [record(i) for i in range(10)] + [record(i, other) for i in range(10, 20)]
+    plain = claim_pairs(records, 1.0, seed=5)
+    with_additions = claim_pairs(records, 1.0, seed=5, addition_share=1.0)
+    added = [p for p in with_additions if p.id.endswith("/added")]
+    assert [p for p in with_additions if not p.id.endswith("/added")] == plain
+    assert added and all(p.label == 1 for p in added)
+    for p in added:
+        copied = next(c for c in plain if c.id == p.id.replace("/added", "/copied"))
+        appended = flat(p.response).removeprefix(flat(copied.response)).strip()
+        assert p.response.startswith(copied.response) and appended and appended not in flat(p.context)
