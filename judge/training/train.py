@@ -53,6 +53,7 @@ from ..trees import TreeEnsemble
 from .boosting import fit_trees
 from .calibrate import cross_fitted, fit_logistic, hash_fold, sigmoid
 from .data import LabelledRecord, length_matched, read_records, relevancy_pairs, source_weights, split_by_group
+from .synthetic import SOURCE as SYNTHETIC
 from .synthetic import claim_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,6 +314,12 @@ def p_bad(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return sigmoid(x[:, :len(calibration["weights"])] @ np.asarray(calibration["weights"]) + calibration["bias"])
 
 
+def _passing(p_bad: np.ndarray, y: np.ndarray) -> list[float]:
+    """Shares passing at 0.5 of the supported (copied) and of the unsupported (edited) claim pairs."""
+    passed = p_bad < 0.5
+    return [round(float(passed[y == 0].mean()), 3), round(float(passed[y == 1].mean()), 3)]
+
+
 def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
     good = [1.0 - float(p) for p in p_bad]
     at = at_threshold(good, list(labels), 0.5)
@@ -387,6 +394,9 @@ def main() -> None:
     parser.add_argument("--synthetic-share", type=float, default=0.5,
                         help="share of records that also give copied context text (supported) and the same text "
                              "with one number, name or negation changed (unsupported); see training/synthetic.py")
+    parser.add_argument("--synthetic-calibration-weight", type=float, default=0.3,
+                        help="weight of the held-out claim pairs (per record, beside the per-file weights) in the "
+                             "combiner's fit: more passes fewer edited copies and costs a little on labelled records")
     parser.add_argument("--addition-share", type=float, default=0.0,
                         help="share of the copied sentences also given with a sentence of another document appended, "
                              "as unsupported (training/synthetic.py)")
@@ -432,7 +442,7 @@ def main() -> None:
         "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
         "holdout": args.holdout, "leave_out": args.leave_out, "context": "selected sentences",
-        "combiner": args.combiner,
+        "combiner": args.combiner, "synthetic_calibration_weight": args.synthetic_calibration_weight,
     }
     print(f"training {NAME} from {args.data} with {settings}", flush=True)
     faithfulness, everything = load(args.data, args.leave_out, args.seed, args.length_shortcut)
@@ -451,8 +461,10 @@ def main() -> None:
         print(f"fold {k + 1}/{args.folds}: {len(rest)} training records, {len(held_out)} held out", flush=True)
         model, stats = fit(base, encoder, rest, settings, args.seed + k)
         report["training"].append(stats)
-        held += held_out
-        raw_parts.append(int8_logits(model, encoder, [window_pair(r, settings) for r in held_out], args.threads))
+        # and the held-out groups' own claim pairs: the combiner must learn that a near copy can be unsupported
+        scored = [*held_out, *claim_pairs(held_out, settings["synthetic_share"], args.seed + 100 + k)]
+        held += scored
+        raw_parts.append(int8_logits(model, encoder, [window_pair(r, settings) for r in scored], args.threads))
         if args.fold_graphs:
             args.fold_graphs.mkdir(parents=True, exist_ok=True)
             export_cross(model, encoder, args.fold_graphs / f"fold{k + 1}.onnx")
@@ -468,16 +480,19 @@ def main() -> None:
 
     x = design(raw, held)
     y = np.array([r.label for r in held], dtype=np.float64)
-    weight = source_weights(held, args.balance)
-    groups = [f"{r.source}/{r.group}" for r in held]
-    labels = [r.label for r in held]
+    synthetic = np.array([r.source == SYNTHETIC for r in held])
+    weight = source_weights(held, args.balance) * np.where(synthetic, args.synthetic_calibration_weight, 1.0)
+    groups = [r.group for r in held]  # a record and its claim pairs on one side
+    labelled = [r.label for r, s in zip(held, synthetic, strict=True) if not s]
     fold = np.array([hash_fold(g) for g in groups])
     out_of_fold: dict[str, np.ndarray] = {"logit only": cross_fitted(x, y, groups, [0], weight)}
     for k in (0, 1):  # each combination fitted on one half of the groups, scored on the other
         for name, document in calibrations(x[fold != k], y[fold != k], weight[fold != k]).items():
             out_of_fold.setdefault(name, np.zeros(len(y)))[fold == k] = p_bad(document, x[fold == k])
     report["out-of-fold (cross-fitted calibration)"] = {
-        name: {"all": quality(values, labels), **per_source(held, 1 - values)} for name, values in out_of_fold.items()}
+        name: {"labelled": quality(values[~synthetic], labelled), **per_source(held, 1 - values),
+               "claim pairs passing (copied, edited)": _passing(values[synthetic], y[synthetic])}
+        for name, values in out_of_fold.items()}
     fitted = calibrations(x, y, weight)
     calibration = fitted[args.combiner]
     print(json.dumps(report, indent=1), flush=True)
