@@ -125,9 +125,14 @@ async def quality(files: Sequence[Path], judge: EmbeddedJudge, judge_name: str, 
                 pairs = claim_pairs(records[:400], 1.0, seed)
                 pair_scores = (await judge_scores(judge, pairs))[0]
                 copied = [s for s, p in zip(pair_scores, pairs, strict=True) if p.label == 0 and s is not None]
+                edited = [s for s, p in zip(pair_scores, pairs, strict=True) if p.label == 1 and s is not None]
                 print(row("  ...claim pairs", pair_scores, [p.label for p in pairs], judge.threshold, False)
-                      + f"  ({len(copied)} copied sentences, "
-                        f"{sum(s >= judge.threshold for s in copied) / max(1, len(copied)):.0%} pass)")
+                      + f"  ({len(copied)} copied sentences, {_passing(copied, judge.threshold):.0%} pass; "
+                        f"{len(edited)} with one edit, {_passing(edited, judge.threshold):.0%} pass)")
+
+
+def _passing(scores: Sequence[float], threshold: float) -> float:
+    return sum(s >= threshold for s in scores) / max(1, len(scores))
 
 
 def aims(name: str, scores: Sequence[float | None], labels: Sequence[int], overlap_auroc: float,
