@@ -46,7 +46,12 @@ class Labelled:
 class Outcome:
     report: dict[str, Any]
     adaptation: Adaptation | None  # None: refused (report["decision"] says why)
-    refused: str = ""
+
+
+def judgeable(metric: str, item: Item) -> bool:
+    """Whether the embedded judge scores `item` for `metric` at all (else serving marks it unjudged)."""
+    needed = (item.context, item.response) if metric == "faithfulness" else (item.query, item.response)
+    return all(text.strip() for text in needed)
 
 
 def _fold(seed: int, group: str, folds: int) -> int:
@@ -82,8 +87,9 @@ def _columns(kind: str, metric: str, x: Array) -> Array:
 
 
 def choose(metric: str, x: Array, labels: Array, groups: Sequence[str], seed: int, min_adapter_labels: int
-           ) -> tuple[Head, dict[str, float]]:
-    """The candidate with the best grouped cross-validated AUROC, refitted on everything given."""
+           ) -> tuple[Head, dict[str, float]] | None:
+    """The candidate with the best grouped cross-validated AUROC, refitted on everything given; None when no
+    candidate can be cross-validated (the groups are too few to leave both classes in every fold's training)."""
     fold = np.array([_fold(seed + 1, g, FOLDS) for g in groups])
     scores: dict[str, float] = {}
     for kind, l2 in _candidates(len(labels), min_adapter_labels):
@@ -100,7 +106,10 @@ def choose(metric: str, x: Array, labels: Array, groups: Sequence[str], seed: in
             out[test] = head.good(x[test])
         if usable:
             scores[f"{kind} l2={l2:g}"] = round(auroc_of(out, labels), 4)
-    best = max(scores, key=lambda name: (scores[name], name.startswith(HEAD)))  # ties: the simpler head
+    if not scores:
+        return None
+    # ties: the simpler head (a head before an adapter, then the stronger L2)
+    best = max(scores, key=lambda name: (scores[name], name.startswith(HEAD), float(name.split(" l2=")[1])))
     kind, l2 = best.split(" l2=")[0], float(best.split(" l2=")[1])
     return Head.fitted(kind, _columns(kind, metric, x), 1.0 - labels, l2), scores
 
@@ -144,36 +153,41 @@ def current_good(model: EmbeddedModel, metric: str, x: Array, current: Adaptatio
 
 def fit(model: EmbeddedModel, base: str, metric: str, labelled: Sequence[Labelled], current: Adaptation | None,
         holdout: float = 0.3, seed: int = 20261204, min_adapter_labels: int = 200) -> Outcome:
-    """An adaptation of `current` (or of the shipped judge) whose `metric` head is refitted on `labelled`."""
-    labels = np.array([x.label for x in labelled], dtype=np.float64)
-    adapt, held = split(labelled, holdout, seed)
+    """An adaptation of `current` (or of the shipped judge) whose `metric` head is refitted on `labelled` (items
+    the judge would not score for `metric` are left out and counted)."""
+    usable = [x for x in labelled if judgeable(metric, x.item)]
+    labels = np.array([x.label for x in usable], dtype=np.float64)
+    adapt, held = split(usable, holdout, seed)
     report: dict[str, Any] = {
         "metric": metric, "base": base, "current": current.version if current else base, "seed": seed,
         "holdout": holdout, "labels": {"adapt": _counts(labels[adapt]), "held_out": _counts(labels[held])},
-        "sources": _sources(labelled)}
+        "sources": _sources(usable), "not judgeable (left out)": len(labelled) - len(usable)}
     short = [f"{name}: {counts['good']} good and {counts['bad']} bad labels"
              for name, counts in report["labels"].items() if min(counts["good"], counts["bad"]) < MIN_PER_CLASS]
     if short:
-        reason = (f"too few labels to adapt and check ({'; '.join(short)}; at least {MIN_PER_CLASS} of each class "
-                  "are needed on each side)")
-        return Outcome({**report, "decision": f"refused: {reason}"}, None, reason)
-    x = signals(model, metric, [labelled[i].item for i in range(len(labelled))], embeddings=True)
-    head, cross_validated = choose(metric, x[adapt], labels[adapt], [labelled[i].group for i in adapt], seed,
-                                   min_adapter_labels)
+        return _refused(report, f"too few labels to adapt and check ({'; '.join(short)}; at least {MIN_PER_CLASS} "
+                                "of each class are needed on each side)")
+    x = signals(model, metric, [x.item for x in usable], embeddings=True)
+    chosen = choose(metric, x[adapt], labels[adapt], [usable[i].group for i in adapt], seed, min_adapter_labels)
+    if chosen is None:
+        return _refused(report, f"the labels to adapt on come from too few groups (traces, records' `group`) to "
+                                f"cross-validate over {FOLDS} folds with both classes in each")
+    head, cross_validated = chosen
     report["candidates (grouped cross-validated AUROC on the adapt share)"] = cross_validated
     report["chosen"] = {"kind": head.kind, "l2": head.l2}
-    held_labels = labels[held]
-    report["held_out"] = compare(current_good(model, metric, x[held], current), head.good(x[held]), held_labels,
+    report["held_out"] = compare(current_good(model, metric, x[held], current), head.good(x[held]), labels[held],
                                  seed)
     before, after = report["held_out"]["before"]["auroc"], report["held_out"]["after"]["auroc"]
     if after <= before:
-        reason = (f"the adapted judge's held-out AUROC {after:.4f} is not above the current judge's {before:.4f}: "
-                  "nothing installed")
-        return Outcome({**report, "decision": f"refused: {reason}"}, None, reason)
-    heads = {**(current.heads if current else {}), metric: head}
-    adaptation = Adaptation.create(base, heads, {})
+        return _refused(report, f"the adapted judge's held-out AUROC {after:.4f} is not above the current judge's "
+                                f"{before:.4f}: nothing installed")
+    adaptation = Adaptation.create(base, {**(current.heads if current else {}), metric: head}, report)
     report["decision"] = f"installable as {adaptation.version}: held-out AUROC {before:.4f} -> {after:.4f}"
-    return Outcome(report, Adaptation(adaptation.version, base, heads, adaptation.created_unix_s, report))
+    return Outcome(report, adaptation)
+
+
+def _refused(report: dict[str, Any], reason: str) -> Outcome:
+    return Outcome({**report, "decision": f"refused: {reason}"}, None)
 
 
 def _counts(labels: Array) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The embedded judge: the trained faithfulness cross-encoder and relevancy embeddings, in this process, on the CPU.
 
-- faithfulness: P(the response is supported by the context), from the cross-encoder's logit and the cheap features
-  (`embedded_text.FEATURES`) through the logistic calibration fitted at training. No context: unjudged
+- faithfulness: P(the response is supported by the context), from the cross-encoder's logit and the lexical signals
+  (`embedded_signals`) through the combiner fitted at training (`combiners`). No context: unjudged
   (`no_context`), never a guess.
 - relevancy: P(the response answers this query rather than another one), from the cosine of the bi-encoder's
   embeddings, calibrated on matched vs mismatched pairs.

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from tracejudge.processor.component.errors import ConfigError
 
-from .trees import TreeEnsemble
+from .combiners import Logistic, TreeEnsemble, combiner
 
 DEFAULT_DIR = Path(__file__).parent / "model"
 FILES = ("tokenizer.json", "embeddings.npz", "cross.onnx", "bi.onnx")
@@ -157,9 +157,12 @@ class EmbeddedModel:
         self._cross = CrossGraph(directory / "cross.onnx", self.tokens, self._embed, threads)
         self._bi = session(directory / "bi.onnx", threads)
         self.name = str(self.settings["name"])
-        calibration = self.settings["calibration"]
-        # the learned combination of the logit with the lexical signals, when the model has one
-        self.trees = TreeEnsemble.from_document(calibration) if "trees" in calibration else None
+        from .embedded_signals import INPUTS
+
+        try:  # how the faithfulness signals become the log-odds of "unsupported"
+            self.calibration: TreeEnsemble | Logistic = combiner(self.settings["calibration"], INPUTS["faithfulness"])
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"embedded judge model: {settings_path}: calibration: {e}") from e
 
     def faithfulness_logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """One logit per (context, response) pair: high = the response is not supported by the context."""
@@ -183,9 +186,9 @@ def model_version(directory: Path = DEFAULT_DIR) -> str:
 
 
 def version_of(settings: dict[str, Any]) -> str:
-    """"<name>@<12 hex>" of the graph's sha256 with the calibration and relevancy settings: a retrained or a
+    """"<name>@<12 hex>" of every model file's sha256 with the calibration and relevancy settings: a retrained or a
     recalibrated model is another judge."""
-    document = json.dumps({"cross.onnx": settings["sha256"]["cross.onnx"], "calibration": settings["calibration"],
+    document = json.dumps({"files": settings["sha256"], "calibration": settings["calibration"],
                            "relevancy": settings["relevancy"]}, sort_keys=True)
     return f"{settings['name']}@{hashlib.sha256(document.encode()).hexdigest()[:12]}"
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .embedded_model import EmbeddedModel
+if TYPE_CHECKING:  # embedded_model reads INPUTS from here
+    from .embedded_model import EmbeddedModel
 from .embedded_text import features, window, words
 from .lexical import content_words
 from .training.calibrate import sigmoid
@@ -89,9 +91,5 @@ def base_good(model: EmbeddedModel, metric: str, x: Array) -> Array:
     """P(good) as the shipped model computes it, from `signals` rows: its trees or its logistic calibration."""
     settings = model.settings
     if metric == "faithfulness":
-        if model.trees is not None:
-            return 1.0 - sigmoid(model.trees.log_odds(x))
-        calibration = settings["calibration"]
-        columns = len(calibration["weights"])
-        return 1.0 - sigmoid(x[:, :columns] @ np.asarray(calibration["weights"]) + float(calibration["bias"]))
+        return 1.0 - sigmoid(model.calibration.log_odds(x))
     return sigmoid(float(settings["relevancy"]["weight"]) * x[:, 0] + float(settings["relevancy"]["bias"]))

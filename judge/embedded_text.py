@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
 
 from .lexical import content_words
 
@@ -111,7 +110,3 @@ def features(context: str, response: str) -> list[float]:
         sum(n.lower() not in lowered for n in names) / len(names) if names else 0.0,
         len(claimed & content_words(context)) / len(claimed) if claimed else 1.0,
     ]
-
-
-def feature_rows(pairs: Sequence[tuple[str, str]]) -> list[list[float]]:
-    return [features(context, response) for context, response in pairs]

@@ -222,9 +222,12 @@ class JudgeQueueReader:
         return spend
 
     def judged_content(self, span_id: str, metric: str, judge_version: str) -> JudgedContent | None:
-        """What a judged item was about, or None if it is not (or no longer) in the queue."""
-        rows = self._db.query("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND judge_version = ? "
-                              "AND state = 'done'", (span_id, metric, judge_version))
+        """What a judged item was about, or None if it is not (or no longer) in the queue. A span's content is the
+        same whatever judged it: the item of `judge_version` if there is one, else that of any other (the version an
+        evaluation names is its judging process's, which may differ from the one the item was queued under)."""
+        rows = self._db.query("SELECT body, context FROM items WHERE span_id = ? AND metric = ? AND state = 'done' "
+                              "ORDER BY CASE WHEN judge_version = ? THEN 0 ELSE 1 END, id LIMIT 1",
+                              (span_id, metric, judge_version))
         if not rows:
             return None
         body, context = json.loads(rows[0][0]), rows[0][1]

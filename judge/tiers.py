@@ -140,6 +140,9 @@ def resolve_adaptations(config: JudgesConfig, store: Callable[[], AdaptationStor
         if adaptation is None and wanted != LATEST:
             raise ConfigError(f"{path}.{tier}.adaptation: {wanted!r} is not installed for {base} (installed: "
                               f"{', '.join(installed) or 'none'}; `tracejudge adapt` installs one)")
+        if adaptation is not None and adaptation.base != base:
+            raise ConfigError(f"{path}.{tier}.adaptation: {wanted!r} was fitted on {adaptation.base}, this model is "
+                              f"{base}: adapt again (`tracejudge adapt`) after changing the model")
         if adaptation is not None:
             found[tier] = adaptation
     return found

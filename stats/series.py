@@ -146,7 +146,8 @@ class Series:
 
     def judged_by(self, e: Evaluation, grace_s: float) -> bool:
         """Follows the judge version of `e`; False when `e` must be left out. A version not seen before starts the
-        series again (no alert: the application did not change); so does a return to an earlier one, if the current
+        series' scores again (no alert: the application did not change; its predecessor, compared only once both
+        are scored by one judge, stays); so does a return to an earlier one, if the current
         one has not been seen for `grace_s` of traffic time. Within it, an earlier version's evaluations are
         stragglers of a rolling switch (a process not restarted yet) and are left out."""
         version = e.judge_version
@@ -163,7 +164,10 @@ class Series:
         self.judge_version, self.judge_seen_unix_nano = version, e.time_unix_nano
         if version not in self.judge_versions:
             self.judge_versions.append(version)
+        # what the series is (its predecessor version) and the alert cooldown outlive the judge; its scores do not
+        baseline, last_alert = self.baseline, self.last_alert
         self._reset()
+        self.baseline, self.last_alert = baseline, last_alert
         self.cusum_since_unix_nano = e.time_unix_nano
         return True
 

@@ -1,5 +1,5 @@
 """Gradient-boosted trees for the logistic loss, in numpy (Newton steps, L2 on leaf values, splits chosen among
-quantile cuts of each input, as histogram GBMs do): fits the `trees.TreeEnsemble` that combines the embedded judge's
+quantile cuts of each input, as histogram GBMs do): fits the `combiners.TreeEnsemble` that combines the embedded judge's
 signals. Deterministic: no sampling of rows or columns.
 
 Reference: Chen & Guestrin, "XGBoost" (KDD 2016), eq. 5–7: a leaf is worth −G/(H+λ) and a split gains
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..trees import Array, Tree, TreeEnsemble
+from ..combiners import Array, Tree, TreeEnsemble
 from .calibrate import sigmoid
 
 CUTS = 64  # candidate thresholds per input

@@ -45,11 +45,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..combiners import combiner
 from ..embedded_model import FILES, CrossGraph, Embedder, Tokens, quantize_rows, sha256
 from ..embedded_signals import INPUTS, lexical
 from ..embedded_text import context_budget, context_windows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
-from ..trees import TreeEnsemble
 from .boosting import fit_trees
 from .calibrate import cross_fitted, fit_logistic, hash_fold, sigmoid
 from .data import LabelledRecord, length_matched, read_records, relevancy_pairs, source_weights, split_by_group
@@ -292,7 +292,7 @@ LOGISTIC_INPUTS = 4  # the logistic calibration of the first model: the logit an
 
 
 def design(raw: np.ndarray, records: Sequence[LabelledRecord]) -> np.ndarray:
-    """One row per record: CALIBRATION_INPUTS (the logit, then `adaptation.lexical`)."""
+    """One row per record: CALIBRATION_INPUTS (the logit, then `embedded_signals.lexical`)."""
     return np.array([[float(x), *lexical(r.query, r.context, r.response)] for x, r in zip(raw, records, strict=True)],
                     dtype=np.float64).reshape(len(records), -1)
 
@@ -309,9 +309,8 @@ def calibrations(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, 
 
 
 def p_bad(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    if "trees" in calibration:
-        return sigmoid(TreeEnsemble.from_document(calibration).log_odds(x))
-    return sigmoid(x[:, :len(calibration["weights"])] @ np.asarray(calibration["weights"]) + calibration["bias"])
+    """P(unsupported) as serving computes it from the same calibration document."""
+    return sigmoid(combiner(calibration, CALIBRATION_INPUTS).log_odds(x))
 
 
 def _passing(p_bad: np.ndarray, y: np.ndarray) -> list[float]:

@@ -2,9 +2,10 @@
 state from a `file_storage` directory into PostgreSQL, so that a fleet can take over where one instance left off.
 
 Every store found in the directory is copied into the schema the `postgresql` extension gives it (judge_queue.db →
-judge_queue, judge_queue.stats.db → judge_queue_stats, decisions.db → decisions, sampler.db → sampler): the judge
-queue with its leases, documents, kept spans, verdict cache and spend; the statistics (evaluations, series
-checkpoints, alerts, feedback, reviewers' labels); the decision records. Each SQLite file is first migrated to this
+judge_queue, judge_queue.stats.db → judge_queue_stats, judge_queue.judges.db → judge_queue_judges, decisions.db →
+decisions, sampler.db → sampler): the judge queue with its leases, documents, kept spans, verdict cache and spend;
+the statistics (evaluations, series checkpoints, alerts, feedback, reviewers' labels); the installed judge
+adaptations; the decision records. Each SQLite file is first migrated to this
 tracejudge's schema, and each PostgreSQL schema created at the same version, so rows copy column for column.
 Exporters' sending queues stay where they are: they belong to one instance. Stop tracejudge first; a destination
 that already holds rows is refused, so a copy is never merged into live data.
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tracejudge.judge import queue
+from tracejudge.judge import adaptation_store, queue
 from tracejudge.processor.component.database import Database
 from tracejudge.processor.component.errors import StorageError
 from tracejudge.processor.component.postgres import PostgresDatabase, schema_name
@@ -33,6 +34,7 @@ KINDS: dict[str, tuple[Sequence[str], str]] = {
     "evaluations": (store.MIGRATIONS, store.WHAT),
     "decisions": (decision_log.MIGRATIONS, decision_log.WHAT),
     "prompt_versions": (versions.MIGRATIONS, versions.WHAT),
+    "adaptations": (adaptation_store.MIGRATIONS, adaptation_store.WHAT),
 }
 IDENTITY = {"items": "id", "evaluations": "seq", "decision_outbox": "seq"}  # numbered by the database
 BATCH = 1000

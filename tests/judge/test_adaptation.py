@@ -11,9 +11,11 @@ import pytest
 from tests.support.postgres import OpenDatabase
 from tracejudge.judge.adaptation import HEAD, Adaptation, Head
 from tracejudge.judge.adaptation_store import MIGRATIONS, WHAT, AdaptationStore
+from tracejudge.judge.adapting import Labelled, auroc_of, choose, fit
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import loaded, model_version
 from tracejudge.judge.embedded_signals import Item, pair_support, signals
+from tracejudge.judge.quality import auroc
 from tracejudge.judge.tiers import TierConfig
 from tracejudge.judge.verdict import JudgeInput
 from tracejudge.processor.component.errors import ConfigError
@@ -34,8 +36,7 @@ def test_adaptations_are_stored_and_the_latest_is_per_base_model(open_database: 
     other = Adaptation.create("model@2", {"relevancy": constant_head(0.6)}, {})
     for adaptation in (first, second, other, first):  # installing twice keeps one
         store.install(adaptation)
-    assert [a.version for a in store.all()] == [first.version, other.version, second.version] or \
-        [a.version for a in store.all()] == [first.version, second.version, other.version]
+    assert [a.version for a in store.all()] == [first.version, other.version, second.version]  # by creation
     assert store.get(first.version) == first and store.get("a-missing") is None
     latest = store.latest("model@1")
     assert latest is not None and latest.version == second.version
@@ -75,3 +76,21 @@ def test_only_an_embedded_tier_takes_an_adaptation() -> None:
     TierConfig(adaptation="latest").validate("judges.local")
     with pytest.raises(ConfigError, match=r"judges.heavy.adaptation: only with judge: embedded \(this tier is none"):
         TierConfig(judge="none", adaptation="latest").validate("judges.heavy")
+
+
+def test_the_rank_auroc_of_adapting_agrees_with_the_quality_module() -> None:
+    rng = np.random.default_rng(3)
+    good = np.round(rng.uniform(size=300), 1)  # many ties
+    labels = (rng.uniform(size=300) < 0.4).astype(np.float64)
+    assert auroc_of(good, labels) == pytest.approx(auroc(good.tolist(), labels.astype(int).tolist()))
+
+
+def test_labels_from_too_few_groups_are_refused_not_crashed_on() -> None:
+    # one group of good answers, one of bad: every cross-validation fold's training holds one class
+    x = np.random.default_rng(1).normal(size=(40, 8))
+    labels = np.array([0.0] * 20 + [1.0] * 20)
+    assert choose("faithfulness", x, labels, ["good"] * 20 + ["bad"] * 20, seed=1, min_adapter_labels=200) is None
+    unjudgeable = [Labelled(Item("q", "", "an answer"), i % 2, f"g{i}", "file") for i in range(40)]
+    outcome = fit(loaded(), model_version(), "faithfulness", unjudgeable, None)
+    assert outcome.report["not judgeable (left out)"] == 40 and outcome.adaptation is None
+    assert outcome.report["decision"].startswith("refused: too few labels")

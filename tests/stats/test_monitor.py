@@ -163,6 +163,14 @@ def test_stragglers_of_the_previous_judge_are_left_out_during_a_rolling_switch()
 def test_a_prompt_version_is_compared_only_with_a_baseline_scored_by_the_same_judge() -> None:
     _, alerts = run(stream(300) + judged_by(stream(300, start=300, good=0.6, prompt="v2", seed=1), "2"))
     assert alerts == []  # v1's scores are another judge's: no prompt_change from them
+    # both versions switch judge, then both are scored by the new one: the comparison resumes
+    v1, v2 = stream(600, seed=3), stream(600, start=600, good=0.6, prompt="v2", seed=4)
+    switched = judged_by([e for pair in zip(v1[300:], v2[:300], strict=True) for e in pair] + v2[300:], "2")
+    monitor, after_switch = run(v1[:300] + v2[:50] + switched)
+    assert monitor.series[v2[0].key].baseline == str(v1[0].key)
+    compared = [a for a in after_switch if a.detector in ("welch", "two_proportions")]
+    assert compared and {a.cause for a in after_switch} == {PROMPT_CHANGE}
+    assert all(a.n_baseline <= 300 for a in compared)  # v1's scores by the new judge only
     _, same_judge = run(judged_by(stream(300), "2") + judged_by(stream(300, start=300, good=0.6, prompt="v2",
                                                                          seed=1), "2"))
     assert {a.cause for a in same_judge} == {PROMPT_CHANGE}

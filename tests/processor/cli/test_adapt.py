@@ -164,6 +164,8 @@ def test_reviewers_labels_on_judged_spans_are_labels_and_too_few_are_refused(
     result = json.loads(report.read_text())
     assert result["sources"] == {"reviewer": 30}  # the thumbs up did not outvote the reviewers
     counts = result["labels"]
-    assert sum(counts["adapt"].values()) + sum(counts["held_out"].values()) == 30
+    good = sum(r.label == 0 for r in records)  # the reviewers' verdicts, polarity kept: passed = good
+    assert counts["adapt"]["good"] + counts["held_out"]["good"] == good
+    assert counts["adapt"]["bad"] + counts["held_out"]["bad"] == 30 - good
     assert result["decision"].startswith("refused: too few labels")
     assert "too few labels" in capsys.readouterr().out and installed(tmp_path) == []

@@ -1,6 +1,9 @@
-"""A small ensemble of regression trees over a handful of signals: the embedded judge's learned, non-linear
-combination of the cross-encoder's logit with the lexical features (the model card's "learned combination" lever).
-Evaluated with numpy in serving; fitted by `training/boosting.py`.
+"""How the embedded judge's signals (`embedded_signals.INPUTS`) become the log-odds that a response is unsupported:
+a logistic regression over the first few (the first model's calibration), or a small ensemble of regression trees
+over all of them — the learned, non-linear combination of the cross-encoder's logit with the lexical signals (the
+model card's "learned combination" lever). Evaluated with numpy in serving; trees are fitted by
+`training/boosting.py`. A calibration document in model.json names its inputs, which must be the signals' first
+ones.
 
 Each tree is stored as flat arrays: node i splits on `feature[i]` at `threshold[i]` (x <= threshold goes to
 `left[i]`, else `right[i]`) or, where `feature[i]` is -1, is a leaf worth `value[i]`. The ensemble's output is
@@ -9,6 +12,7 @@ Each tree is stored as flat arrays: node i splits on `feature[i]` at `threshold[
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,3 +67,28 @@ class TreeEnsemble:
         trees = tuple(Tree(tuple(int(v) for v in f), tuple(map(float, th)), tuple(int(v) for v in le),
                            tuple(int(v) for v in ri), tuple(map(float, va))) for f, th, le, ri, va in raw["trees"])
         return cls(tuple(raw["inputs"]), float(raw["base"]), trees)
+
+
+@dataclass(frozen=True)
+class Logistic:
+    inputs: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    def log_odds(self, x: Array) -> Array:
+        out: Array = np.asarray(x, dtype=np.float64)[:, :len(self.weights)] @ np.asarray(self.weights) + self.bias
+        return out
+
+
+def combiner(document: dict[str, Any], signals: Sequence[str]) -> TreeEnsemble | Logistic:
+    """The combiner a calibration document describes; ValueError if its inputs are not the first of `signals`."""
+    found: TreeEnsemble | Logistic
+    if "trees" in document:
+        found = TreeEnsemble.from_document(document)
+    else:
+        weights = tuple(map(float, document["weights"]))
+        found = Logistic(tuple(document.get("inputs", signals[:len(weights)])), weights, float(document["bias"]))
+    if tuple(found.inputs) != tuple(signals[:len(found.inputs)]):
+        raise ValueError(f"the calibration reads {list(found.inputs)}, not the first of the signals this version "
+                         f"computes ({list(signals)})")
+    return found

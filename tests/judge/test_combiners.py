@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
+from tracejudge.judge.combiners import Tree, TreeEnsemble
 from tracejudge.judge.quality import auroc
 from tracejudge.judge.training.boosting import fit_trees
 from tracejudge.judge.training.calibrate import fit_logistic, sigmoid
-from tracejudge.judge.trees import Tree, TreeEnsemble
 
 
 def xor_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
