@@ -89,7 +89,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 	$(TRAIN_VENV)/bin/python -m pip install --quiet -e .
 	touch $@
 
-# Writes judge/model (the shipped model): ~30 minutes on 2 cores (two fold models for the calibration, then the
+# Writes judge/model (the shipped model): ~24 minutes on 2 cores (two fold models for the calibration, then the
 # final one). TRAIN_ARGS='--data DIR --out DIR' for your labels.
 train-judge: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(TRAIN_VENV)/bin/python -W ignore -m tracejudge.judge.training.train $(TRAIN_ARGS)

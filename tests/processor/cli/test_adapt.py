@@ -1,5 +1,5 @@
-"""`tracejudge adapt` on the shipped judge: where it is weak (BEGIN, below plain word overlap), a few hundred of the
-user's labels make it measurably better on labels it never saw; the adaptation is installed as a judge version that
+"""`tracejudge adapt` on the shipped judge: where it is weakest (FaithDial, below plain word overlap), a few hundred of
+the user's labels make it measurably better on labels it never saw; the adaptation is installed as a judge version that
 serve then judges with and names; adapting again on the same labels installs nothing; reviewers' stored labels on
 judged spans are labels too."""
 
@@ -89,7 +89,7 @@ def installed(tmp_path: Path) -> list[str]:
 async def test_a_few_hundred_labels_of_a_weak_domain_make_the_judge_better_on_labels_it_never_saw(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
-    labels = write_labels(tmp_path / "begin.jsonl", dev_records("begin", 700))
+    labels = write_labels(tmp_path / "faithdial.jsonl", dev_records("faithdial_audit", 1000))
     report = tmp_path / "report.json"
     assert cli.main(["adapt", "--config", str(config), "--labels", str(labels), "--holdout", "0.5",
                      "--report", str(report)]) == 0
@@ -149,7 +149,7 @@ def test_reviewers_labels_on_judged_spans_are_labels_and_too_few_are_refused(
     data.mkdir()
     queue = JudgeQueue(str(data / "judge_queue.db"), JudgeQueueConfig(), "1")
     store = StatsStore(data / "judge_queue.stats.db")
-    records = dev_records("begin", 30, seed=11)
+    records = dev_records("faithdial_audit", 30, seed=11)
     for e, r in zip(stream(len(records)), records, strict=True):
         queue.enqueue([NewItem(e.span_id, e.trace_id, "faithfulness", {"query": r.query, "response": r.response})])
         (item,) = queue.lease(1, 60)
