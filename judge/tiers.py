@@ -127,14 +127,16 @@ def resolve_adaptations(config: JudgesConfig, store: Callable[[], AdaptationStor
         if tier_config.judge != "embedded" or not wanted:
             continue
         base = model_version(Path(tier_config.model) if tier_config.model else DEFAULT_DIR)
+        installed: list[str] = []
         try:
             opened = store()
         except StoreMissing:  # opened read-only where nothing was ever installed
-            adaptation, installed = None, []
+            adaptation = None
         else:
             try:
                 adaptation = opened.latest(base) if wanted == LATEST else opened.get(wanted)
-                installed = [a.version for a in opened.all() if a.base == base]
+                if adaptation is None and wanted != LATEST:  # for the error: what there is instead
+                    installed = [a.version for a in opened.all() if a.base == base]
             finally:
                 opened.close()
         if adaptation is None and wanted != LATEST:
