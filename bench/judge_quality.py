@@ -13,7 +13,8 @@ its speed and memory; and what the cascade buys with a heavy judge behind it.
    Speeds swing with the machine's load, so each is also printed per GFLOP/s of a float32 matrix-product reference
    measured in the same run (before and after): that ratio is what to compare between runs and machines.
 3. Short grounded answers: one or two sentences of each record's own context as its answer (supported by
-   construction): the share that pass at the threshold, per file.
+   construction): the share that pass at the threshold, per file; and the same answers reworded
+   (`training.synthetic.paraphrase`: a reporting phrase in front, a synonym, a contraction — still supported).
    Relevancy: each good record's query with its own answer against another record's good answer (off-topic), per
    file: AUROC and the share of off-topic answers passing.
 4. Cascade: the embedded judge in front of a loopback OpenAI-compatible heavy judge that answers right 90% of the
@@ -49,7 +50,7 @@ from tracejudge.judge.openai_judge import OpenAiJudge
 from tracejudge.judge.quality import at_threshold, auroc, expected_calibration_error
 from tracejudge.judge.server_config import OpenAiJudgeConfig
 from tracejudge.judge.training.data import LabelledRecord, read_records
-from tracejudge.judge.training.synthetic import claim_pairs
+from tracejudge.judge.training.synthetic import claim_pairs, paraphrase
 from tracejudge.judge.verdict import Judge, JudgeInput
 
 DATA = Path(os.environ.get("TRACEJUDGE_JUDGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -183,16 +184,24 @@ async def relevancy(files: Sequence[Path], judge: EmbeddedJudge, seed: int) -> N
         pooled_scores += scores
         pooled_labels += [p.label for p in pairs]
         print(_off_topic_row(path.name, scores, [p.label for p in pairs], judge.threshold))
-    print(_off_topic_row("all files", pooled_scores, pooled_labels, judge.threshold) + "   aims: AUROC >= 0.90, "
-          "off-topic passing <= 10%")
+    _, value, passing = _off_topic(pooled_scores, pooled_labels, judge.threshold)
+    checks = [(f"AUROC {value:.3f} >= 0.90", value >= 0.90),
+              (f"off-topic passing {passing:.1%} <= 10%", passing <= 0.1)]
+    print(_off_topic_row("all files", pooled_scores, pooled_labels, judge.threshold) + "   aims: "
+          + "; ".join(f"{text} {'met' if met else 'MISSED'}" for text, met in checks))
+
+
+def _off_topic(scores: Sequence[float | None], labels: Sequence[int], threshold: float) -> tuple[int, float, float]:
+    """(pairs judged, AUROC, the share of off-topic answers passing)."""
+    kept = [(s, label) for s, label in zip(scores, labels, strict=True) if s is not None]
+    off_topic = [s for s, label in kept if label == 1]
+    return (len(kept), auroc([k[0] for k in kept], [k[1] for k in kept]),
+            sum(s >= threshold for s in off_topic) / max(1, len(off_topic)))
 
 
 def _off_topic_row(name: str, scores: Sequence[float | None], labels: Sequence[int], threshold: float) -> str:
-    kept = [(s, label) for s, label in zip(scores, labels, strict=True) if s is not None]
-    off_topic = [s for s, label in kept if label == 1]
-    passing = sum(s >= threshold for s in off_topic) / max(1, len(off_topic))
-    return (f"  {name:<34} n={len(kept):>5}  AUROC {auroc([k[0] for k in kept], [k[1] for k in kept]):.3f}  "
-            f"off-topic passing {passing:.0%}")
+    n, value, passing = _off_topic(scores, labels, threshold)
+    return f"  {name:<34} n={n:>5}  AUROC {value:.3f}  off-topic passing {passing:.1%}"
 
 
 def copied_answers(records: Sequence[LabelledRecord], seed: int, n: int = 400) -> list[LabelledRecord]:
@@ -211,18 +220,29 @@ def copied_answers(records: Sequence[LabelledRecord], seed: int, n: int = 400) -
 
 
 async def copied(files: Sequence[Path], judge: EmbeddedJudge, seed: int) -> None:
-    """How often short answers copied from the context pass faithfulness (aim: at least 80 % at the threshold)."""
-    print(f"\nshort grounded answers: one or two sentences of each record's own context, passing at {judge.threshold}")
-    passing = total = 0
+    """How often short answers copied from the context pass faithfulness (aim: at least 80 % at the threshold), and
+    the same answers reworded (`training.synthetic.paraphrase`, where a rewording applies): still supported."""
+    print(f"\nshort grounded answers: one or two sentences of each record's own context, passing at {judge.threshold};"
+          " then the same reworded (rule-based paraphrase)")
+    totals = {"copied": [0, 0], "reworded": [0, 0]}
     for path in files:
         answers = copied_answers(read_records(path), seed)
         if not answers:
             continue
-        scores = [s for s in (await judge_scores(judge, answers))[0] if s is not None]
-        passed = sum(score >= judge.threshold for score in scores)
-        passing, total = passing + passed, total + len(scores)
-        print(f"  {path.name:<34} n={len(scores):>5}  passing {passed / max(1, len(scores)):.0%}")
-    print(f"  {'all files':<34} n={total:>5}  passing {passing / max(1, total):.0%}   aim: >= 80%")
+        rng = random.Random(seed + 4)
+        reworded = [dataclasses.replace(a, response=text) for a in answers
+                    if (text := paraphrase(a.response, rng)) is not None]
+        line = f"  {path.name:<34}"
+        for kind, batch in (("copied", answers), ("reworded", reworded)):
+            scores = [s for s in (await judge_scores(judge, batch))[0] if s is not None]
+            passed = sum(score >= judge.threshold for score in scores)
+            totals[kind][0] += passed
+            totals[kind][1] += len(scores)
+            line += f"  {kind} n={len(scores):>4} passing {passed / max(1, len(scores)):>4.0%}"
+        print(line)
+    (copied_passing, copied_n), (reworded_passing, reworded_n) = totals["copied"], totals["reworded"]
+    print(f"  {'all files':<34}  copied n={copied_n:>4} passing {copied_passing / max(1, copied_n):>4.0%}  reworded "
+          f"n={reworded_n:>4} passing {reworded_passing / max(1, reworded_n):>4.0%}   aim (copied): >= 80%")
 
 
 def context_mix(files: Sequence[Path], n: int, seed: int) -> list[LabelledRecord]:

@@ -49,6 +49,11 @@ class Head:
         return cls(kind, tuple(map(float, weights)), bias, tuple(map(float, center)), tuple(map(float, scale)), l2,
                    len(good))
 
+    @classmethod
+    def from_dict(cls, h: dict[str, Any]) -> Head:
+        return cls(h["kind"], tuple(h["weights"]), h["bias"], tuple(h["center"]), tuple(h["scale"]), h["l2"],
+                   h["labels"])
+
     def good(self, x: Array) -> Array:
         z = (x[:, :len(self.weights)] - np.asarray(self.center)) / np.asarray(self.scale)
         return sigmoid(z @ np.asarray(self.weights) + self.bias)
@@ -70,8 +75,7 @@ class Adaptation:
     @classmethod
     def from_document(cls, text: str) -> Adaptation:
         raw = json.loads(text)
-        heads = {m: Head(h["kind"], tuple(h["weights"]), h["bias"], tuple(h["center"]), tuple(h["scale"]), h["l2"],
-                         h["labels"]) for m, h in raw["heads"].items()}
+        heads = {m: Head.from_dict(h) for m, h in raw["heads"].items()}
         return cls(raw["version"], raw["base"], heads, raw["created_unix_s"], raw.get("report", {}))
 
     @classmethod

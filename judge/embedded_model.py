@@ -157,12 +157,20 @@ class EmbeddedModel:
         self._cross = CrossGraph(directory / "cross.onnx", self.tokens, self._embed, threads)
         self._bi = session(directory / "bi.onnx", threads)
         self.name = str(self.settings["name"])
+        from .adaptation import Head
         from .embedded_signals import INPUTS
 
         try:  # how the faithfulness signals become the log-odds of "unsupported"
             self.calibration: TreeEnsemble | Logistic = combiner(self.settings["calibration"], INPUTS["faithfulness"])
         except (KeyError, ValueError) as e:
             raise ConfigError(f"embedded judge model: {settings_path}: calibration: {e}") from e
+        relevancy = self.settings["relevancy"]
+        try:  # the relevancy head over its signals; the first models' form: a logistic over the cosine alone
+            self.relevancy = (Head.from_dict(relevancy) if "kind" in relevancy else
+                              Head("head", (float(relevancy["weight"]),), float(relevancy["bias"]), (0.0,), (1.0,),
+                                   0.0, 0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"embedded judge model: {settings_path}: relevancy: {e}") from e
 
     def faithfulness_logits(self, pairs: Sequence[tuple[str, str]]) -> FloatArray:
         """One logit per (context, response) pair: high = the response is not supported by the context."""

@@ -102,22 +102,25 @@ def source_weights(records: Sequence[LabelledRecord], exponent: float) -> np.nda
     return normalised
 
 
-def relevancy_pairs(records: Sequence[LabelledRecord], seed: int, n: int = 2000
-                    ) -> tuple[list[str], list[str], list[float]]:
-    """(queries, responses, relevant): for `n` sampled good records with a query, (query, its response) relevant
-    and (query, the response of another group of the same file) not, seeded."""
+def relevancy_pairs(records: Sequence[LabelledRecord], seed: int, n: int = 4000
+                    ) -> tuple[list[str], list[str], list[float], list[str]]:
+    """(queries, responses, relevant, groups): for `n` sampled good records with a query, (query, its response)
+    relevant and (query, the response of another group of the same file that asks something else) not, seeded. (A
+    file whose records share one instruction, "Summarize ...", gives no pairs: there another record's response
+    answers the query as well.)"""
     rng = random.Random(seed)
-    usable = [r for r in records if r.query.strip() and r.label == 0]
+    usable = [r for r in records if r.query.strip() and r.response.strip() and r.label == 0]
     sample = rng.sample(usable, min(n, len(usable)))
     by_source: dict[str, list[LabelledRecord]] = defaultdict(list)
     for r in usable:
         by_source[r.source].append(r)
-    queries, responses, y = [], [], []
+    queries, responses, y, groups = [], [], [], []
     for r in sample:
         other = rng.choice(by_source[r.source])
-        if other.group == r.group:
+        if other.group == r.group or other.query.strip() == r.query.strip():
             continue
         queries += [r.query, r.query]
         responses += [r.response, other.response]
         y += [1.0, 0.0]
-    return queries, responses, y
+        groups += [r.group, r.group]
+    return queries, responses, y, groups

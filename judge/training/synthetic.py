@@ -3,7 +3,9 @@ is, cut after its first clause, or joined with the next sentence) is a supported
 number changed, one name swapped for another name (one the context never mentions, or one it mentions elsewhere), or
 a negation inserted is an unsupported one. With `addition_share`, some copied sentences also come back with a
 sentence of another document of the same file appended: mostly supported, one unsupported addition (the commonest
-shape of a RAG answer's hallucination).
+shape of a RAG answer's hallucination). With `paraphrase_share`, some copied sentences also come back reworded
+(`paraphrase`: a fronted phrase moved to the end, a relative clause dropped, a reporting phrase put in front, a
+contraction, a small number spelt out, a common word for its synonym), as supported: a copy need not be verbatim.
 
 The two responses of a pair differ by one edit, so only reading the context separates them: this teaches what the
 labelled sets do not (their good and bad responses differ in style), e.g. that a near-verbatim answer is supported.
@@ -26,13 +28,15 @@ _NAME = re.compile(r"(?<=\s)[A-Z][a-z]{2,}\b")  # capitalised, not the first wor
 _NEGATABLE = re.compile(r"\b(is|was|are|were|can|will)\b")
 
 
-def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int, addition_share: float = 0.0
-                ) -> list[LabelledRecord]:
+def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int, addition_share: float = 0.0,
+                paraphrase_share: float = 0.0) -> list[LabelledRecord]:
     """For `share` of the records with a context, a (copied sentence, label 0) record and, when the sentence can be
     edited, an (edited sentence, label 1) record; for `addition_share` of those, also the copied sentence followed by
-    one from another group's context (label 1); same query, context and group as the record they come from."""
+    one from another group's context (label 1), and for `paraphrase_share` the copied sentence reworded (label 0);
+    same query, context and group as the record they come from."""
     rng = random.Random(seed + 2)
-    additions = random.Random(seed + 3)  # its own stream: the other pairs stay what they were without it
+    additions = random.Random(seed + 3)  # own streams: the other pairs stay what they were without them
+    rewordings = random.Random(seed + 4)
     names: dict[str, set[str]] = defaultdict(set)
     others: dict[str, list[LabelledRecord]] = defaultdict(list)
     for r in records:
@@ -56,7 +60,85 @@ def claim_pairs(records: Sequence[LabelledRecord], share: float, seed: int, addi
             added = addition(sentence, r, others[r.source], additions)
             if added is not None:
                 out.append(LabelledRecord(f"{r.id}/added", SOURCE, r.group, r.query, r.context, added, 1))
+        if paraphrase_share and rewordings.random() < paraphrase_share:
+            reworded = paraphrase(sentence, rewordings)
+            if reworded is not None:
+                out.append(LabelledRecord(f"{r.id}/reworded", SOURCE, r.group, r.query, r.context, reworded, 0))
     return out
+
+
+# a fronted phrase, then one clause (with a comma after, the moved phrase could attach to a later clause)
+_FRONTED = re.compile(r"^(In|On|At|During|After|Before|By|Since|From|Throughout|Under|Until) ([^,]{2,50}), "
+                      r"([A-Za-z][^,;]*?)([.!?])$")
+_RELATIVE = re.compile(r", (?:which|who|whose) [^,]{3,60},")
+_PARENTHESES = re.compile(r" \([^()]{1,60}\)")
+_LOWERABLE = {"The", "A", "An", "It", "This", "That", "These", "Those", "They", "He", "She", "We", "There", "Its",
+              "His", "Her", "Their", "Some", "Many", "Most", "Each", "Every", "All", "In", "On", "At", "During",
+              "After", "Before", "By", "Since", "From", "Throughout", "Under", "Until"}
+REPORTING = ("According to the text, ", "The passage says that ", "As stated, ", "It says that ")
+_CONTRACTIONS = {"is not": "isn't", "are not": "aren't", "was not": "wasn't", "were not": "weren't",
+                 "do not": "don't", "does not": "doesn't", "did not": "didn't", "cannot": "can't",
+                 "could not": "couldn't", "has not": "hasn't", "have not": "haven't", "will not": "won't"}
+_SYNONYMS = {"approximately": "about", "roughly": "about", "large": "big", "big": "large", "begin": "start",
+             "began": "started", "begins": "starts", "purchase": "buy", "purchased": "bought", "assist": "help",
+             "assisted": "helped", "numerous": "many", "rapidly": "quickly", "quickly": "rapidly",
+             "famous": "well-known", "well-known": "famous", "situated": "located", "residents": "inhabitants",
+             "inhabitants": "residents", "film": "movie", "movie": "film", "films": "movies", "movies": "films",
+             "author": "writer", "writer": "author", "automobile": "car", "currently": "now", "frequently": "often",
+             "often": "frequently", "nearly": "almost", "almost": "nearly", "entire": "whole", "whole": "entire",
+             "obtain": "get", "obtained": "got", "commenced": "began", "additionally": "also", "however": "but"}
+_SMALL = {"2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine"}
+
+
+def _reworded(kind: str, text: str, rng: random.Random) -> str | None:
+    """`text` with one rewording of `kind`, or None when it does not apply."""
+    if kind == "fronted":
+        m = _FRONTED.match(text)
+        return f"{m[3][0].upper()}{m[3][1:]} {m[1].lower()} {m[2]}{m[4]}" if m else None
+    if kind == "relative":
+        found = list(_RELATIVE.finditer(text)) + list(_PARENTHESES.finditer(text))
+        if not found:
+            return None
+        m = rng.choice(found)
+        return text[:m.start()] + ("," if m[0].startswith(",") and text[m.end():].startswith(" and") else "") \
+            + text[m.end():]
+    if kind == "reporting":
+        first, _, rest = text.partition(" ")
+        return rng.choice(REPORTING) + (first.lower() if first in _LOWERABLE else first) + " " + rest
+    if kind == "contraction":
+        spelt = list(re.finditer(r"\b(?:" + "|".join(_CONTRACTIONS) + r")\b", text))
+        if not spelt:
+            return None
+        hit = rng.choice(spelt)
+        return text[:hit.start()] + _CONTRACTIONS[hit[0]] + text[hit.end():]
+    if kind == "number":
+        found = [m for m in re.finditer(r"(?<![\d.,$%-])\b[2-9]\b(?![\d.,%])", text)]
+        if not found:
+            return None
+        m = rng.choice(found)
+        return text[:m.start()] + _SMALL[m[0]] + text[m.end():]
+    found = [m for m in re.finditer(r"\b[A-Za-z-]+\b", text) if m[0].lower() in _SYNONYMS]
+    if not found:
+        return None
+    m = rng.choice(found)
+    word = _SYNONYMS[m[0].lower()]
+    return text[:m.start()] + (word.capitalize() if m[0][0].isupper() else word) + text[m.end():]
+
+
+REWORDINGS = ("fronted", "relative", "reporting", "contraction", "number", "synonym")
+
+
+def paraphrase(sentence: str, rng: random.Random) -> str | None:
+    """`sentence` reworded so that it says the same (one or two rewordings that apply, never the reporting phrase
+    alone when another applies), or None when none does."""
+    applicable = [k for k in REWORDINGS if k != "reporting" and _reworded(k, sentence, rng) is not None]
+    kinds = rng.sample(applicable, min(len(applicable), rng.choice((1, 2)))) or ["reporting"]
+    if "reporting" not in kinds and rng.random() < 0.25:
+        kinds.append("reporting")
+    text = sentence
+    for kind in kinds:  # the reporting phrase goes last: it changes how the sentence starts
+        text = _reworded(kind, text, rng) or text
+    return text if text != sentence else None
 
 
 def addition(sentence: str, record: LabelledRecord, others: Sequence[LabelledRecord], rng: random.Random

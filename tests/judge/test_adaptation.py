@@ -14,7 +14,7 @@ from tracejudge.judge.adaptation_store import MIGRATIONS, WHAT, AdaptationStore
 from tracejudge.judge.adapting import Labelled, auroc_of, choose, fit
 from tracejudge.judge.embedded import EmbeddedJudge
 from tracejudge.judge.embedded_model import loaded, model_version
-from tracejudge.judge.embedded_signals import Item, pair_support, signals
+from tracejudge.judge.embedded_signals import Item, pair_support, signals, unsupported_negations
 from tracejudge.judge.quality import auroc
 from tracejudge.judge.tiers import TierConfig
 from tracejudge.judge.verdict import JudgeInput
@@ -65,11 +65,20 @@ def test_the_signals_a_head_reads() -> None:
     model = loaded()
     items = [Item("capital?", CONTEXT, "Paris is the capital of France."), Item("capital?", CONTEXT, "Lyon.")]
     x = signals(model, "faithfulness", items, embeddings=True)
-    assert x.shape == (2, 8 + 768)
+    assert x.shape == (2, 9 + 768)
     assert x[0, 4] == pytest.approx(pair_support(CONTEXT, items[0].response)) and x[0, 4] > x[1, 4]
-    r = signals(model, "relevancy", items, embeddings=False)
-    assert r.shape == (2, 2) and -1 <= r[0, 0] <= 1
+    r = signals(model, "relevancy", items, embeddings=False)  # relevancy rows always carry the embeddings
+    assert r.shape == (2, 2 + 768) and -1 <= r[0, 0] <= 1
     assert pair_support("a b c", "a b c") == 1.0 and pair_support("a b c", "c b a") == 0.0
+
+
+def test_an_inserted_negation_is_a_signal_a_contraction_of_the_context_is_not() -> None:
+    context = "The tower was not painted red. It is never closed on Sundays."
+    assert unsupported_negations(context, "The tower was painted red.") == 0.0
+    assert unsupported_negations(context, "The tower wasn't painted red.") == 0.0
+    assert unsupported_negations(context, "It is never closed.") == 0.0
+    assert unsupported_negations(context, "It is not closed on Sundays.") == 1.0
+    assert unsupported_negations(context, "It can't be seen and was no gift.") == 2.0
 
 
 def test_only_an_embedded_tier_takes_an_adaptation() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,22 @@ async def test_relevancy_prefers_the_answer_to_the_question_asked(judge: Embedde
     ])
     assert on_topic.score is not None and off_topic.score is not None
     assert on_topic.score > off_topic.score and off_topic.label == "fail"
+
+
+def test_a_model_with_the_first_cosine_only_relevancy_calibration_still_loads(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(DEFAULT_DIR, copy)
+    settings = json.loads((copy / "model.json").read_text())
+    settings["relevancy"] = {"weight": 5.31, "bias": -0.92}
+    (copy / "model.json").write_text(json.dumps(settings))
+    judge = EmbeddedJudge(copy)
+    (verdict,) = judge.judge_now([JudgeInput("relevancy", "How tall is it?", "It is 330 metres tall.")])
+    question, answer = EmbeddedModel(copy).embeddings(["How tall is it?", "It is 330 metres tall."])
+    assert verdict.score == pytest.approx(1 / (1 + math.exp(-(5.31 * float(question @ answer) - 0.92))), abs=1e-6)
+    settings["relevancy"] = {"kind": "adapter", "weights": [1.0]}
+    (copy / "model.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"model\.json: relevancy: 'bias'"):
+        EmbeddedModel(copy)
 
 
 async def test_scores_do_not_depend_on_what_else_is_in_the_batch(judge: EmbeddedJudge) -> None:

@@ -6,7 +6,7 @@ import random
 
 from tracejudge.judge.embedded_text import sentences
 from tracejudge.judge.training.data import LabelledRecord
-from tracejudge.judge.training.synthetic import SOURCE, claim_pairs, edit, supported_form
+from tracejudge.judge.training.synthetic import REPORTING, SOURCE, claim_pairs, edit, paraphrase, supported_form
 
 CONTEXT = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It is named after Gustave Eiffel, "
            "whose company designed and built the tower. Nothing here.")
@@ -72,3 +72,37 @@ def test_additions_append_another_documents_sentence_and_leave_the_other_pairs_a
         copied = next(c for c in plain if c.id == p.id.replace("/added", "/copied"))
         appended = flat(p.response).removeprefix(flat(copied.response)).strip()
         assert p.response.startswith(copied.response) and appended and appended not in flat(p.context)
+
+
+def test_each_rewording_says_the_same_in_other_words() -> None:
+    def every(sentence: str) -> set[str]:
+        return {text for seed in range(60) if (text := paraphrase(sentence, random.Random(seed))) is not None}
+
+    fronted = every("In 1887, the company began building the tower.")
+    assert "The company began building the tower in 1887." in fronted
+    assert "The company started building the tower in 1887." in fronted  # and a synonym with it
+    assert any(t.startswith(("According to the text, in 1887", "It says that in 1887")) for t in fronted)
+    # a later clause: moving the phrase to the end would attach it to that clause instead
+    assert not any(t.endswith("in 1887.") for t in every("In 1887, the company built it, which took two years."))
+    assert "The tower was finished in 1889." in every("The tower, which Eiffel designed, was finished in 1889.")
+    assert {"It wasn't painted in 3 colours.", "It was not painted in three colours."} <= every(
+        "It was not painted in 3 colours.")
+    names_stay = every("Paris has 2,100,000 residents.")
+    assert "Paris has 2,100,000 inhabitants." in names_stay and all("paris" not in t for t in names_stay)
+    assert all("2,100,000" in t for t in names_stay)  # only a lone small number is spelt out
+    # nothing else applies: a reporting phrase in front, the sentence itself unchanged
+    only_reported = every("Nothing to reword at all.")
+    assert only_reported == {prefix + "Nothing to reword at all." for prefix in REPORTING}
+
+
+def test_rewordings_are_supported_pairs_added_beside_the_others() -> None:
+    records = [record(i) for i in range(20)]
+    plain = claim_pairs(records, 1.0, seed=5)
+    with_rewordings = claim_pairs(records, 1.0, seed=5, paraphrase_share=1.0)
+    reworded = [p for p in with_rewordings if p.id.endswith("/reworded")]
+    assert [p for p in with_rewordings if not p.id.endswith("/reworded")] == plain
+    assert len(reworded) == 20 and all(p.label == 0 and p.source == SOURCE for p in reworded)
+    for p in reworded:
+        copied = next(c for c in plain if c.id == p.id.replace("/reworded", "/copied"))
+        assert p.response != copied.response and (p.group, p.context) == (copied.group, copied.context)
+    assert claim_pairs(records, 1.0, seed=5, paraphrase_share=1.0) == with_rewordings

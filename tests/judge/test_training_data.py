@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tracejudge.judge.quality import auroc
-from tracejudge.judge.training.data import LabelledRecord, length_matched, read_records, split_by_group
+from tracejudge.judge.training.data import LabelledRecord, length_matched, read_records, relevancy_pairs, split_by_group
 
 
 def record(i: int, label: int, words: int, group: str = "") -> LabelledRecord:
@@ -52,3 +52,16 @@ def test_length_matching_leaves_length_no_signal() -> None:
     assert sum(r.label for r in matched) * 2 == len(matched) > 800
     assert abs(length_auroc(matched) - 0.5) < 0.1  # what is left: the same length mix in both classes
     assert length_matched(records, seed=0) == matched
+
+
+def test_relevancy_pairs_never_call_an_answer_to_the_same_question_off_topic() -> None:
+    asked = [LabelledRecord(f"q{i}", "qa", f"g{i}", f"question {i % 40}?", "", f"answer {i}", 0) for i in range(400)]
+    summaries = [LabelledRecord(f"s{i}", "summaries", f"d{i}", "Summarize the document.", "doc", f"summary {i}", 0)
+                 for i in range(200)]
+    queries, responses, relevant, groups = relevancy_pairs([*asked, *summaries], seed=1)
+    by_response = {r.response: r for r in asked}
+    assert len(queries) == len(responses) == len(relevant) == len(groups) > 300
+    assert "Summarize the document." not in queries  # every record asks it: no off-topic answer exists there
+    for query, response, y in zip(queries, responses, relevant, strict=True):
+        assert (by_response[response].query == query) == (y == 1.0)
+    assert relevancy_pairs([*asked, *summaries], seed=1) == (queries, responses, relevant, groups)
