@@ -1,11 +1,10 @@
 """What the embedded judge computes for one item, before any combination: its signals. For faithfulness the
 cross-encoder's logit and cheap lexical signals (`lexical`: the shares of the response's numbers and names the
 context never mentions, of its content words and of its word pairs the context holds, the texts' lengths, the
-negations the context does not hold); for
-relevancy the embedding cosine of query and response and the share of the query's content words the response
-repeats. Then the bi-encoder's embeddings of the two texts (their product and absolute difference, 768 numbers), for
-an adapter: always for relevancy (the shipped relevancy head is one), on request for faithfulness. Serving, training
-and adaptation all read them from here, so they cannot drift apart.
+negations the context does not hold); for relevancy the embedding cosine of query and response and the share of the
+query's content words the response repeats. Then the bi-encoder's embeddings of the two texts (their product and
+absolute difference, 768 numbers), for an adapter: always for relevancy (the shipped relevancy head is one), on
+request for faithfulness. Serving, training and adaptation all read them from here, so they cannot drift apart.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Recipe (each choice is measured in the model card):
   word-embedding table frozen and int8 (shared with the bi-encoder, which stays the original six layers);
 - long contexts: the sentences sharing most words with the response, up to a word budget (`select_context`);
 - calibration: boosted trees (`--combiner`; training/boosting.py) over the logit and the lexical signals (the cheap
-  features, pair support, the texts' lengths), fitted on out-of-fold logits (`--folds`
+  features, pair support, the texts' lengths, unsupported negations), fitted on out-of-fold logits, with the
+  held-out groups' claim pairs and rewordings of their copied text among them (`--folds`
   models trained on the other groups; every training record is scored by a model that never saw it, through its
   exported int8 graph, so the calibration sees what serving computes), with the same
   per-file weights, then applied to the final model trained on everything (`--folds 1`: one `--holdout` split, and
