@@ -91,6 +91,11 @@ async def test_relevancy_prefers_the_answer_to_the_question_asked(judge: Embedde
     ])
     assert on_topic.score is not None and off_topic.score is not None
     assert on_topic.score > off_topic.score and off_topic.label == "fail"
+    # issue 21's example: the cosine-only calibration passed it at 0.59
+    answer, made_up = judge.judge_now([
+        JudgeInput("relevancy", "Can I cancel a reservation?", "Yes: up to 24 hours before, for a full refund."),
+        JudgeInput("relevancy", "Can I cancel a reservation?", "We offer helicopter delivery to 190 countries.")])
+    assert answer.label == "pass" and made_up.label == "fail"
 
 
 def test_a_model_with_the_first_cosine_only_relevancy_calibration_still_loads(tmp_path: Path) -> None:
