@@ -149,7 +149,7 @@ bench: $(VENV)/.installed-dev $(OTELCOL) $(OTELCOL_LB) debian-packages
 	$(PY) -m bench.stats
 	$(MAKE) bench-lodo
 
-# Leave-one-dataset-out: retrains without each context-bearing set and scores it (~50 minutes on 2 cores).
+# Leave-one-dataset-out: retrains without each context-bearing set and scores it (~35-50 minutes on 2 cores).
 bench-lodo: $(TRAIN_VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m bench.judge_lodo --python $(TRAIN_VENV)/bin/python
 
