@@ -569,9 +569,9 @@ def main() -> None:
     shutil.copyfile(base_dir / "tokenizer.json", args.out / "tokenizer.json")
     # the relevancy head is fitted on what serving computes: the exported int8 bi-encoder's embeddings
     write_settings(args.out, settings, calibration, COSINE_ONLY, report)
-    relevancy, report["relevancy"] = relevancy_head(EmbeddedModel(args.out), everything, args.seed)
-    write_settings(args.out, settings, calibration, dataclasses.asdict(relevancy), report)
-    verify(args.out, model, encoder, held, settings, report)
+    served = EmbeddedModel(args.out)  # loaded as serving loads it
+    relevancy, report["relevancy"] = relevancy_head(served, everything, args.seed)
+    verify(served, model, encoder, held, settings, report)
     write_settings(args.out, settings, calibration, dataclasses.asdict(relevancy), report)
     print(json.dumps(report, indent=1), flush=True)
 
@@ -587,10 +587,9 @@ def write_settings(out: Path, settings: dict[str, Any], calibration: dict[str, A
     (out / "model.json").write_text(json.dumps(document, indent=1) + "\n")
 
 
-def verify(out: Path, model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord],
+def verify(served: EmbeddedModel, model: CrossEncoder, encoder: Encoder, records: Sequence[LabelledRecord],
            settings: dict[str, Any], report: dict[str, Any]) -> None:
     """The exported int8 graph, loaded as serving loads it, against the torch model it came from."""
-    served = EmbeddedModel(out)
     pairs = [window_pair(r, settings) for r in random.Random(settings["seed"]).sample(list(records),
                                                                                       min(512, len(records)))]
     int8 = served.faithfulness_logits(pairs)
